@@ -1,0 +1,2 @@
+"""Fixtures for the integration tier (real agent process + real components).
+Plane fixtures live in tests/support/<plane>.py and are imported here."""
