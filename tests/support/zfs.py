@@ -1,0 +1,116 @@
+"""ZFS fixtures: a real pool on a sparse file for the whole session.
+
+On hosts with /dev/zfs (the real-kernel tier) the kernel module serves the
+pool; elsewhere zfs-fuse does (TESTING.md). zfs-fuse is one daemon per host:
+if another session's daemon runs, we use it and never stop it; if we started
+it, we stop it (by PID) at the end only when no other session holds a lease
+(agent/drivers/embedded/zfs_fuse.py). The pool name is unique per session
+and the pool is destroyed at the end, whatever happened.
+
+Fixtures:
+  zfs_pool       session: SessionPool(name, mountpoint, path)
+  zfs_cmd        session: a ZfsCommand for independent checks (`zfs get -Hp`)
+  zfs_parent     per test: a unique dataset name "<pool>/t<N>" (not created)
+  zfs_backend    per test, parametrized over "cli" and "lzc" (lzc skipped with the reason where absent)
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from agent.drivers import zfs as zfsdrv
+from agent.drivers.embedded import zfs_fuse
+from agent.drivers.zfs.cli import ZfsCommand
+from agent.metrics import Metrics
+
+__all__ = ["zfs_pool", "zfs_cmd", "zfs_parent", "zfs_backend", "SessionPool", "zfs_get", "zfs_run", "zfs_destroy_tree",
+           "ZFS_BACKENDS"]
+
+POOL_SIZE = 2 << 30
+ZFS_BACKENDS = ["cli", "lzc"]
+_counter = itertools.count()
+
+
+@dataclass(frozen=True)
+class SessionPool:
+    name: str
+    mountpoint: str
+    path: Path
+    flavor: str                       # "openzfs" | "zfs-fuse"
+
+
+def zfs_run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the zfs command directly (independent of the agent's code)."""
+    return subprocess.run(["zfs", *args], capture_output=True, text=True, check=check,
+                          env={"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+
+
+def zfs_destroy_tree(name: str) -> None:
+    """Test teardown: destroy `name` recursively, retrying zfs-fuse's transient "busy"."""
+    for _ in range(50):
+        proc = zfs_run("destroy", "-r", name, check=False)
+        if proc.returncode == 0 or "does not exist" in proc.stderr:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"cannot destroy {name}: {proc.stderr}")
+
+
+def zfs_get(name: str, *props: str) -> dict[str, str]:
+    """`zfs get -H -p -o property,value` for one dataset: {prop: value}; {} if it does not exist."""
+    proc = zfs_run("get", "-H", "-p", "-o", "property,value", ",".join(props), name, check=False)
+    if proc.returncode != 0:
+        return {}
+    return dict(line.split("\t", 1) for line in proc.stdout.splitlines())
+
+
+@pytest.fixture(scope="session")
+def zfs_pool(tmp_path_factory) -> SessionPool:
+    flavor, reason = zfsdrv.detect_flavor()
+    if not flavor:
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp("zfs")
+    daemon = lease = None
+    if flavor == "zfs-fuse":
+        daemon, lease = zfs_fuse.ensure_running(base / "state")
+    cmd = ZfsCommand(Metrics())
+    name = f"dct{os.getpid()}{secrets.token_hex(2)}"
+    pool = zfs_fuse.ensure_file_pool(cmd, name, base / "disks" / f"{name}.img", size=POOL_SIZE,
+                                     mountpoint=str(base / "mnt"), cachefile=False)
+    try:
+        yield SessionPool(name, str(base / "mnt"), pool.path, flavor)
+    finally:
+        try:
+            zfs_fuse.destroy_file_pool(cmd, name, pool.path)
+        finally:
+            if daemon is not None:
+                zfs_fuse.stop_if_unused(daemon, lease)
+
+
+@pytest.fixture(scope="session")
+def zfs_cmd(zfs_pool) -> ZfsCommand:
+    return ZfsCommand(Metrics())
+
+
+@pytest.fixture
+def zfs_parent(zfs_pool) -> str:
+    """A dataset name unique to this test under the session pool (not created)."""
+    return f"{zfs_pool.name}/t{next(_counter)}"
+
+
+@pytest.fixture(params=ZFS_BACKENDS)
+def zfs_backend(request, zfs_pool) -> zfsdrv.ZfsBackend:
+    """The same test body against each backend; lzc only where /dev/zfs and libzfs_core exist."""
+    if request.param == "lzc":
+        reason = zfsdrv.lzc_unavailable_reason()
+        if reason:
+            pytest.skip(reason)
+    backend = zfsdrv.open_backend(Metrics(), request.param, busy_timeout=1.0)
+    assert backend.name == request.param
+    return backend
