@@ -30,7 +30,7 @@ from agent.drivers.embedded import zfs_fuse
 from agent.drivers.zfs.cli import ZfsCommand
 from agent.metrics import Metrics
 
-__all__ = ["zfs_pool", "zfs_cmd", "zfs_parent", "zfs_backend", "SessionPool", "zfs_get", "zfs_run", "zfs_destroy_tree",
+__all__ = ["zfs_pool", "zfs_cmd", "zfs_parent", "zfs_backend", "SessionPool", "zfs_get", "zfs_run", "zfs_destroy_tree", "make_tarball", "chunked",
            "ZFS_BACKENDS"]
 
 POOL_SIZE = 2 << 30
@@ -114,3 +114,49 @@ def zfs_backend(request, zfs_pool) -> zfsdrv.ZfsBackend:
     backend = zfsdrv.open_backend(Metrics(), request.param, busy_timeout=1.0)
     assert backend.name == request.param
     return backend
+
+
+def make_tarball(members: list[tuple] | None = None, *, compression: str = "gz") -> tuple[bytes, str]:
+    """Build a small rootfs tarball in memory; returns (bytes, sha256 hex).
+
+    members: (name, kind, payload) with kind in file|dir|symlink|hardlink|chardev;
+    payload is the content (file), the target (links) or None. Default: a tiny rootfs.
+    """
+    import hashlib
+    import io
+    import tarfile
+
+    if members is None:
+        members = [("./", "dir", None), ("./etc", "dir", None), ("./etc/os-release", "file", b"ID=devcloud\n"),
+                   ("./bin", "dir", None), ("./bin/tool", "file", b"#!/bin/sh\necho hi\n"),
+                   ("./usr", "dir", None), ("./usr/lib", "dir", None),
+                   ("./usr/lib/big.bin", "file", bytes(range(256)) * 4096),
+                   ("./lib", "symlink", "usr/lib"), ("./etc/alt", "symlink", "/usr/lib/big.bin"),
+                   ("./bin/tool2", "hardlink", "bin/tool")]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=f"w:{compression}" if compression else "w") as tar:
+        for name, kind, payload in members:
+            ti = tarfile.TarInfo(name)
+            ti.mtime = 1700000000
+            if kind == "file":
+                ti.size = len(payload)
+                ti.mode = 0o4755 if name.endswith("tool") else 0o644
+                tar.addfile(ti, io.BytesIO(payload))
+                continue
+            if kind == "dir":
+                ti.type, ti.mode = tarfile.DIRTYPE, 0o755
+            elif kind == "symlink":
+                ti.type, ti.linkname = tarfile.SYMTYPE, payload
+            elif kind == "hardlink":       # tar records the target's mode on the link member too
+                ti.type, ti.linkname, ti.mode = tarfile.LNKTYPE, payload, 0o4755
+            elif kind == "chardev":
+                ti.type, ti.devmajor, ti.devminor, ti.mode = tarfile.CHRTYPE, 1, 3, 0o666
+            tar.addfile(ti)
+    data = buf.getvalue()
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def chunked(data: bytes, size: int = 64 << 10):
+    """Split bytes into an iterator of chunks (like a client stream)."""
+    for i in range(0, len(data), size):
+        yield data[i:i + size]

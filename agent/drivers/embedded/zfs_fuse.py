@@ -243,7 +243,8 @@ def ensure_file_pool(cmd: ZfsCommand, name: str, path: str | os.PathLike, *, siz
         return FilePool(name, path, mountpoint, "present")
     if path.exists():
         try:
-            cmd.run("zpool", ["import", "-d", str(path.parent), name], what=f"import pool {name}",
+            opts = [] if cachefile else ["-o", "cachefile=none"]
+            cmd.run("zpool", ["import", *opts, "-d", str(path.parent), name], what=f"import pool {name}",
                     op="pool_import", timeout=120)
             return FilePool(name, path, mountpoint, "imported")
         except NotFound:

@@ -1,0 +1,680 @@
+"""StorageService: images, instance volumes, quotas, snapshots, safe deletion.
+
+Composes a ZFS backend (agent.drivers.zfs). Plain dataclasses in and out
+(storage_model.py); no protobuf. The instance plane calls this in-process.
+
+Concurrency: one KeyedLocks per object kind.
+- Volumes: a second operation on the same (team, name) WAITS for the first
+  (bounded by `wait_timeout`, then DEADLINE_EXCEEDED) and then measures
+  again: two concurrent EnsureVolume of one name -> one creates, the other
+  returns the same volume with changed=false.
+- Images: a second EnsureImage/DeleteImage of the same id while one runs
+  gets ABORTED at once (imports stream for a long time; waiting makes no sense).
+
+Idempotency: Ensure* measure then act (changed=false when nothing was
+needed); Delete* of something absent is OK; Get* of missing -> NotFound.
+Ownership: nothing without devcloud:owner=devcloud-agent (source local) is
+modified; such a dataset in our way -> FailedPrecondition(NOT_OURS).
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator, Sequence
+
+from agent.drivers.zfs import MAX_NAME_LEN, DatasetInfo, ZfsBackend, is_reason
+from agent.errors import (AgentError, AlreadyExists, DataLoss, FailedPrecondition, InvalidArgument,
+                          NotFound)
+from agent.services.locks import KeyedLocks
+
+from .storage_model import (BASE_SNAPSHOT, MARKS, OWNER, P_IMAGE, P_INSTANCE, P_KIND, P_NAME, P_OWNER,
+                            P_SHA256, P_TEAM, P_TYPE, DeleteResult, Image, ImageState, ImportProgress,
+                            Layout, OwnedDataset, PoolStatus, Snapshot, Volume, VolumeKind, VolumeSpec)
+from .storage_tar import ChunkReader, extract_stream, file_chunks
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WAIT = 30.0                  # seconds a volume operation waits for one in flight on the same key
+BULK_WORKERS = 8                     # parallel destroys in bulk deletes
+_CAPACITY_TTL = 30.0                 # seconds the pool capacity used for size checks is cached
+
+
+def is_ours(info: DatasetInfo | None) -> bool:
+    return info is not None and info.user_props.get(P_OWNER) == OWNER
+
+
+class StorageService:
+    """Use cases of the storage plane over one pool/parent."""
+
+    def __init__(self, backend: ZfsBackend, parent: str, *, allow_device_nodes: bool = False,
+                 embedded: bool = False, wait_timeout: float = DEFAULT_WAIT) -> None:
+        self.zfs = backend
+        self.layout = Layout(parent)
+        self.allow_device_nodes = allow_device_nodes
+        self.embedded = embedded
+        self.wait_timeout = wait_timeout
+        self.volume_locks = KeyedLocks("volume")
+        self.image_locks = KeyedLocks("image")
+        self._capacity = (0.0, 0)      # (monotonic time, bytes)
+        self._dirs_ready = False
+        self._dirs_lock = threading.Lock()
+
+    # -- names (deterministic, computable before creation) --------------------------
+
+    def volume_dataset(self, team: str, name: str) -> str:
+        return self.layout.volume(team, name)
+
+    def image_dataset(self, image_id: str) -> str:
+        return self.layout.image(image_id)
+
+    def _check_len(self, dataset: str, field: str) -> None:
+        # +1+64: room for "@<snapshot>" so every snapshot of it stays within MAXNAMELEN
+        if len(dataset.encode()) + 65 > MAX_NAME_LEN:
+            raise InvalidArgument.for_field(field, f"the dataset name {dataset!r} would exceed ZFS's "
+                                                   f"{MAX_NAME_LEN}-byte limit; use a shorter name")
+
+    # -- startup -------------------------------------------------------------------
+
+    def start(self) -> dict[str, object]:
+        """Startup reconcile: create/verify our directory datasets, mount what a zfs-fuse
+        restart left unmounted, remove imports a crash interrupted, destroy parked images
+        whose last clone is gone. Idempotent. FailedPrecondition if the parent is not ours."""
+        self._ensure_dirs()
+        mounted = self.zfs.mount_all(self.layout.parent)
+        stale = 0
+        for ds in self.zfs.list(self.layout.tmp, MARKS, depth=1):
+            if ds.name != self.layout.tmp and is_ours(ds) and not ds.is_snapshot:
+                self.zfs.destroy(ds.name, recursive=True)
+                stale += 1
+        collected = self.collect_parked()
+        return {"mounted": mounted, "stale_imports_removed": stale, "parked_images_destroyed": collected}
+
+    def _ensure_dirs(self) -> None:
+        if self._dirs_ready:
+            return
+        with self._dirs_lock:
+            if self._dirs_ready:
+                return
+            pool = self.layout.pool
+            if self.zfs.get(pool) is None:
+                raise FailedPrecondition(f"pool {pool} is not imported; import it or fix [storage].pool",
+                                         reason="POOL_NOT_FOUND", metadata={"pool": pool})
+            found = self.zfs.get_many(self.layout.dirs(), MARKS)
+            for d in self.layout.dirs():
+                self._ensure_dir(d, found.get(d))
+            self._dirs_ready = True
+
+    def _ensure_dir(self, dataset: str, info: DatasetInfo | None, **marks: str) -> bool:
+        """Create one of our directory datasets with our mark. Returns True if created."""
+        if info is not None:
+            if not is_ours(info):
+                raise FailedPrecondition(
+                    f"{dataset} exists but is not the agent's (no local {P_OWNER}={OWNER}); set that property "
+                    "on it to hand it to the agent, or configure another [storage].parent",
+                    reason="NOT_OURS", metadata={"dataset": dataset})
+            return False
+        try:
+            self.zfs.create_filesystem(dataset, {P_OWNER: OWNER, P_TYPE: "dir", **marks})
+            return True
+        except AlreadyExists:   # created concurrently: check it is ours
+            again = self.zfs.get(dataset, MARKS)
+            if not is_ours(again):
+                raise FailedPrecondition(f"{dataset} appeared concurrently and is not ours", reason="NOT_OURS")
+            return False
+
+    # -- pool and capabilities -----------------------------------------------------------
+
+    def capabilities(self) -> tuple[str, ...]:
+        """What this node's storage can do, as data: backend:<lzc|cli>, flavor:<...>, zvol, lz4, encryption..."""
+        feats = set(self.zfs.probe().features)
+        try:
+            pool = self.zfs.pool(self.layout.pool)
+        except AgentError:
+            pool = None
+        if pool is not None:
+            if "lz4_compress" in pool.features:
+                feats.add("lz4")
+            if "encryption" in pool.features:
+                feats.add("encryption")
+        feats.discard("multi_set")
+        feats.discard("multi_snapshot")
+        return tuple(sorted(feats))
+
+    def pool_status(self) -> PoolStatus:
+        """Health and capacity of the pool and of our parent. NotFound if the pool is not imported."""
+        pool = self.zfs.pool(self.layout.pool)
+        if pool is None:
+            raise NotFound(f"pool {self.layout.pool} is not imported", reason="POOL_NOT_FOUND")
+        parent = self.zfs.get(self.layout.parent)
+        return PoolStatus(name=pool.name, health=pool.health, size_bytes=pool.size,
+                          allocated_bytes=pool.allocated, free_bytes=pool.free, parent=self.layout.parent,
+                          parent_used_bytes=parent.used if parent else 0,
+                          parent_available_bytes=parent.available if parent else pool.root_available,
+                          backend=self.zfs.name, flavor=self.zfs.flavor, capabilities=self.capabilities(),
+                          embedded=self.embedded)
+
+    def pool_capacity(self) -> int:
+        """Bytes datasets can use in the pool (used + available of its root), cached briefly."""
+        at, value = self._capacity
+        if value and time.monotonic() - at < _CAPACITY_TTL:
+            return value
+        root = self.zfs.get(self.layout.pool)
+        value = (root.used + root.available) if root else 0
+        self._capacity = (time.monotonic(), value)
+        return value
+
+    def _check_sizes(self, sizes: dict[str, int]) -> None:
+        cap = self.pool_capacity()
+        for field, value in sizes.items():
+            if value < 0:
+                raise InvalidArgument.for_field(field, "must not be negative")
+            if cap and value > cap:
+                raise InvalidArgument.for_field(field, f"{value} bytes exceeds the pool's capacity of {cap} bytes")
+
+    # -- images ----------------------------------------------------------------------------
+
+    def get_image(self, image_id: str) -> Image:
+        """The image `image_id` (READY). NotFound if absent (parked images are not returned)."""
+        info = self.zfs.get(self.layout.image(image_id), MARKS)
+        if not is_ours(info):
+            raise NotFound(f"image {image_id} not found", reason="IMAGE_NOT_FOUND", metadata={"image_id": image_id})
+        return self._image(info, self._clone_counts())
+
+    def list_images(self, include_parked: bool = False) -> list[Image]:
+        """All images (and parked ones if asked), two batched reads."""
+        counts = self._clone_counts()
+        out = []
+        roots = [self.layout.images] + ([self.layout.deleted_images] if include_parked else [])
+        for root in roots:
+            for ds in self.zfs.list(root, MARKS, depth=1):
+                if ds.name != root and not ds.is_snapshot and is_ours(ds) and ds.user_props.get(P_TYPE) == "image":
+                    out.append(self._image(ds, counts))
+        return out
+
+    def _clone_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for ds in self.zfs.list(self.layout.instances):
+            if ds.origin:
+                counts[ds.origin] = counts.get(ds.origin, 0) + 1
+        return counts
+
+    def _image(self, ds: DatasetInfo, counts: dict[str, int]) -> Image:
+        base = f"{ds.name}@{BASE_SNAPSHOT}"
+        state = ImageState.PARKED if self.layout.is_parked(ds.name) else ImageState.READY
+        return Image(image_id=ds.user_props.get(P_NAME, ds.name.rsplit("/", 1)[-1]), dataset=ds.name,
+                     state=state, sha256=ds.user_props.get(P_SHA256, ""), base_snapshot=base,
+                     mountpoint=ds.mountpoint, used_bytes=ds.used, referenced_bytes=ds.referenced,
+                     clones=counts.get(base, 0), created_unix=ds.creation)
+
+    def ensure_image(self, image_id: str, sha256: str, chunks: Iterator[bytes] | None = None, *,
+                     local_path: str = "", size_bytes: int = 0,
+                     progress: Callable[[ImportProgress], None] | None = None) -> tuple[Image, bool]:
+        """Import an image from a tarball (streamed `chunks` or a file at `local_path` on the node)
+        and end with a read-only @base snapshot. Returns (image, changed).
+
+        Idempotent: an image with this id and the same sha256 -> (image, False) without
+        reading the stream. Same id, other sha256 -> AlreadyExists. The upload goes into
+        <parent>/tmp/ and is renamed into images/ only after the sha256 (and size_bytes,
+        if given) matched: a mismatch -> DataLoss, an unreadable or unsafe archive ->
+        InvalidArgument; nothing is left behind on any failure. A second import of the same
+        id while one runs -> Aborted. sha256 may be empty only with local_path (then it is
+        computed).
+        """
+        sha256 = sha256.lower()
+        with self.image_locks.hold(image_id):
+            self._ensure_dirs()
+            dataset = self.layout.image(image_id)
+            self._check_len(dataset, "image_id")
+            existing = self.zfs.get(dataset, MARKS)
+            if existing is not None:
+                if not is_ours(existing):
+                    raise FailedPrecondition(f"{dataset} exists and is not ours", reason="NOT_OURS")
+                have = existing.user_props.get(P_SHA256, "")
+                if local_path and not sha256:
+                    sha256 = _sha256_file(local_path)
+                if have != sha256:
+                    raise AlreadyExists(f"image {image_id} exists with sha256 {have}, not {sha256}; delete it "
+                                        "first or use another id", reason="IMAGE_SHA256_MISMATCH",
+                                        metadata={"image_id": image_id, "sha256": have})
+                if self.zfs.get(f"{dataset}@{BASE_SNAPSHOT}") is not None:
+                    return self._image(existing, self._clone_counts()), False
+                raise FailedPrecondition(f"image {image_id} has no @{BASE_SNAPSHOT} snapshot; delete it and "
+                                         "import again", reason="IMAGE_INCOMPLETE")
+            if local_path:
+                chunks = file_chunks(local_path)
+            if chunks is None:
+                raise InvalidArgument.for_field("chunks", "no tarball data was given")
+            return self._import(image_id, sha256, chunks, size_bytes, progress), True
+
+    def _import(self, image_id: str, sha256: str, chunks: Iterator[bytes], size_bytes: int,
+                progress: Callable[[ImportProgress], None] | None) -> Image:
+        tmp = f"{self.layout.tmp}/{image_id}-{secrets.token_hex(4)}"
+        marks = {P_OWNER: OWNER, P_TYPE: "tmp", P_NAME: image_id}
+        self.zfs.create_filesystem(tmp, marks)
+        try:
+            info = self.zfs.get(tmp)
+            reader = ChunkReader(chunks, limit=size_bytes)
+            tar_error: AgentError | None = None
+            try:
+                extract_stream(reader, info.mountpoint, allow_devices=self.allow_device_nodes,
+                               progress=progress, total_bytes=size_bytes)
+            except InvalidArgument as exc:
+                tar_error = exc
+                reader.drain()      # hash the rest: a truncated/corrupted upload is DATA_LOSS, not our parse error
+            digest = reader.sha256.hexdigest()
+            if size_bytes and reader.received != size_bytes:
+                raise DataLoss(f"upload truncated: received {reader.received} of {size_bytes} bytes",
+                               reason="SIZE_MISMATCH", metadata={"received": str(reader.received)})
+            if sha256 and digest != sha256:
+                raise DataLoss(f"sha256 mismatch: the upload hashes to {digest}, expected {sha256}",
+                               reason="SHA256_MISMATCH", metadata={"actual": digest})
+            if tar_error is not None:
+                raise tar_error
+            self.zfs.set_props(tmp, {P_TYPE: "image", P_SHA256: digest, P_IMAGE: image_id, "readonly": "on"})
+            self.zfs.snapshot([f"{tmp}@{BASE_SNAPSHOT}"])
+            self.zfs.rename(tmp, self.layout.image(image_id))
+        except BaseException:
+            try:
+                self.zfs.destroy(tmp, recursive=True)
+            except AgentError as exc:
+                log.warning("could not remove the failed import %s: %s (removed at next start)", tmp, exc)
+            raise
+        return self._image(self.zfs.get(self.layout.image(image_id), MARKS), {})
+
+    def delete_image(self, image_id: str) -> ImageState:
+        """Delete image `image_id`. Returns ABSENT when it is gone (or never was), PARKED when
+        clones still live: it is renamed under deleted/ and destroyed with its last clone.
+        Idempotent. Aborted if an import of that id is running; FailedPrecondition if not ours."""
+        with self.image_locks.hold(image_id):
+            dataset = self.layout.image(image_id)
+            info = self.zfs.get(dataset, MARKS)
+            if info is None:
+                return ImageState.ABSENT
+            if not is_ours(info):
+                raise FailedPrecondition(f"{dataset} is not ours", reason="NOT_OURS")
+            try:
+                self.zfs.destroy(dataset, recursive=True)
+                return ImageState.ABSENT
+            except FailedPrecondition as exc:
+                if exc.reason != "HAS_DEPENDENTS":
+                    raise
+            self._ensure_dirs()
+            parked = f"{self.layout.deleted_images}/{image_id}-{secrets.token_hex(4)}"
+            self.zfs.rename(dataset, parked)
+            log.info("image %s has clones; parked as %s", image_id, parked)
+            return ImageState.PARKED
+
+    def collect_parked(self, only: Iterable[str] | None = None) -> int:
+        """Destroy parked images that no clone uses any more (`only`: just these datasets).
+        Returns how many were destroyed. Idempotent."""
+        candidates = list(only) if only is not None else [
+            ds.name for ds in self.zfs.list(self.layout.deleted_images, MARKS, depth=1)
+            if ds.name != self.layout.deleted_images and not ds.is_snapshot and is_ours(ds)]
+        destroyed = 0
+        for name in candidates:
+            try:
+                if self.zfs.destroy(name, recursive=True):
+                    destroyed += 1
+            except FailedPrecondition as exc:
+                if exc.reason not in ("HAS_DEPENDENTS", "DATASET_BUSY"):
+                    raise
+        return destroyed
+
+    # -- volumes ---------------------------------------------------------------------------------
+
+    def ensure_volume(self, spec: VolumeSpec, *, wait_timeout: float | None = None) -> tuple[Volume, bool]:
+        """Create the volume or converge it to `spec`. Returns (observed volume, changed).
+
+        Idempotent. Immutable: kind, image_id, instance -> AlreadyExists when they differ.
+        Convergent: refquota/quota/reservation (set again), BLOCK size (grow only), a
+        filesystem left unmounted (mounted again). ROOT needs a READY image
+        (FailedPrecondition IMAGE_NOT_FOUND); BLOCK needs zvols (FailedPrecondition
+        NOT_SUPPORTED on zfs-fuse). Concurrent calls on one name wait (see module doc).
+        """
+        dataset = self.layout.volume(spec.team, spec.name)
+        self._check_len(dataset, "spec.name")
+        self._check_sizes({"spec.refquota_bytes": spec.refquota_bytes, "spec.quota_bytes": spec.quota_bytes,
+                           "spec.reservation_bytes": spec.reservation_bytes, "spec.size_bytes": spec.size_bytes})
+        if spec.kind == VolumeKind.BLOCK:
+            if not self.zfs.supports("zvol"):
+                raise FailedPrecondition(
+                    f"BLOCK volumes need zvols, which this node's ZFS ({self.zfs.flavor}) cannot create; use a "
+                    "FILESYSTEM volume or a node with the OpenZFS kernel module", reason="NOT_SUPPORTED",
+                    metadata={"capability": "zvol"})
+            if spec.size_bytes <= 0:
+                raise InvalidArgument.for_field("spec.size_bytes", "is required for BLOCK volumes")
+        if spec.kind == VolumeKind.ROOT and not spec.image_id:
+            raise InvalidArgument.for_field("spec.image_id", "is required for ROOT volumes")
+        if spec.kind != VolumeKind.ROOT and spec.image_id:
+            raise InvalidArgument.for_field("spec.image_id", "is only allowed for ROOT volumes")
+        with self.volume_locks.hold((spec.team, spec.name), wait=True,
+                                    timeout=self.wait_timeout if wait_timeout is None else wait_timeout):
+            self._ensure_dirs()
+            info = self.zfs.get(dataset, MARKS)
+            if info is None:
+                self._create_volume(spec, dataset)
+                return self._observe(dataset), True
+            return self._converge(spec, info)
+
+    def _volume_props(self, spec: VolumeSpec) -> dict[str, str | int]:
+        props: dict[str, str | int] = {P_OWNER: OWNER, P_TYPE: "volume", P_KIND: spec.kind.value,
+                                       P_TEAM: spec.team, P_NAME: spec.name}
+        if spec.instance:
+            props[P_INSTANCE] = spec.instance
+        if spec.image_id:
+            props[P_IMAGE] = spec.image_id
+        if spec.refquota_bytes and spec.kind != VolumeKind.BLOCK:
+            props["refquota"] = spec.refquota_bytes
+        if spec.quota_bytes:
+            props["quota"] = spec.quota_bytes
+        if spec.reservation_bytes:
+            props["reservation"] = spec.reservation_bytes
+        return props
+
+    def _create_volume(self, spec: VolumeSpec, dataset: str) -> None:
+        team_dir = self.layout.team(spec.team)
+        self._ensure_dir(team_dir, self.zfs.get(team_dir, MARKS), **{P_TEAM: spec.team})
+        props = self._volume_props(spec)
+        if spec.kind == VolumeKind.ROOT:
+            base = self.layout.image_base(spec.image_id)
+            image = self.zfs.get(self.layout.image(spec.image_id), MARKS)
+            if not is_ours(image):
+                raise FailedPrecondition(f"image {spec.image_id} is not imported on this node; EnsureImage first",
+                                         reason="IMAGE_NOT_FOUND", metadata={"image_id": spec.image_id})
+            try:
+                self.zfs.clone(base, dataset, props)
+            except NotFound as exc:
+                if exc.reason == "PARENT_NOT_FOUND":
+                    raise
+                raise FailedPrecondition(f"image {spec.image_id} has no @{BASE_SNAPSHOT} (deleted meanwhile?)",
+                                         reason="IMAGE_NOT_FOUND") from None
+        elif spec.kind == VolumeKind.FILESYSTEM:
+            self.zfs.create_filesystem(dataset, props)
+        else:
+            self.zfs.create_zvol(dataset, spec.size_bytes, props)
+
+    def _converge(self, spec: VolumeSpec, info: DatasetInfo) -> tuple[Volume, bool]:
+        if not is_ours(info):
+            raise FailedPrecondition(f"{info.name} exists and is not ours; it is left alone", reason="NOT_OURS",
+                                     metadata={"dataset": info.name})
+        marks = info.user_props
+        diffs = []
+        if marks.get(P_KIND) != spec.kind.value:
+            diffs.append(f"kind is {marks.get(P_KIND)}, not {spec.kind.value}")
+        if marks.get(P_IMAGE, "") != spec.image_id:
+            diffs.append(f"image is {marks.get(P_IMAGE, '') or 'none'}, not {spec.image_id or 'none'}")
+        if marks.get(P_INSTANCE, "") != spec.instance:
+            diffs.append(f"instance is {marks.get(P_INSTANCE, '') or 'none'}, not {spec.instance or 'none'}")
+        if diffs:
+            raise AlreadyExists(f"volume {spec.team}/{spec.name} exists with another spec: {'; '.join(diffs)}",
+                                reason="VOLUME_SPEC_MISMATCH", metadata={"dataset": info.name})
+        changes: dict[str, int] = {}
+        if spec.kind != VolumeKind.BLOCK and info.refquota != spec.refquota_bytes:
+            changes["refquota"] = spec.refquota_bytes
+        if info.quota != spec.quota_bytes:
+            changes["quota"] = spec.quota_bytes
+        if info.reservation != spec.reservation_bytes:
+            changes["reservation"] = spec.reservation_bytes
+        if spec.kind == VolumeKind.BLOCK and info.volsize != spec.size_bytes:
+            if spec.size_bytes < info.volsize:
+                raise FailedPrecondition(f"volume {spec.team}/{spec.name} is {info.volsize} bytes; shrinking a "
+                                         "block volume would destroy data", reason="SHRINK_REFUSED")
+            changes["volsize"] = spec.size_bytes
+        changed = bool(changes)
+        if changes:
+            self.zfs.set_props(info.name, {k: (v if v else "none") for k, v in changes.items()})
+        if info.type == "filesystem" and not info.mounted and info.canmount == "on":
+            self.zfs.mount(info.name)
+            changed = True
+        return self._observe(info.name), changed
+
+    def diff_volume(self, spec: VolumeSpec) -> list[str]:
+        """Differences between `spec` and the live volume ([] = in sync; ["absent"] if missing)."""
+        info = self.zfs.get(self.layout.volume(spec.team, spec.name), MARKS)
+        if info is None:
+            return ["absent"]
+        if not is_ours(info):
+            return ["not ours"]
+        out = []
+        m = info.user_props
+        for label, have, want in (("kind", m.get(P_KIND, ""), spec.kind.value),
+                                  ("image_id", m.get(P_IMAGE, ""), spec.image_id),
+                                  ("instance", m.get(P_INSTANCE, ""), spec.instance),
+                                  ("quota_bytes", info.quota, spec.quota_bytes),
+                                  ("reservation_bytes", info.reservation, spec.reservation_bytes)):
+            if have != want:
+                out.append(f"{label}: live {have!r}, wanted {want!r}")
+        if spec.kind != VolumeKind.BLOCK and info.refquota != spec.refquota_bytes:
+            out.append(f"refquota_bytes: live {info.refquota}, wanted {spec.refquota_bytes}")
+        if spec.kind == VolumeKind.BLOCK and info.volsize != spec.size_bytes:
+            out.append(f"size_bytes: live {info.volsize}, wanted {spec.size_bytes}")
+        if info.type == "filesystem" and not info.mounted:
+            out.append("not mounted")
+        return out
+
+    def _observe(self, dataset: str) -> Volume:
+        tree = self.zfs.list(dataset, MARKS)
+        if not tree:
+            raise NotFound(f"volume dataset {dataset} not found", reason="VOLUME_NOT_FOUND")
+        return self._volume(tree[0], [d for d in tree[1:] if d.is_snapshot and d.dataset == dataset])
+
+    def _volume(self, ds: DatasetInfo, snaps: Sequence[DatasetInfo]) -> Volume:
+        m = ds.user_props
+        kind = VolumeKind(m.get(P_KIND, "filesystem"))
+        return Volume(team=m.get(P_TEAM, ""), name=m.get(P_NAME, ""), kind=kind, dataset=ds.name,
+                      image_id=m.get(P_IMAGE, ""), instance=m.get(P_INSTANCE, ""),
+                      mountpoint=ds.mountpoint if ds.type == "filesystem" else "", mounted=ds.mounted,
+                      device=f"/dev/zvol/{ds.name}" if ds.type == "volume" else "",
+                      refquota_bytes=ds.refquota, quota_bytes=ds.quota, reservation_bytes=ds.reservation,
+                      size_bytes=ds.volsize, used_bytes=ds.used, available_bytes=ds.available,
+                      referenced_bytes=ds.referenced, origin=ds.origin, created_unix=ds.creation,
+                      snapshots=tuple(Snapshot(s.snapshot_name, s.used, s.referenced, s.creation) for s in snaps))
+
+    def get_volume(self, team: str, name: str) -> Volume:
+        """The observed volume. NotFound if absent or not ours. One batched read."""
+        dataset = self.layout.volume(team, name)
+        tree = self.zfs.list(dataset, MARKS)
+        if not tree or not is_ours(tree[0]):
+            raise NotFound(f"volume {team}/{name} not found", reason="VOLUME_NOT_FOUND",
+                           metadata={"dataset": dataset})
+        return self._volume(tree[0], [d for d in tree[1:] if d.is_snapshot and d.dataset == dataset])
+
+    def list_volumes(self, team: str = "", instance: str = "") -> list[Volume]:
+        """Our volumes (of one team if given, of one instance if given): one `zfs get -r`."""
+        root = self.layout.team(team) if team else self.layout.instances
+        tree = self.zfs.list(root, MARKS)
+        snaps: dict[str, list[DatasetInfo]] = {}
+        for d in tree:
+            if d.is_snapshot:
+                snaps.setdefault(d.dataset, []).append(d)
+        out = []
+        for d in tree:
+            if d.is_snapshot or not is_ours(d) or d.user_props.get(P_TYPE) != "volume":
+                continue
+            if instance and d.user_props.get(P_INSTANCE) != instance:
+                continue
+            out.append(self._volume(d, snaps.get(d.name, [])))
+        return out
+
+    def inventory(self) -> list[OwnedDataset]:
+        """Every dataset of ours under the parent with its marks (for GarbageCollect). One read."""
+        return [OwnedDataset(d.name, dict(d.user_props)) for d in self.zfs.list(self.layout.parent, MARKS)
+                if not d.is_snapshot and is_ours(d)]
+
+    def _owned_volume(self, team: str, name: str) -> DatasetInfo | None:
+        info = self.zfs.get(self.layout.volume(team, name), MARKS)
+        if info is not None and not is_ours(info):
+            raise FailedPrecondition(f"{info.name} is not ours; it is left alone", reason="NOT_OURS",
+                                     metadata={"dataset": info.name})
+        return info
+
+    def _require_volume(self, team: str, name: str) -> DatasetInfo:
+        info = self._owned_volume(team, name)
+        if info is None:
+            raise NotFound(f"volume {team}/{name} not found", reason="VOLUME_NOT_FOUND")
+        return info
+
+    def resize_volume(self, team: str, name: str, *, refquota_bytes: int | None = None,
+                      quota_bytes: int | None = None, reservation_bytes: int | None = None,
+                      size_bytes: int | None = None, wait_timeout: float | None = None) -> tuple[Volume, bool]:
+        """Change the given limits (None = leave; 0 = remove the limit). Returns (volume, changed).
+        Idempotent. NotFound; FailedPrecondition BELOW_USED when a limit is under what is used,
+        SHRINK_REFUSED for a smaller BLOCK size; ResourceExhausted for a reservation the pool lacks."""
+        sizes = {k: v for k, v in (("refquota_bytes", refquota_bytes), ("quota_bytes", quota_bytes),
+                                   ("reservation_bytes", reservation_bytes), ("size_bytes", size_bytes))
+                 if v is not None}
+        self._check_sizes(sizes)
+        with self.volume_locks.hold((team, name), wait=True,
+                                    timeout=self.wait_timeout if wait_timeout is None else wait_timeout):
+            info = self._require_volume(team, name)
+            block = info.type == "volume"
+            changes: dict[str, int] = {}
+            if refquota_bytes is not None and not block and info.refquota != refquota_bytes:
+                changes["refquota"] = refquota_bytes
+            if quota_bytes is not None and info.quota != quota_bytes:
+                changes["quota"] = quota_bytes
+            if reservation_bytes is not None and info.reservation != reservation_bytes:
+                changes["reservation"] = reservation_bytes
+            if size_bytes is not None:
+                if not block:
+                    raise InvalidArgument.for_field("size_bytes", "only BLOCK volumes have a size; use refquota_bytes")
+                if size_bytes < info.volsize:
+                    raise FailedPrecondition("shrinking a block volume would destroy data", reason="SHRINK_REFUSED")
+                if size_bytes != info.volsize:
+                    changes["volsize"] = size_bytes
+            if changes:
+                self.zfs.set_props(info.name, {k: (v if v else "none") for k, v in changes.items()})
+            return self._observe(info.name), bool(changes)
+
+    # -- snapshots --------------------------------------------------------------------------------
+
+    def snapshot_volume(self, team: str, name: str, snapshot: str) -> tuple[Snapshot, bool]:
+        """Snapshot the volume as @<snapshot>. Returns (snapshot, changed). Idempotent (an existing
+        snapshot of that name is returned with changed=false). NotFound if the volume is absent."""
+        with self.volume_locks.hold((team, name), wait=True, timeout=self.wait_timeout):
+            info = self._require_volume(team, name)
+            full = f"{info.name}@{snapshot}"
+            changed = False
+            if self.zfs.get(full) is None:
+                try:
+                    self.zfs.snapshot([full], {P_TYPE: "snapshot"})
+                    changed = True
+                except AlreadyExists:
+                    pass
+            s = self.zfs.get(full)
+            return Snapshot(snapshot, s.used, s.referenced, s.creation), changed
+
+    def rollback_volume(self, team: str, name: str, snapshot: str, *, destroy_newer: bool = False) -> Volume:
+        """Roll the volume back to @<snapshot>. When newer snapshots exist: FailedPrecondition
+        SNAPSHOT_NOT_LATEST unless destroy_newer (they are destroyed first; HAS_DEPENDENTS if
+        one has clones). NotFound if the volume or snapshot is absent. Idempotent in effect."""
+        with self.volume_locks.hold((team, name), wait=True, timeout=self.wait_timeout):
+            info = self._require_volume(team, name)
+            tree = self.zfs.list(info.name)
+            snaps = sorted((d for d in tree if d.is_snapshot and d.dataset == info.name),
+                           key=lambda d: (d.creation, d.name))
+            names = [s.snapshot_name for s in snaps]
+            if snapshot not in names:
+                raise NotFound(f"snapshot {snapshot} of volume {team}/{name} not found", reason="SNAPSHOT_NOT_FOUND")
+            newer = [s.name for s in snaps[names.index(snapshot) + 1:]]
+            if newer and not destroy_newer:
+                raise FailedPrecondition(f"newer snapshots exist ({', '.join(n.split('@')[1] for n in newer)}); "
+                                         "pass destroy_newer to remove them", reason="SNAPSHOT_NOT_LATEST")
+            if newer:
+                self.zfs.destroy_snapshots(newer)
+            self.zfs.rollback(f"{info.name}@{snapshot}")
+            return self._observe(info.name)
+
+    def delete_snapshot(self, team: str, name: str, snapshot: str) -> bool:
+        """Destroy @<snapshot>. Idempotent (absent volume or snapshot -> False).
+        FailedPrecondition HAS_DEPENDENTS if something was cloned from it."""
+        with self.volume_locks.hold((team, name), wait=True, timeout=self.wait_timeout):
+            info = self._owned_volume(team, name)
+            if info is None or self.zfs.get(f"{info.name}@{snapshot}") is None:
+                return False
+            self.zfs.destroy_snapshots([f"{info.name}@{snapshot}"])
+            return True
+
+    # -- deletion ---------------------------------------------------------------------------------------
+
+    def delete_volume(self, team: str, name: str, *, wait_timeout: float | None = None) -> bool:
+        """Destroy the volume with its snapshots. Returns False if it did not exist (OK).
+
+        Unmounts first and retries busy (bounded), then FailedPrecondition DATASET_BUSY naming
+        the mountpoint. NOT_OURS for a foreign dataset; HAS_DEPENDENTS if one of its snapshots
+        has clones. A parked image whose last clone this was is destroyed too.
+        """
+        with self.volume_locks.hold((team, name), wait=True,
+                                    timeout=self.wait_timeout if wait_timeout is None else wait_timeout):
+            info = self._owned_volume(team, name)
+            if info is None:
+                return False
+            deleted = self.zfs.destroy(info.name, recursive=True)
+        if info.origin and self.layout.is_parked(info.origin):
+            self.collect_parked([info.origin.split("@", 1)[0]])
+        return deleted
+
+    def delete_volumes(self, team: str, names: Sequence[str] | None = None) -> list[DeleteResult]:
+        """Bulk delete. names=None: every volume of `team` -- one recursive destroy of the team
+        dataset when everything in it is ours, else per volume (foreign datasets are left).
+        With names: parallel deletes (BULK_WORKERS). Each result says deleted/absent/error;
+        the call itself fails only if the backend is unavailable."""
+        team_dir = self.layout.team(team)
+        tree = self.zfs.list(team_dir, MARKS)
+        if names is None:
+            if not tree:
+                return []
+            datasets = [d for d in tree if not d.is_snapshot and d.name != team_dir]
+            vols = [d for d in datasets if is_ours(d) and d.user_props.get(P_TYPE) == "volume"]
+            keys = sorted((team, d.name.rsplit("/", 1)[-1]) for d in vols)
+            if is_ours(tree[0]) and all(is_ours(d) for d in datasets):
+                origins = {d.origin.split("@", 1)[0] for d in vols if d.origin and self.layout.is_parked(d.origin)}
+                with _hold_all(self.volume_locks, keys, self.wait_timeout):
+                    self.zfs.destroy(team_dir, recursive=True)
+                if origins:
+                    self.collect_parked(origins)
+                return [DeleteResult(t, n, True) for t, n in keys]
+            names = [k[1] for k in keys]
+
+        def one(n: str) -> DeleteResult:
+            try:
+                return DeleteResult(team, n, self.delete_volume(team, n))
+            except AgentError as exc:
+                return DeleteResult(team, n, False, exc.message, exc.reason)
+
+        with ThreadPoolExecutor(max_workers=BULK_WORKERS) as pool:
+            return list(pool.map(one, names))
+
+
+class _hold_all:
+    """Hold several keys of a KeyedLocks (sorted, waiting) for a block."""
+
+    def __init__(self, locks: KeyedLocks, keys: Sequence, timeout: float) -> None:
+        self.locks, self.keys, self.timeout = locks, list(keys), timeout
+        self._cms: list = []
+
+    def __enter__(self):
+        try:
+            for k in self.keys:
+                cm = self.locks.hold(k, wait=True, timeout=self.timeout)
+                cm.__enter__()
+                self._cms.append(cm)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        while self._cms:
+            self._cms.pop().__exit__(None, None, None)
+
+
+def _sha256_file(path: str) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    for chunk in file_chunks(path):
+        h.update(chunk)
+    return h.hexdigest()
