@@ -149,7 +149,7 @@ class AgentInterceptor(grpc.ServerInterceptor):
         self._metrics.rpc_total.labels(method, name).inc()
         self._metrics.rpc_duration.labels(method, name).observe(elapsed)
         if access.isEnabledFor(logging.INFO):
-            access.info("%s %s %.2fms", method, name, elapsed * 1e3, extra={"fields": {
+            access.info("rpc", extra={"fields": {
                 "method": method, "code": name, "duration_ms": round(elapsed * 1e3, 3),
                 "resource": _resource(request) if not hasattr(request, "__next__") else "",
                 "peer": context.peer()}})

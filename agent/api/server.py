@@ -84,6 +84,7 @@ class AgentServer:
         reflection.enable_server_reflection(names, self.server)
         self.set_ready(False)
         self.addresses: list[str] = []
+        self._bound_socket: Path | None = None   # only a socket we bound is ours to remove
 
     def bind(self) -> list[str]:
         """Bind every configured listener. Raises FailedPrecondition if one is taken."""
@@ -101,6 +102,7 @@ class AgentServer:
             if cfg.socket_group:
                 os.chown(path, -1, grp.getgrnam(cfg.socket_group).gr_gid)
             self.addresses.append(f"unix:{path}")
+            self._bound_socket = path
         if cfg.tcp_listen:
             if cfg.insecure:
                 port = self.server.add_insecure_port(cfg.tcp_listen)
@@ -133,5 +135,6 @@ class AgentServer:
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait(grace + 1)
         self._executor.shutdown(wait=False, cancel_futures=True)
-        if self._cfg.socket:
-            Path(self._cfg.socket).unlink(missing_ok=True)
+        if self._bound_socket:
+            self._bound_socket.unlink(missing_ok=True)
+            self._bound_socket = None

@@ -15,12 +15,14 @@ def to_dict(msg: Message) -> dict:
                                      always_print_fields_with_no_presence=True)
 
 
-def print_json(msg: Message | dict, out=sys.stdout) -> None:
+def print_json(msg: Message | dict, out=None) -> None:
+    out = out or sys.stdout
     print(json.dumps(to_dict(msg) if isinstance(msg, Message) else msg, indent=2), file=out)
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[object]], out=sys.stdout) -> None:
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]], out=None) -> None:
     """Print an aligned table; cells are str()-ed, None shows as '-'."""
+    out = out or sys.stdout
     rows = [["-" if c is None else str(c) for c in r] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     print("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip(), file=out)
@@ -28,8 +30,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], out=sys.stdo
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=out)
 
 
-def kv(pairs: Iterable[tuple[str, object]], out=sys.stdout) -> None:
+def kv(pairs: Iterable[tuple[str, object]], out=None) -> None:
     """Print key: value lines aligned on the colon."""
+    out = out or sys.stdout
     pairs = list(pairs)
     width = max((len(k) for k, _ in pairs), default=0)
     for k, v in pairs:
@@ -48,7 +51,8 @@ def human_bytes(n: int) -> str:
     return str(n)  # pragma: no cover
 
 
-def print_host_facts(f, out=sys.stdout) -> None:
+def print_host_facts(f, out=None) -> None:
+    out = out or sys.stdout
     k, c, n = f.kvm, f.cgroup, f.node
     kv([("node", f"{n.hostname}: {n.os}, kernel {n.kernel_release} ({n.architecture})"),
         ("cpu", f"{n.cpus} x {n.cpu_model or 'unknown'}"),
@@ -70,7 +74,8 @@ def print_host_facts(f, out=sys.stdout) -> None:
 _STATUS_NAMES = {0: "?", 1: "ok", 2: "MISSING", 3: "unknown"}
 
 
-def print_preflight(r, out=sys.stdout) -> None:
+def print_preflight(r, out=None) -> None:
+    out = out or sys.stdout
     table(["check", "status", "reason", "remedy"],
           [(c.id, _STATUS_NAMES.get(c.status, "?"), c.reason, "" if c.status == 1 else c.remedy)
            for c in r.checks], out=out)
