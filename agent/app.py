@@ -62,7 +62,7 @@ def _cgroup_subtree(cfg: Config) -> str:
     return str(Path(mount) / "devcloud.slice") if mount else ""
 
 
-def _build_host(cfg: Config, planes: Planes) -> None:
+def _build_host(cfg: Config, planes: Planes, metrics: Metrics) -> None:
     kvm, kernel = KvmDriver(), KernelDriver()
     host = HostService(kvm, kernel, cgroup_subtree=lambda: _cgroup_subtree(cfg))
     planes.facilities["kvm"] = kvm.probe
@@ -82,7 +82,10 @@ class App:
         self.metrics.build_info.info({"version": __version__, "api": "devcloud.agent.v1"})
         self.notifier = notifier or Notifier()
         self.planes = Planes()
-        _build_host(cfg, self.planes)
+        # One builder per plane: drivers from the config, services by constructor,
+        # then facilities, capabilities, startup/shutdown steps and the servicer.
+        for build in (_build_host,):
+            build(cfg, self.planes, self.metrics)
         self.readiness = Readiness([s.name for s in self.planes.startup])
         self.identity = IdentityService(cfg.node_name, self.readiness, self.planes.facilities,
                                         self.planes.capabilities)
