@@ -73,6 +73,21 @@ def _build_host(cfg: Config, planes: Planes, metrics: Metrics) -> None:
         lambda s: host_pb2_grpc.add_HostServiceServicer_to_server(HostServicer(host), s)))
 
 
+def _build_storage(cfg: Config, planes: Planes, metrics: Metrics) -> None:
+    if not cfg.storage.enabled:
+        return
+    from agent.api.storage import register
+    from agent.services import storage_setup
+    plane = storage_setup.build(cfg, metrics)
+    planes.facilities["zfs"] = plane.probe
+    planes.capabilities["storage_zfs"] = from_facility("zfs")
+    planes.capabilities["storage_zvol"] = plane.zvol
+    planes.startup.append(Step("storage", plane.start))
+    planes.shutdown.append(plane.release)       # zfs-fuse and every mount stay: they are the data plane
+    planes.registrations.append(Registration("devcloud.agent.v1.StorageService",
+                                             lambda s: register(s, plane.service)))
+
+
 class App:
     """One agent process: build once, start, wait, stop."""
 
@@ -84,7 +99,7 @@ class App:
         self.planes = Planes()
         # One builder per plane: drivers from the config, services by constructor,
         # then facilities, capabilities, startup/shutdown steps and the servicer.
-        for build in (_build_host,):
+        for build in (_build_host, _build_storage):
             build(cfg, self.planes, self.metrics)
         self.readiness = Readiness([s.name for s in self.planes.startup])
         self.identity = IdentityService(cfg.node_name, self.readiness, self.planes.facilities,

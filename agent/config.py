@@ -63,6 +63,7 @@ class StorageConfig:
     backend: str = "auto"                              # auto | lzc | cli
     embedded_pool_name: str = "devcloud"
     embedded_pool_size: str = "20G"                    # sparse file size of the embedded pool
+    busy_timeout: float = 5.0                          # seconds a destroy retries "dataset is busy" before failing
 
 
 @dataclass

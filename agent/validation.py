@@ -143,3 +143,36 @@ def enum(field: str, value: int, allowed: dict[int, str] | list[int] | set[int])
     if value not in allowed:
         raise InvalidArgument.for_field(field, f"unknown value {value}")
     return value
+
+
+# -- storage plane ---------------------------------------------------------------
+
+IMAGE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def image_id(field: str, value: str) -> str:
+    """An image id: 1-63 of [a-z0-9._-], starting with a letter or digit, no '..' (a ZFS dataset component)."""
+    if not value:
+        raise InvalidArgument.for_field(field, "is required")
+    if not IMAGE_ID_RE.match(value) or ".." in value:
+        raise InvalidArgument.for_field(field, f"{value[:80]!r} must be 1-63 of a-z, 0-9, '.', '_', '-', "
+                                               "starting with a letter or digit")
+    return value
+
+
+def sha256_hex(field: str, value: str, *, required: bool = True) -> str:
+    """A sha256 digest as 64 hex digits (returned lower-case); '' allowed if not required."""
+    if not value and not required:
+        return ""
+    v = value.strip().lower()
+    if not SHA256_RE.match(v):
+        raise InvalidArgument.for_field(field, "must be a sha256 digest of 64 hex digits")
+    return v
+
+
+def absolute_path(field: str, value: str) -> str:
+    """An absolute, normalized file path on the node (no '..', NUL or '//')."""
+    if not value.startswith("/") or "\0" in value or "/../" in value + "/" or "//" in value or len(value) > 4096:
+        raise InvalidArgument.for_field(field, f"{value[:80]!r} must be an absolute path without '..'")
+    return value

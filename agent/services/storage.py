@@ -19,6 +19,7 @@ modified; such a dataset in our way -> FailedPrecondition(NOT_OURS).
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 import time
@@ -27,7 +28,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from agent.drivers.zfs import MAX_NAME_LEN, DatasetInfo, ZfsBackend, is_reason
 from agent.errors import (AgentError, AlreadyExists, DataLoss, FailedPrecondition, InvalidArgument,
-                          NotFound)
+                          NotFound, from_oserror)
 from agent.services.locks import KeyedLocks
 
 from .storage_model import (BASE_SNAPSHOT, MARKS, OWNER, P_IMAGE, P_INSTANCE, P_KIND, P_NAME, P_OWNER,
@@ -224,6 +225,8 @@ class StorageService:
         computed).
         """
         sha256 = sha256.lower()
+        if local_path and not os.path.isfile(local_path):
+            raise InvalidArgument.for_field("header.local_path", f"{local_path} is not a regular file on this node")
         with self.image_locks.hold(image_id):
             self._ensure_dirs()
             dataset = self.layout.image(image_id)
@@ -234,7 +237,10 @@ class StorageService:
                     raise FailedPrecondition(f"{dataset} exists and is not ours", reason="NOT_OURS")
                 have = existing.user_props.get(P_SHA256, "")
                 if local_path and not sha256:
-                    sha256 = _sha256_file(local_path)
+                    try:
+                        sha256 = _sha256_file(local_path)
+                    except OSError as exc:
+                        raise from_oserror(exc, f"read {local_path}") from None
                 if have != sha256:
                     raise AlreadyExists(f"image {image_id} exists with sha256 {have}, not {sha256}; delete it "
                                         "first or use another id", reason="IMAGE_SHA256_MISMATCH",
@@ -244,7 +250,11 @@ class StorageService:
                 raise FailedPrecondition(f"image {image_id} has no @{BASE_SNAPSHOT} snapshot; delete it and "
                                          "import again", reason="IMAGE_INCOMPLETE")
             if local_path:
-                chunks = file_chunks(local_path)
+                try:
+                    os.stat(local_path)
+                    chunks = file_chunks(local_path)
+                except OSError as exc:
+                    raise from_oserror(exc, f"read {local_path}") from None
             if chunks is None:
                 raise InvalidArgument.for_field("chunks", "no tarball data was given")
             return self._import(image_id, sha256, chunks, size_bytes, progress), True
@@ -262,6 +272,8 @@ class StorageService:
                 extract_stream(reader, info.mountpoint, allow_devices=self.allow_device_nodes,
                                progress=progress, total_bytes=size_bytes)
             except InvalidArgument as exc:
+                if not any(v.field == "tarball" for v in exc.violations):
+                    raise           # a bad request message, not a bad archive
                 tar_error = exc
                 reader.drain()      # hash the rest: a truncated/corrupted upload is DATA_LOSS, not our parse error
             digest = reader.sha256.hexdigest()

@@ -30,7 +30,7 @@ from agent.drivers.embedded import zfs_fuse
 from agent.drivers.zfs.cli import ZfsCommand
 from agent.metrics import Metrics
 
-__all__ = ["zfs_pool", "zfs_cmd", "zfs_parent", "zfs_backend", "SessionPool", "zfs_get", "zfs_run", "zfs_destroy_tree", "make_tarball", "chunked",
+__all__ = ["zfs_pool", "zfs_cmd", "zfs_parent", "zfs_backend", "SessionPool", "zfs_get", "zfs_run", "zfs_destroy_tree", "make_tarball", "chunked", "storage_overrides", "error_reason", "upload",
            "ZFS_BACKENDS"]
 
 POOL_SIZE = 2 << 30
@@ -134,7 +134,7 @@ def make_tarball(members: list[tuple] | None = None, *, compression: str = "gz")
                    ("./lib", "symlink", "usr/lib"), ("./etc/alt", "symlink", "/usr/lib/big.bin"),
                    ("./bin/tool2", "hardlink", "bin/tool")]
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode=f"w:{compression}" if compression else "w") as tar:
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for name, kind, payload in members:
             ti = tarfile.TarInfo(name)
             ti.mtime = 1700000000
@@ -153,6 +153,15 @@ def make_tarball(members: list[tuple] | None = None, *, compression: str = "gz")
                 ti.type, ti.devmajor, ti.devminor, ti.mode = tarfile.CHRTYPE, 1, 3, 0o666
             tar.addfile(ti)
     data = buf.getvalue()
+    if compression == "gz":            # deterministic: same members -> same bytes -> same sha256
+        import gzip
+        data = gzip.compress(data, mtime=0)
+    elif compression == "bz2":
+        import bz2
+        data = bz2.compress(data)
+    elif compression == "xz":
+        import lzma
+        data = lzma.compress(data)
     return data, hashlib.sha256(data).hexdigest()
 
 
@@ -160,3 +169,40 @@ def chunked(data: bytes, size: int = 64 << 10):
     """Split bytes into an iterator of chunks (like a client stream)."""
     for i in range(0, len(data), size):
         yield data[i:i + size]
+
+
+def storage_overrides(pool: SessionPool, parent: str) -> list[str]:
+    """Agent config overrides that enable the storage plane on the session pool under `parent`."""
+    return ["storage.enabled=true", f"storage.pool={pool.name}", f"storage.parent={parent}",
+            "storage.busy_timeout=1.0"]
+
+
+def error_reason(err) -> str:
+    """google.rpc.ErrorInfo.reason of a grpc.RpcError ('' if none)."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+    status = rpc_status.from_call(err)
+    for d in status.details if status else []:
+        if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            d.Unpack(info)
+            return info.reason
+    return ""
+
+
+def upload(stub, image_id: str, data: bytes, sha: str, *, size: int = 0, chunk: int = 256 << 10,
+           timeout: float = 120):
+    """EnsureImage over the stream: header then chunks. Returns (progress list, result)."""
+    from agent._proto.devcloud.agent.v1 import storage_pb2 as pb
+
+    def requests():
+        yield pb.EnsureImageRequest(header=pb.ImageHeader(image_id=image_id, sha256=sha, size_bytes=size))
+        for i in range(0, len(data), chunk):
+            yield pb.EnsureImageRequest(chunk=data[i:i + chunk])
+    progress, result = [], None
+    for msg in stub.EnsureImage(requests(), timeout=timeout):
+        if msg.WhichOneof("msg") == "progress":
+            progress.append(msg.progress)
+        else:
+            result = msg.result
+    return progress, result

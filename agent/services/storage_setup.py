@@ -1,0 +1,87 @@
+"""Building the storage plane from the config, and its startup step.
+
+Pool choice:
+- [storage].pool set: use that pool (it must be imported; the agent never
+  creates or destroys it).
+- [storage].pool empty (the embedded default, like `lxd init --auto`): a
+  file-backed pool `<embedded_pool_name>` on the sparse file
+  `<state_dir>/disks/<name>.img` (`embedded_pool_size`), mounted under
+  `<state_dir>/storage`, created on first start and imported on later ones.
+Where /dev/zfs is missing the agent uses zfs-fuse and starts it if none
+runs. zfs-fuse is part of the data plane (instance roots are its FUSE
+mounts): the agent leaves it running when it stops, its PID recorded in
+`<state_dir>/zfs-fuse.pid`; a later start reuses it, or starts a new one,
+imports the pool and mounts what is not mounted.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent import validation
+from agent.config import Config
+from agent.drivers.base import Availability
+from agent.drivers.embedded import zfs_fuse
+from agent.drivers.zfs import ZfsBackend, open_backend
+from agent.metrics import Metrics
+from agent.services.storage import StorageService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StoragePlane:
+    backend: ZfsBackend
+    service: StorageService
+    cfg: Config
+    metrics: Metrics
+    leases: list = field(default_factory=list)      # zfs-fuse leases held for the agent's lifetime
+
+    @property
+    def embedded(self) -> bool:
+        return not self.cfg.storage.pool
+
+    def probe(self) -> Availability:
+        return self.backend.probe()
+
+    def zvol(self, facilities: dict[str, Availability]) -> Availability:
+        a = facilities.get("zfs") or self.probe()
+        if not a.available:
+            return Availability.missing(f"zfs: {a.reason}")
+        if "zvol" not in a.features:
+            return Availability.missing(f"the {self.backend.flavor} ZFS on this node cannot create zvols "
+                                        "(BLOCK volumes); load the OpenZFS kernel module to get them")
+        return Availability.ok()
+
+    def release(self) -> None:
+        """Shutdown step: drop our zfs-fuse leases. zfs-fuse itself keeps running (data plane)."""
+        while self.leases:
+            self.leases.pop().release()
+
+    def start(self) -> None:
+        """Startup step: zfs-fuse (if needed), the embedded pool (if configured so), reconcile."""
+        state = Path(self.cfg.node.state_dir)
+        if self.backend.flavor == "zfs-fuse":
+            daemon, lease = zfs_fuse.ensure_running(state, self.metrics)
+            self.leases.append(lease)           # never released: process exit drops it
+            log.info("zfs-fuse %s (pid %s)", "started" if daemon.owned else "reused", daemon.pid or "?")
+        if self.embedded:
+            s = self.cfg.storage
+            size = validation.size_bytes("[storage].embedded_pool_size", s.embedded_pool_size)
+            pool = zfs_fuse.ensure_file_pool(self.backend.cmd, s.embedded_pool_name,
+                                             state / "disks" / f"{s.embedded_pool_name}.img", size=size,
+                                             mountpoint=str(state / "storage"))
+            log.info("embedded pool %s: %s", pool.name, pool.action)
+        summary = self.service.start()
+        log.info("storage ready: %s", summary)
+
+
+def build(cfg: Config, metrics: Metrics) -> StoragePlane:
+    s = cfg.storage
+    backend = open_backend(metrics, s.backend, busy_timeout=s.busy_timeout)
+    pool = s.pool or s.embedded_pool_name
+    parent = s.parent or f"{pool}/devcloud"
+    service = StorageService(backend, parent, allow_device_nodes=os.geteuid() == 0, embedded=not s.pool)
+    return StoragePlane(backend, service, cfg, metrics)
