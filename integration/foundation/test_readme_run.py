@@ -82,4 +82,6 @@ def cleanup_embedded_state(had_state: bool) -> None:
     """Undo what the embedded defaults created, unless the state dir pre-existed."""
     if had_state:
         return
+    from tests.support.zfs import cleanup_embedded_storage
+    cleanup_embedded_storage(STATE_DIR)   # storage plane: the embedded pool and the zfs-fuse it started
     shutil.rmtree(STATE_DIR, ignore_errors=True)

@@ -21,7 +21,7 @@ MiB = 1 << 20
 
 @pytest.fixture
 def svc(zfs_pool, zfs_parent):
-    s = StorageService(open_backend(Metrics(), "auto", busy_timeout=1.0), zfs_parent, allow_device_nodes=False,
+    s = StorageService(open_backend(Metrics(), "auto"), zfs_parent, allow_device_nodes=False,
                        wait_timeout=10)
     s.start()
     yield s
@@ -306,9 +306,10 @@ def test_delete_image_with_clones_parks_then_collects(svc, image, zfs_parent):
 def test_delete_busy_volume(svc):
     vol, _ = svc.ensure_volume(VolumeSpec(team="t1", name="busy"))
     holder = subprocess.Popen(["sleep", "30"], cwd=vol.mountpoint)
+    svc.zfs.busy_timeout = 1.0
     try:
         with pytest.raises(FailedPrecondition) as e:
-            svc.delete_volume("t1", "busy", wait_timeout=1)
+            svc.delete_volume("t1", "busy")
         assert e.value.reason == "DATASET_BUSY" and vol.mountpoint in e.value.message
         assert zfs_get(vol.dataset, "mounted") == {"mounted": "yes"}
     finally:

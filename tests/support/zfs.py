@@ -30,7 +30,7 @@ from agent.drivers.embedded import zfs_fuse
 from agent.drivers.zfs.cli import ZfsCommand
 from agent.metrics import Metrics
 
-__all__ = ["zfs_pool", "zfs_cmd", "zfs_parent", "zfs_backend", "SessionPool", "zfs_get", "zfs_run", "zfs_destroy_tree", "make_tarball", "chunked", "storage_overrides", "error_reason", "upload",
+__all__ = ["zfs_pool", "zfs_cmd", "zfs_parent", "zfs_backend", "SessionPool", "zfs_get", "zfs_run", "zfs_destroy_tree", "make_tarball", "chunked", "storage_overrides", "error_reason", "upload", "cleanup_embedded_storage",
            "ZFS_BACKENDS"]
 
 POOL_SIZE = 2 << 30
@@ -54,11 +54,11 @@ def zfs_run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def zfs_destroy_tree(name: str) -> None:
     """Test teardown: destroy `name` recursively, retrying zfs-fuse's transient "busy"."""
-    for _ in range(50):
+    for _ in range(100):
         proc = zfs_run("destroy", "-r", name, check=False)
         if proc.returncode == 0 or "does not exist" in proc.stderr:
             return
-        time.sleep(0.1)
+        time.sleep(0.2)
     raise AssertionError(f"cannot destroy {name}: {proc.stderr}")
 
 
@@ -111,7 +111,7 @@ def zfs_backend(request, zfs_pool) -> zfsdrv.ZfsBackend:
         reason = zfsdrv.lzc_unavailable_reason()
         if reason:
             pytest.skip(reason)
-    backend = zfsdrv.open_backend(Metrics(), request.param, busy_timeout=1.0)
+    backend = zfsdrv.open_backend(Metrics(), request.param)
     assert backend.name == request.param
     return backend
 
@@ -173,8 +173,7 @@ def chunked(data: bytes, size: int = 64 << 10):
 
 def storage_overrides(pool: SessionPool, parent: str) -> list[str]:
     """Agent config overrides that enable the storage plane on the session pool under `parent`."""
-    return ["storage.enabled=true", f"storage.pool={pool.name}", f"storage.parent={parent}",
-            "storage.busy_timeout=1.0"]
+    return ["storage.enabled=true", f"storage.pool={pool.name}", f"storage.parent={parent}"]
 
 
 def error_reason(err) -> str:
@@ -206,3 +205,19 @@ def upload(stub, image_id: str, data: bytes, sha: str, *, size: int = 0, chunk: 
         else:
             result = msg.result
     return progress, result
+
+
+def cleanup_embedded_storage(state_dir: str | os.PathLike) -> None:
+    """Undo what an agent's embedded storage default created in `state_dir` (after the agent
+    stopped): destroy each pool whose file is in <state_dir>/disks (pool name = file stem),
+    then stop the zfs-fuse that agent started, if it did and nobody else uses it."""
+    state = Path(state_dir)
+    cmd = ZfsCommand(Metrics())
+    for img in sorted((state / "disks").glob("*.img")):
+        if cmd.zpool and zfs_fuse.answers(cmd, timeout=5):
+            status = subprocess.run(["zpool", "status", img.stem], capture_output=True, text=True).stdout
+            if str(img) in status:          # only the pool that lives on this very file
+                zfs_fuse.destroy_file_pool(cmd, img.stem, img)
+        else:
+            img.unlink(missing_ok=True)
+    zfs_fuse.stop_recorded(state)

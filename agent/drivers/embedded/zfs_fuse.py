@@ -184,13 +184,25 @@ def stop_if_unused(daemon: Daemon, lease: Lease, *, timeout: float = 30.0) -> bo
 
 
 def stop_recorded(state_dir: str | os.PathLike, *, timeout: float = 30.0) -> bool:
-    """Stop the zfs-fuse whose PID an agent recorded in `state_dir` (tests use this after
-    stopping an agent that started one). Returns True if a process was stopped."""
+    """Stop the zfs-fuse whose PID an agent recorded in `state_dir` (tests and operators use
+    this after stopping an agent that started one), unless another process holds a lease.
+    Export or destroy its pools first. Returns True if a process was stopped."""
     pid = _recorded_pid(Path(state_dir))
     if not pid:
         return False
-    _terminate(pid, None, timeout=timeout)
-    return True
+    with _flock(START_LOCK):
+        fd = os.open(USERS_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("zfs-fuse pid %d is still used by another process; leaving it running", pid)
+                return False
+            _terminate(pid, None, timeout=timeout)
+            (Path(state_dir) / PIDFILE_NAME).unlink(missing_ok=True)
+            return True
+        finally:
+            os.close(fd)
 
 
 def _terminate(pid: int, proc: subprocess.Popen | None, timeout: float = 30.0) -> None:
