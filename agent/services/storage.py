@@ -19,35 +19,26 @@ modified; such a dataset in our way -> FailedPrecondition(NOT_OURS).
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Sequence
 
-from agent.drivers.zfs import MAX_NAME_LEN, DatasetInfo, ZfsBackend, is_reason
-from agent.errors import (AgentError, AlreadyExists, DataLoss, FailedPrecondition, InvalidArgument,
-                          NotFound, from_oserror)
+from agent.drivers.zfs import MAX_NAME_LEN, DatasetInfo, ZfsBackend
+from agent.errors import AgentError, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from agent.services.locks import KeyedLocks
 
-from .storage_model import (BASE_SNAPSHOT, MARKS, OWNER, P_IMAGE, P_INSTANCE, P_KIND, P_NAME, P_OWNER,
-                            P_SHA256, P_TEAM, P_TYPE, DeleteResult, Image, ImageState, ImportProgress,
-                            Layout, OwnedDataset, PoolStatus, Snapshot, Volume, VolumeKind, VolumeSpec)
-from .storage_tar import ChunkReader, extract_stream, file_chunks
+from .storage_model import (BASE_SNAPSHOT, MARKS, OWNER, P_IMAGE, P_INSTANCE, P_KIND, P_NAME, P_OWNER, P_TEAM,
+                            P_TYPE, Layout, OwnedDataset, PoolStatus, Snapshot, Volume, VolumeKind, VolumeSpec)
+from .storage_images import ImageOps, is_ours
+from .storage_ops import SnapshotDeleteOps
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WAIT = 30.0                  # seconds a volume operation waits for one in flight on the same key
-BULK_WORKERS = 8                     # parallel destroys in bulk deletes
 _CAPACITY_TTL = 30.0                 # seconds the pool capacity used for size checks is cached
 
 
-def is_ours(info: DatasetInfo | None) -> bool:
-    return info is not None and info.user_props.get(P_OWNER) == OWNER
-
-
-class StorageService:
+class StorageService(ImageOps, SnapshotDeleteOps):
     """Use cases of the storage plane over one pool/parent."""
 
     def __init__(self, backend: ZfsBackend, parent: str, *, allow_device_nodes: bool = False,
@@ -62,6 +53,7 @@ class StorageService:
         self._capacity = (0.0, 0)      # (monotonic time, bytes)
         self._dirs_ready = False
         self._dirs_lock = threading.Lock()
+        self._teams: set[str] = set()  # team datasets known to exist and be ours (saves a read per create)
 
     # -- names (deterministic, computable before creation) --------------------------
 
@@ -175,166 +167,6 @@ class StorageService:
             if cap and value > cap:
                 raise InvalidArgument.for_field(field, f"{value} bytes exceeds the pool's capacity of {cap} bytes")
 
-    # -- images ----------------------------------------------------------------------------
-
-    def get_image(self, image_id: str) -> Image:
-        """The image `image_id` (READY). NotFound if absent (parked images are not returned)."""
-        info = self.zfs.get(self.layout.image(image_id), MARKS)
-        if not is_ours(info):
-            raise NotFound(f"image {image_id} not found", reason="IMAGE_NOT_FOUND", metadata={"image_id": image_id})
-        return self._image(info, self._clone_counts())
-
-    def list_images(self, include_parked: bool = False) -> list[Image]:
-        """All images (and parked ones if asked), two batched reads."""
-        counts = self._clone_counts()
-        out = []
-        roots = [self.layout.images] + ([self.layout.deleted_images] if include_parked else [])
-        for root in roots:
-            for ds in self.zfs.list(root, MARKS, depth=1):
-                if ds.name != root and not ds.is_snapshot and is_ours(ds) and ds.user_props.get(P_TYPE) == "image":
-                    out.append(self._image(ds, counts))
-        return out
-
-    def _clone_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for ds in self.zfs.list(self.layout.instances):
-            if ds.origin:
-                counts[ds.origin] = counts.get(ds.origin, 0) + 1
-        return counts
-
-    def _image(self, ds: DatasetInfo, counts: dict[str, int]) -> Image:
-        base = f"{ds.name}@{BASE_SNAPSHOT}"
-        state = ImageState.PARKED if self.layout.is_parked(ds.name) else ImageState.READY
-        return Image(image_id=ds.user_props.get(P_NAME, ds.name.rsplit("/", 1)[-1]), dataset=ds.name,
-                     state=state, sha256=ds.user_props.get(P_SHA256, ""), base_snapshot=base,
-                     mountpoint=ds.mountpoint, used_bytes=ds.used, referenced_bytes=ds.referenced,
-                     clones=counts.get(base, 0), created_unix=ds.creation)
-
-    def ensure_image(self, image_id: str, sha256: str, chunks: Iterator[bytes] | None = None, *,
-                     local_path: str = "", size_bytes: int = 0,
-                     progress: Callable[[ImportProgress], None] | None = None) -> tuple[Image, bool]:
-        """Import an image from a tarball (streamed `chunks` or a file at `local_path` on the node)
-        and end with a read-only @base snapshot. Returns (image, changed).
-
-        Idempotent: an image with this id and the same sha256 -> (image, False) without
-        reading the stream. Same id, other sha256 -> AlreadyExists. The upload goes into
-        <parent>/tmp/ and is renamed into images/ only after the sha256 (and size_bytes,
-        if given) matched: a mismatch -> DataLoss, an unreadable or unsafe archive ->
-        InvalidArgument; nothing is left behind on any failure. A second import of the same
-        id while one runs -> Aborted. sha256 may be empty only with local_path (then it is
-        computed).
-        """
-        sha256 = sha256.lower()
-        if local_path and not os.path.isfile(local_path):
-            raise InvalidArgument.for_field("header.local_path", f"{local_path} is not a regular file on this node")
-        with self.image_locks.hold(image_id):
-            self._ensure_dirs()
-            dataset = self.layout.image(image_id)
-            self._check_len(dataset, "image_id")
-            existing = self.zfs.get(dataset, MARKS)
-            if existing is not None:
-                if not is_ours(existing):
-                    raise FailedPrecondition(f"{dataset} exists and is not ours", reason="NOT_OURS")
-                have = existing.user_props.get(P_SHA256, "")
-                if local_path and not sha256:
-                    try:
-                        sha256 = _sha256_file(local_path)
-                    except OSError as exc:
-                        raise from_oserror(exc, f"read {local_path}") from None
-                if have != sha256:
-                    raise AlreadyExists(f"image {image_id} exists with sha256 {have}, not {sha256}; delete it "
-                                        "first or use another id", reason="IMAGE_SHA256_MISMATCH",
-                                        metadata={"image_id": image_id, "sha256": have})
-                if self.zfs.get(f"{dataset}@{BASE_SNAPSHOT}") is not None:
-                    return self._image(existing, self._clone_counts()), False
-                raise FailedPrecondition(f"image {image_id} has no @{BASE_SNAPSHOT} snapshot; delete it and "
-                                         "import again", reason="IMAGE_INCOMPLETE")
-            if local_path:
-                try:
-                    os.stat(local_path)
-                    chunks = file_chunks(local_path)
-                except OSError as exc:
-                    raise from_oserror(exc, f"read {local_path}") from None
-            if chunks is None:
-                raise InvalidArgument.for_field("chunks", "no tarball data was given")
-            return self._import(image_id, sha256, chunks, size_bytes, progress), True
-
-    def _import(self, image_id: str, sha256: str, chunks: Iterator[bytes], size_bytes: int,
-                progress: Callable[[ImportProgress], None] | None) -> Image:
-        tmp = f"{self.layout.tmp}/{image_id}-{secrets.token_hex(4)}"
-        marks = {P_OWNER: OWNER, P_TYPE: "tmp", P_NAME: image_id}
-        self.zfs.create_filesystem(tmp, marks)
-        try:
-            info = self.zfs.get(tmp)
-            reader = ChunkReader(chunks, limit=size_bytes)
-            tar_error: AgentError | None = None
-            try:
-                extract_stream(reader, info.mountpoint, allow_devices=self.allow_device_nodes,
-                               progress=progress, total_bytes=size_bytes)
-            except InvalidArgument as exc:
-                if not any(v.field == "tarball" for v in exc.violations):
-                    raise           # a bad request message, not a bad archive
-                tar_error = exc
-                reader.drain()      # hash the rest: a truncated/corrupted upload is DATA_LOSS, not our parse error
-            digest = reader.sha256.hexdigest()
-            if size_bytes and reader.received != size_bytes:
-                raise DataLoss(f"upload truncated: received {reader.received} of {size_bytes} bytes",
-                               reason="SIZE_MISMATCH", metadata={"received": str(reader.received)})
-            if sha256 and digest != sha256:
-                raise DataLoss(f"sha256 mismatch: the upload hashes to {digest}, expected {sha256}",
-                               reason="SHA256_MISMATCH", metadata={"actual": digest})
-            if tar_error is not None:
-                raise tar_error
-            self.zfs.set_props(tmp, {P_TYPE: "image", P_SHA256: digest, P_IMAGE: image_id, "readonly": "on"})
-            self.zfs.snapshot([f"{tmp}@{BASE_SNAPSHOT}"])
-            self.zfs.rename(tmp, self.layout.image(image_id))
-        except BaseException:
-            try:
-                self.zfs.destroy(tmp, recursive=True)
-            except AgentError as exc:
-                log.warning("could not remove the failed import %s: %s (removed at next start)", tmp, exc)
-            raise
-        return self._image(self.zfs.get(self.layout.image(image_id), MARKS), {})
-
-    def delete_image(self, image_id: str) -> ImageState:
-        """Delete image `image_id`. Returns ABSENT when it is gone (or never was), PARKED when
-        clones still live: it is renamed under deleted/ and destroyed with its last clone.
-        Idempotent. Aborted if an import of that id is running; FailedPrecondition if not ours."""
-        with self.image_locks.hold(image_id):
-            dataset = self.layout.image(image_id)
-            info = self.zfs.get(dataset, MARKS)
-            if info is None:
-                return ImageState.ABSENT
-            if not is_ours(info):
-                raise FailedPrecondition(f"{dataset} is not ours", reason="NOT_OURS")
-            try:
-                self.zfs.destroy(dataset, recursive=True)
-                return ImageState.ABSENT
-            except FailedPrecondition as exc:
-                if exc.reason != "HAS_DEPENDENTS":
-                    raise
-            self._ensure_dirs()
-            parked = f"{self.layout.deleted_images}/{image_id}-{secrets.token_hex(4)}"
-            self.zfs.rename(dataset, parked)
-            log.info("image %s has clones; parked as %s", image_id, parked)
-            return ImageState.PARKED
-
-    def collect_parked(self, only: Iterable[str] | None = None) -> int:
-        """Destroy parked images that no clone uses any more (`only`: just these datasets).
-        Returns how many were destroyed. Idempotent."""
-        candidates = list(only) if only is not None else [
-            ds.name for ds in self.zfs.list(self.layout.deleted_images, MARKS, depth=1)
-            if ds.name != self.layout.deleted_images and not ds.is_snapshot and is_ours(ds)]
-        destroyed = 0
-        for name in candidates:
-            try:
-                if self.zfs.destroy(name, recursive=True):
-                    destroyed += 1
-            except FailedPrecondition as exc:
-                if exc.reason not in ("HAS_DEPENDENTS", "DATASET_BUSY"):
-                    raise
-        return destroyed
-
     # -- volumes ---------------------------------------------------------------------------------
 
     def ensure_volume(self, spec: VolumeSpec, *, wait_timeout: float | None = None) -> tuple[Volume, bool]:
@@ -365,9 +197,16 @@ class StorageService:
         with self.volume_locks.hold((spec.team, spec.name), wait=True,
                                     timeout=self.wait_timeout if wait_timeout is None else wait_timeout):
             self._ensure_dirs()
-            info = self.zfs.get(dataset, MARKS)
+            team_dir = self.layout.team(spec.team)
+            names = [dataset]
+            if team_dir not in self._teams:
+                names.append(team_dir)
+            if spec.kind == VolumeKind.ROOT:
+                names.append(self.layout.image(spec.image_id))
+            found = self.zfs.get_many(names, MARKS)          # one read for everything we check
+            info = found.get(dataset)
             if info is None:
-                self._create_volume(spec, dataset)
+                self._create_volume(spec, dataset, found)
                 return self._observe(dataset), True
             return self._converge(spec, info)
 
@@ -386,13 +225,26 @@ class StorageService:
             props["reservation"] = spec.reservation_bytes
         return props
 
-    def _create_volume(self, spec: VolumeSpec, dataset: str) -> None:
+    def _create_volume(self, spec: VolumeSpec, dataset: str, found: dict[str, DatasetInfo]) -> None:
         team_dir = self.layout.team(spec.team)
-        self._ensure_dir(team_dir, self.zfs.get(team_dir, MARKS), **{P_TEAM: spec.team})
+        if team_dir not in self._teams:
+            self._ensure_dir(team_dir, found.get(team_dir), **{P_TEAM: spec.team})
+            self._teams.add(team_dir)
         props = self._volume_props(spec)
+        try:
+            self._create_dataset(spec, dataset, props, found)
+        except NotFound as exc:
+            if exc.reason != "PARENT_NOT_FOUND":
+                raise
+            self._teams.discard(team_dir)          # removed behind our back: create it again, once
+            self._ensure_dir(team_dir, self.zfs.get(team_dir, MARKS), **{P_TEAM: spec.team})
+            self._teams.add(team_dir)
+            self._create_dataset(spec, dataset, props, found)
+
+    def _create_dataset(self, spec: VolumeSpec, dataset: str, props: dict, found: dict[str, DatasetInfo]) -> None:
         if spec.kind == VolumeKind.ROOT:
             base = self.layout.image_base(spec.image_id)
-            image = self.zfs.get(self.layout.image(spec.image_id), MARKS)
+            image = found.get(self.layout.image(spec.image_id))
             if not is_ours(image):
                 raise FailedPrecondition(f"image {spec.image_id} is not imported on this node; EnsureImage first",
                                          reason="IMAGE_NOT_FOUND", metadata={"image_id": spec.image_id})
@@ -560,133 +412,3 @@ class StorageService:
             if changes:
                 self.zfs.set_props(info.name, {k: (v if v else "none") for k, v in changes.items()})
             return self._observe(info.name), bool(changes)
-
-    # -- snapshots --------------------------------------------------------------------------------
-
-    def snapshot_volume(self, team: str, name: str, snapshot: str) -> tuple[Snapshot, bool]:
-        """Snapshot the volume as @<snapshot>. Returns (snapshot, changed). Idempotent (an existing
-        snapshot of that name is returned with changed=false). NotFound if the volume is absent."""
-        with self.volume_locks.hold((team, name), wait=True, timeout=self.wait_timeout):
-            info = self._require_volume(team, name)
-            full = f"{info.name}@{snapshot}"
-            changed = False
-            if self.zfs.get(full) is None:
-                try:
-                    self.zfs.snapshot([full], {P_TYPE: "snapshot"})
-                    changed = True
-                except AlreadyExists:
-                    pass
-            s = self.zfs.get(full)
-            return Snapshot(snapshot, s.used, s.referenced, s.creation), changed
-
-    def rollback_volume(self, team: str, name: str, snapshot: str, *, destroy_newer: bool = False) -> Volume:
-        """Roll the volume back to @<snapshot>. When newer snapshots exist: FailedPrecondition
-        SNAPSHOT_NOT_LATEST unless destroy_newer (they are destroyed first; HAS_DEPENDENTS if
-        one has clones). NotFound if the volume or snapshot is absent. Idempotent in effect."""
-        with self.volume_locks.hold((team, name), wait=True, timeout=self.wait_timeout):
-            info = self._require_volume(team, name)
-            tree = self.zfs.list(info.name)
-            snaps = sorted((d for d in tree if d.is_snapshot and d.dataset == info.name),
-                           key=lambda d: (d.creation, d.name))
-            names = [s.snapshot_name for s in snaps]
-            if snapshot not in names:
-                raise NotFound(f"snapshot {snapshot} of volume {team}/{name} not found", reason="SNAPSHOT_NOT_FOUND")
-            newer = [s.name for s in snaps[names.index(snapshot) + 1:]]
-            if newer and not destroy_newer:
-                raise FailedPrecondition(f"newer snapshots exist ({', '.join(n.split('@')[1] for n in newer)}); "
-                                         "pass destroy_newer to remove them", reason="SNAPSHOT_NOT_LATEST")
-            if newer:
-                self.zfs.destroy_snapshots(newer)
-            self.zfs.rollback(f"{info.name}@{snapshot}")
-            return self._observe(info.name)
-
-    def delete_snapshot(self, team: str, name: str, snapshot: str) -> bool:
-        """Destroy @<snapshot>. Idempotent (absent volume or snapshot -> False).
-        FailedPrecondition HAS_DEPENDENTS if something was cloned from it."""
-        with self.volume_locks.hold((team, name), wait=True, timeout=self.wait_timeout):
-            info = self._owned_volume(team, name)
-            if info is None or self.zfs.get(f"{info.name}@{snapshot}") is None:
-                return False
-            self.zfs.destroy_snapshots([f"{info.name}@{snapshot}"])
-            return True
-
-    # -- deletion ---------------------------------------------------------------------------------------
-
-    def delete_volume(self, team: str, name: str, *, wait_timeout: float | None = None) -> bool:
-        """Destroy the volume with its snapshots. Returns False if it did not exist (OK).
-
-        Unmounts first and retries busy (bounded), then FailedPrecondition DATASET_BUSY naming
-        the mountpoint. NOT_OURS for a foreign dataset; HAS_DEPENDENTS if one of its snapshots
-        has clones. A parked image whose last clone this was is destroyed too.
-        """
-        with self.volume_locks.hold((team, name), wait=True,
-                                    timeout=self.wait_timeout if wait_timeout is None else wait_timeout):
-            info = self._owned_volume(team, name)
-            if info is None:
-                return False
-            deleted = self.zfs.destroy(info.name, recursive=True)
-        if info.origin and self.layout.is_parked(info.origin):
-            self.collect_parked([info.origin.split("@", 1)[0]])
-        return deleted
-
-    def delete_volumes(self, team: str, names: Sequence[str] | None = None) -> list[DeleteResult]:
-        """Bulk delete. names=None: every volume of `team` -- one recursive destroy of the team
-        dataset when everything in it is ours, else per volume (foreign datasets are left).
-        With names: parallel deletes (BULK_WORKERS). Each result says deleted/absent/error;
-        the call itself fails only if the backend is unavailable."""
-        team_dir = self.layout.team(team)
-        tree = self.zfs.list(team_dir, MARKS)
-        if names is None:
-            if not tree:
-                return []
-            datasets = [d for d in tree if not d.is_snapshot and d.name != team_dir]
-            vols = [d for d in datasets if is_ours(d) and d.user_props.get(P_TYPE) == "volume"]
-            keys = sorted((team, d.name.rsplit("/", 1)[-1]) for d in vols)
-            if is_ours(tree[0]) and all(is_ours(d) for d in datasets):
-                origins = {d.origin.split("@", 1)[0] for d in vols if d.origin and self.layout.is_parked(d.origin)}
-                with _hold_all(self.volume_locks, keys, self.wait_timeout):
-                    self.zfs.destroy(team_dir, recursive=True)
-                if origins:
-                    self.collect_parked(origins)
-                return [DeleteResult(t, n, True) for t, n in keys]
-            names = [k[1] for k in keys]
-
-        def one(n: str) -> DeleteResult:
-            try:
-                return DeleteResult(team, n, self.delete_volume(team, n))
-            except AgentError as exc:
-                return DeleteResult(team, n, False, exc.message, exc.reason)
-
-        with ThreadPoolExecutor(max_workers=BULK_WORKERS) as pool:
-            return list(pool.map(one, names))
-
-
-class _hold_all:
-    """Hold several keys of a KeyedLocks (sorted, waiting) for a block."""
-
-    def __init__(self, locks: KeyedLocks, keys: Sequence, timeout: float) -> None:
-        self.locks, self.keys, self.timeout = locks, list(keys), timeout
-        self._cms: list = []
-
-    def __enter__(self):
-        try:
-            for k in self.keys:
-                cm = self.locks.hold(k, wait=True, timeout=self.timeout)
-                cm.__enter__()
-                self._cms.append(cm)
-        except BaseException:
-            self.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        while self._cms:
-            self._cms.pop().__exit__(None, None, None)
-
-
-def _sha256_file(path: str) -> str:
-    import hashlib
-    h = hashlib.sha256()
-    for chunk in file_chunks(path):
-        h.update(chunk)
-    return h.hexdigest()

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import time
 
-import grpc
 import pytest
 
 from agent._proto.devcloud.agent.v1 import storage_pb2 as pb

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -14,14 +13,15 @@ from agent.errors import (Aborted, AlreadyExists, DataLoss, FailedPrecondition, 
 from agent.metrics import Metrics
 from agent.services.storage import StorageService
 from agent.services.storage_model import ImageState, VolumeKind, VolumeSpec
-from tests.support.zfs import chunked, make_tarball, zfs_destroy_tree, zfs_get, zfs_run
+from tests.support.zfs import TEST_BUSY_TIMEOUT, chunked, make_tarball, zfs_destroy_tree, zfs_get, zfs_run
 
 MiB = 1 << 20
 
 
 @pytest.fixture
 def svc(zfs_pool, zfs_parent):
-    s = StorageService(open_backend(Metrics(), "auto"), zfs_parent, allow_device_nodes=False,
+    s = StorageService(open_backend(Metrics(), "auto", busy_timeout=TEST_BUSY_TIMEOUT), zfs_parent,
+                       allow_device_nodes=False,
                        wait_timeout=10)
     s.start()
     yield s

@@ -30,7 +30,7 @@ from agent.drivers.embedded import zfs_fuse
 from agent.drivers.zfs.cli import ZfsCommand
 from agent.metrics import Metrics
 
-__all__ = ["zfs_pool", "zfs_cmd", "zfs_parent", "zfs_backend", "SessionPool", "zfs_get", "zfs_run", "zfs_destroy_tree", "make_tarball", "chunked", "storage_overrides", "error_reason", "upload", "cleanup_embedded_storage",
+__all__ = ["zfs_pool", "zfs_cmd", "zfs_parent", "zfs_backend", "SessionPool", "zfs_get", "zfs_run", "zfs_destroy_tree", "make_tarball", "chunked", "TEST_BUSY_TIMEOUT", "storage_overrides", "error_reason", "upload", "cleanup_embedded_storage",
            "ZFS_BACKENDS"]
 
 POOL_SIZE = 2 << 30
@@ -52,14 +52,24 @@ def zfs_run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
                           env={"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
 
 
+# zfs-fuse releases a dataset asynchronously after its FUSE mount goes away; on a loaded
+# 2-core machine "dataset is busy" can last seconds. Tests give the agent this much
+# retry time (config [storage].busy_timeout); tests of the busy path set their own.
+TEST_BUSY_TIMEOUT = 20.0
+
+
 def zfs_destroy_tree(name: str) -> None:
-    """Test teardown: destroy `name` recursively, retrying zfs-fuse's transient "busy"."""
-    for _ in range(100):
-        proc = zfs_run("destroy", "-r", name, check=False)
-        if proc.returncode == 0 or "does not exist" in proc.stderr:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"cannot destroy {name}: {proc.stderr}")
+    """Test teardown: destroy `name` recursively with the driver's unmount-then-destroy and
+    busy retries. A tree zfs-fuse still holds after a minute is left to the pool's destroy
+    at the end of the session (with a warning), not turned into a test error."""
+    import warnings
+
+    from agent.errors import AgentError
+    backend = zfsdrv.open_backend(Metrics(), "cli", busy_timeout=60.0)
+    try:
+        backend.destroy(name, recursive=True)
+    except AgentError as exc:
+        warnings.warn(f"teardown left {name} behind: {exc.message}")
 
 
 def zfs_get(name: str, *props: str) -> dict[str, str]:
@@ -111,7 +121,7 @@ def zfs_backend(request, zfs_pool) -> zfsdrv.ZfsBackend:
         reason = zfsdrv.lzc_unavailable_reason()
         if reason:
             pytest.skip(reason)
-    backend = zfsdrv.open_backend(Metrics(), request.param)
+    backend = zfsdrv.open_backend(Metrics(), request.param, busy_timeout=TEST_BUSY_TIMEOUT)
     assert backend.name == request.param
     return backend
 
@@ -173,7 +183,8 @@ def chunked(data: bytes, size: int = 64 << 10):
 
 def storage_overrides(pool: SessionPool, parent: str) -> list[str]:
     """Agent config overrides that enable the storage plane on the session pool under `parent`."""
-    return ["storage.enabled=true", f"storage.pool={pool.name}", f"storage.parent={parent}"]
+    return ["storage.enabled=true", f"storage.pool={pool.name}", f"storage.parent={parent}",
+            f"storage.busy_timeout={TEST_BUSY_TIMEOUT}"]
 
 
 def error_reason(err) -> str:

@@ -279,7 +279,7 @@ def ensure_file_pool(cmd: ZfsCommand, name: str, path: str | os.PathLike, *, siz
 
 def destroy_file_pool(cmd: ZfsCommand, name: str, path: str | os.PathLike | None = None) -> None:
     """Destroy pool `name` (it must be a pool we created) and remove its file. Idempotent."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while True:
         try:
             cmd.run("zpool", ["destroy", "-f", name], what=f"destroy pool {name}", op="pool_destroy",

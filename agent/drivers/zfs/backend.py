@@ -215,7 +215,8 @@ class ZfsBackend:
 
     # -- destroy ------------------------------------------------------------------
 
-    def destroy(self, name: str, *, recursive: bool = False, timeout: float | None = None) -> bool:
+    def destroy(self, name: str, *, recursive: bool = False, timeout: float | None = None,
+                tree: list[DatasetInfo] | None = None) -> bool:
         """Destroy `name` (and, if recursive, its children and snapshots).
 
         Unmounts first, retries DATASET_BUSY with a bounded exponential backoff,
@@ -223,13 +224,15 @@ class ZfsBackend:
         that failure whatever was unmounted is mounted again.
         Idempotent: returns False if `name` did not exist, True if destroyed.
         HAS_DEPENDENTS if a snapshot has clones outside the tree (or, without
-        recursive, if it has children/snapshots).
+        recursive, if it has children/snapshots). `tree`: the caller's fresh list(name)
+        (saves a read on the first attempt).
         """
         deadline = time.monotonic() + (self.busy_timeout if timeout is None else timeout)
         delay, attempts = _BUSY_FIRST_DELAY, 0
         while True:
             attempts += 1
-            tree = self.list(name) if recursive else [d for d in [self.get(name)] if d]
+            if tree is None or attempts > 1:
+                tree = self.list(name) if recursive else [d for d in [self.get(name)] if d]
             if not tree:
                 return attempts > 1
             try:

@@ -1,0 +1,141 @@
+"""StorageService, snapshot and deletion part (a mixin of StorageService)."""
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+from agent.errors import AgentError, AlreadyExists, FailedPrecondition, NotFound
+from agent.services.locks import KeyedLocks
+
+from .storage_model import MARKS, P_TYPE, DeleteResult, Snapshot, Volume
+from .storage_images import is_ours
+
+log = logging.getLogger(__name__)
+BULK_WORKERS = 8                     # parallel destroys in bulk deletes
+
+
+class SnapshotDeleteOps:
+    def snapshot_volume(self, team: str, name: str, snapshot: str) -> tuple[Snapshot, bool]:
+        """Snapshot the volume as @<snapshot>. Returns (snapshot, changed). Idempotent (an existing
+        snapshot of that name is returned with changed=false). NotFound if the volume is absent."""
+        with self.volume_locks.hold((team, name), wait=True, timeout=self.wait_timeout):
+            info = self._require_volume(team, name)
+            full = f"{info.name}@{snapshot}"
+            changed = False
+            if self.zfs.get(full) is None:
+                try:
+                    self.zfs.snapshot([full], {P_TYPE: "snapshot"})
+                    changed = True
+                except AlreadyExists:
+                    pass
+            s = self.zfs.get(full)
+            return Snapshot(snapshot, s.used, s.referenced, s.creation), changed
+
+    def rollback_volume(self, team: str, name: str, snapshot: str, *, destroy_newer: bool = False) -> Volume:
+        """Roll the volume back to @<snapshot>. When newer snapshots exist: FailedPrecondition
+        SNAPSHOT_NOT_LATEST unless destroy_newer (they are destroyed first; HAS_DEPENDENTS if
+        one has clones). NotFound if the volume or snapshot is absent. Idempotent in effect."""
+        with self.volume_locks.hold((team, name), wait=True, timeout=self.wait_timeout):
+            info = self._require_volume(team, name)
+            tree = self.zfs.list(info.name)
+            snaps = sorted((d for d in tree if d.is_snapshot and d.dataset == info.name),
+                           key=lambda d: (d.creation, d.name))
+            names = [s.snapshot_name for s in snaps]
+            if snapshot not in names:
+                raise NotFound(f"snapshot {snapshot} of volume {team}/{name} not found", reason="SNAPSHOT_NOT_FOUND")
+            newer = [s.name for s in snaps[names.index(snapshot) + 1:]]
+            if newer and not destroy_newer:
+                raise FailedPrecondition(f"newer snapshots exist ({', '.join(n.split('@')[1] for n in newer)}); "
+                                         "pass destroy_newer to remove them", reason="SNAPSHOT_NOT_LATEST")
+            if newer:
+                self.zfs.destroy_snapshots(newer)
+            self.zfs.rollback(f"{info.name}@{snapshot}")
+            return self._observe(info.name)
+
+    def delete_snapshot(self, team: str, name: str, snapshot: str) -> bool:
+        """Destroy @<snapshot>. Idempotent (absent volume or snapshot -> False).
+        FailedPrecondition HAS_DEPENDENTS if something was cloned from it."""
+        with self.volume_locks.hold((team, name), wait=True, timeout=self.wait_timeout):
+            info = self._owned_volume(team, name)
+            if info is None or self.zfs.get(f"{info.name}@{snapshot}") is None:
+                return False
+            self.zfs.destroy_snapshots([f"{info.name}@{snapshot}"])
+            return True
+
+    def delete_volume(self, team: str, name: str, *, wait_timeout: float | None = None) -> bool:
+        """Destroy the volume with its snapshots. Returns False if it did not exist (OK).
+
+        Unmounts first and retries busy (bounded), then FailedPrecondition DATASET_BUSY naming
+        the mountpoint. NOT_OURS for a foreign dataset; HAS_DEPENDENTS if one of its snapshots
+        has clones. A parked image whose last clone this was is destroyed too.
+        """
+        with self.volume_locks.hold((team, name), wait=True,
+                                    timeout=self.wait_timeout if wait_timeout is None else wait_timeout):
+            tree = self.zfs.list(self.layout.volume(team, name), MARKS)
+            if not tree:
+                return False
+            info = tree[0]
+            if not is_ours(info):
+                raise FailedPrecondition(f"{info.name} is not ours; it is left alone", reason="NOT_OURS",
+                                         metadata={"dataset": info.name})
+            deleted = self.zfs.destroy(info.name, recursive=True, tree=tree)
+        if info.origin and self.layout.is_parked(info.origin):
+            self.collect_parked([info.origin.split("@", 1)[0]])
+        return deleted
+
+    def delete_volumes(self, team: str, names: Sequence[str] | None = None) -> list[DeleteResult]:
+        """Bulk delete. names=None: every volume of `team` -- one recursive destroy of the team
+        dataset when everything in it is ours, else per volume (foreign datasets are left).
+        With names: parallel deletes (BULK_WORKERS). Each result says deleted/absent/error;
+        the call itself fails only if the backend is unavailable."""
+        team_dir = self.layout.team(team)
+        tree = self.zfs.list(team_dir, MARKS)
+        if names is None:
+            if not tree:
+                return []
+            datasets = [d for d in tree if not d.is_snapshot and d.name != team_dir]
+            vols = [d for d in datasets if is_ours(d) and d.user_props.get(P_TYPE) == "volume"]
+            keys = sorted((team, d.name.rsplit("/", 1)[-1]) for d in vols)
+            if is_ours(tree[0]) and all(is_ours(d) for d in datasets):
+                origins = {d.origin.split("@", 1)[0] for d in vols if d.origin and self.layout.is_parked(d.origin)}
+                with _hold_all(self.volume_locks, keys, self.wait_timeout):
+                    self._teams.discard(team_dir)
+                    self.zfs.destroy(team_dir, recursive=True, tree=tree)
+                if origins:
+                    self.collect_parked(origins)
+                return [DeleteResult(t, n, True) for t, n in keys]
+            names = [k[1] for k in keys]
+
+        def one(n: str) -> DeleteResult:
+            try:
+                return DeleteResult(team, n, self.delete_volume(team, n))
+            except AgentError as exc:
+                return DeleteResult(team, n, False, exc.message, exc.reason)
+
+        with ThreadPoolExecutor(max_workers=BULK_WORKERS) as pool:
+            return list(pool.map(one, names))
+
+
+
+class _hold_all:
+    """Hold several keys of a KeyedLocks (sorted, waiting) for a block."""
+
+    def __init__(self, locks: KeyedLocks, keys: Sequence, timeout: float) -> None:
+        self.locks, self.keys, self.timeout = locks, list(keys), timeout
+        self._cms: list = []
+
+    def __enter__(self):
+        try:
+            for k in self.keys:
+                cm = self.locks.hold(k, wait=True, timeout=self.timeout)
+                cm.__enter__()
+                self._cms.append(cm)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        while self._cms:
+            self._cms.pop().__exit__(None, None, None)
