@@ -54,6 +54,7 @@ class StorageService(ImageOps, SnapshotDeleteOps):
         self._dirs_ready = False
         self._dirs_lock = threading.Lock()
         self._teams: set[str] = set()  # team datasets known to exist and be ours (saves a read per create)
+        self._images_ok: set[str] = set()  # image ids known ours and READY (saves a read per clone)
 
     # -- names (deterministic, computable before creation) --------------------------
 
@@ -198,6 +199,18 @@ class StorageService(ImageOps, SnapshotDeleteOps):
                                     timeout=self.wait_timeout if wait_timeout is None else wait_timeout):
             self._ensure_dirs()
             team_dir = self.layout.team(spec.team)
+            if team_dir in self._teams and (spec.kind != VolumeKind.ROOT or spec.image_id in self._images_ok):
+                # Fast path: the create itself is the existence check (ZFS refuses atomically
+                # when the name exists; then we measure and converge below).
+                try:
+                    self._create_dataset(spec, dataset, self._volume_props(spec), None)
+                    return self._observe(dataset), True
+                except AlreadyExists:
+                    pass
+                except NotFound as exc:
+                    if exc.reason != "PARENT_NOT_FOUND":
+                        raise
+                    self._teams.discard(team_dir)      # removed behind our back: take the measured path
             names = [dataset]
             if team_dir not in self._teams:
                 names.append(team_dir)
@@ -241,20 +254,26 @@ class StorageService(ImageOps, SnapshotDeleteOps):
             self._teams.add(team_dir)
             self._create_dataset(spec, dataset, props, found)
 
-    def _create_dataset(self, spec: VolumeSpec, dataset: str, props: dict, found: dict[str, DatasetInfo]) -> None:
+    def _create_dataset(self, spec: VolumeSpec, dataset: str, props: dict,
+                        found: dict[str, DatasetInfo] | None) -> None:
+        """Create the dataset. found=None: the image is known ours (cache), skip that check."""
         if spec.kind == VolumeKind.ROOT:
             base = self.layout.image_base(spec.image_id)
-            image = found.get(self.layout.image(spec.image_id))
-            if not is_ours(image):
-                raise FailedPrecondition(f"image {spec.image_id} is not imported on this node; EnsureImage first",
-                                         reason="IMAGE_NOT_FOUND", metadata={"image_id": spec.image_id})
+            if found is not None:
+                if not is_ours(found.get(self.layout.image(spec.image_id))):
+                    self._images_ok.discard(spec.image_id)
+                    raise FailedPrecondition(f"image {spec.image_id} is not imported on this node; EnsureImage "
+                                             "first", reason="IMAGE_NOT_FOUND", metadata={"image_id": spec.image_id})
+                self._images_ok.add(spec.image_id)
             try:
                 self.zfs.clone(base, dataset, props)
             except NotFound as exc:
                 if exc.reason == "PARENT_NOT_FOUND":
                     raise
-                raise FailedPrecondition(f"image {spec.image_id} has no @{BASE_SNAPSHOT} (deleted meanwhile?)",
-                                         reason="IMAGE_NOT_FOUND") from None
+                self._images_ok.discard(spec.image_id)
+                raise FailedPrecondition(f"image {spec.image_id} is not imported on this node (or was deleted "
+                                         "meanwhile); EnsureImage first", reason="IMAGE_NOT_FOUND",
+                                         metadata={"image_id": spec.image_id}) from None
         elif spec.kind == VolumeKind.FILESYSTEM:
             self.zfs.create_filesystem(dataset, props)
         else:

@@ -136,6 +136,7 @@ class ImageOps:
             self.zfs.set_props(tmp, {P_TYPE: "image", P_SHA256: digest, P_IMAGE: image_id, "readonly": "on"})
             self.zfs.snapshot([f"{tmp}@{BASE_SNAPSHOT}"])
             self.zfs.rename(tmp, self.layout.image(image_id))
+            self._images_ok.add(image_id)
         except BaseException:
             try:
                 self.zfs.destroy(tmp, recursive=True)
@@ -149,6 +150,7 @@ class ImageOps:
         clones still live: it is renamed under deleted/ and destroyed with its last clone.
         Idempotent. Aborted if an import of that id is running; FailedPrecondition if not ours."""
         with self.image_locks.hold(image_id):
+            self._images_ok.discard(image_id)
             dataset = self.layout.image(image_id)
             info = self.zfs.get(dataset, MARKS)
             if info is None:
