@@ -207,10 +207,12 @@ class StorageService(ImageOps, SnapshotDeleteOps):
                     return self._observe(dataset), True
                 except AlreadyExists:
                     pass
-                except NotFound as exc:
-                    if exc.reason != "PARENT_NOT_FOUND":
+                except (NotFound, FailedPrecondition) as exc:
+                    if exc.reason not in ("PARENT_NOT_FOUND", "IMAGE_NOT_FOUND"):
                         raise
-                    self._teams.discard(team_dir)      # removed behind our back: take the measured path
+                    # team or image gone behind our back (libzfs_core cannot tell which): measure
+                    self._teams.discard(team_dir)
+                    self._images_ok.discard(spec.image_id)
             names = [dataset]
             if team_dir not in self._teams:
                 names.append(team_dir)

@@ -23,7 +23,7 @@ from .lzc import LzcBackend, load_module
 from .model import MAX_NAME_LEN, DatasetInfo, PoolInfo
 
 __all__ = ["ZfsBackend", "CliBackend", "LzcBackend", "DatasetInfo", "PoolInfo", "open_backend",
-           "detect_flavor", "lzc_unavailable_reason", "is_reason", "MAX_NAME_LEN", "BUSY_TIMEOUT"]
+           "detect_flavor", "flavor_features", "lzc_unavailable_reason", "is_reason", "MAX_NAME_LEN", "BUSY_TIMEOUT"]
 
 DEV_ZFS = "/dev/zfs"
 ZFS_FUSE_SOCKET = "/var/run/zfs/zfs_socket"

@@ -232,9 +232,14 @@ class ZfsBackend:
         while True:
             attempts += 1
             if tree is None or attempts > 1:
-                tree = self.list(name) if recursive else [d for d in [self.get(name)] if d]
+                tree = self.list(name)
             if not tree:
                 return attempts > 1
+            if not recursive and len(tree) > 1:
+                # Same answer from both backends (the ioctl says EBUSY for snapshots, EEXIST for children).
+                raise FailedPrecondition(f"cannot destroy {name}: it has children or snapshots "
+                                         f"({', '.join(d.name for d in tree[1:4])}...)", reason="HAS_DEPENDENTS",
+                                         metadata={"dataset": name})
             try:
                 self._destroy_tree(tree, recursive=recursive)
                 return True

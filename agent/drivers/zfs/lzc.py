@@ -146,4 +146,7 @@ class LzcBackend(ZfsBackend):
         self._call("rename", f"rename {src} to {dst}", self.lzc.lzc_rename, src.encode(), dst.encode())
 
     def _destroy_one(self, name: str) -> None:
-        self._call("destroy", f"destroy {name}", self.lzc.lzc_destroy, name.encode())
+        try:
+            self._call("destroy", f"destroy {name}", self.lzc.lzc_destroy, name.encode())
+        except AlreadyExists as exc:     # the ioctl's EEXIST: the dataset has children
+            raise FailedPrecondition(exc.message, reason="HAS_DEPENDENTS") from None
