@@ -143,3 +143,13 @@ def enum(field: str, value: int, allowed: dict[int, str] | list[int] | set[int])
     if value not in allowed:
         raise InvalidArgument.for_field(field, f"unknown value {value}")
     return value
+
+
+def cgroup_name(field: str, value: str) -> str:
+    """A team/instance name that becomes a cgroup directory: name() rules, one path
+    component, and matched in full (NAME_RE's '$' alone would let a trailing newline through)."""
+    name(field, value)
+    path_component(field, value)
+    if not NAME_RE.fullmatch(value):
+        raise InvalidArgument.for_field(field, f"{value!r} must be lower-case letters, digits and '-'")
+    return value

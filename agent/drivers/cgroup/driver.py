@@ -178,12 +178,12 @@ class CgroupDriver:
 
     def slice_path(self, team: str) -> str:
         """Deterministic path of a team's slice (pure; validates the name)."""
-        validation.name("team", team)
+        validation.cgroup_name("team", team)
         return f"{self.root}/{team}.slice"
 
     def scope_path(self, team: str, instance: str) -> str:
         """Deterministic path of an instance's scope (pure; validates the names)."""
-        validation.name("instance", instance)
+        validation.cgroup_name("instance", instance)
         return f"{self.slice_path(team)}/{instance}.scope"
 
     def path(self, team: str, instance: str = "") -> str:
