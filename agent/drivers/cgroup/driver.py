@@ -63,6 +63,32 @@ def decode_mark(raw: bytes | None) -> Mark | None:
     return Mark(kv["kind"], kv["team"], kv.get("instance", ""))
 
 
+def is_delegated(path: str) -> bool:
+    """systemd marks a cgroup it delegated (Delegate=yes) with trusted.delegate / user.delegate = 1."""
+    for name in DELEGATE_XATTRS:
+        try:
+            if os.getxattr(path, name).strip() == b"1":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def resolve_root(root: str = "", mount: str | None = None, own: str | None = None) -> str:
+    """The agent's subtree: `root` if configured; else the agent's own cgroup when
+    systemd delegated it; else <cgroup2 mount>/devcloud.slice ("" without cgroup2).
+    `own` is the absolute path of the agent's cgroup ("" at the root)."""
+    if root:
+        return os.path.normpath(root)
+    mount = (procfs.cgroup2_mount() if mount is None else mount).rstrip("/")
+    if own is None:
+        rel = procfs.own_cgroup_v2()
+        own = f"{mount}{rel}" if mount and rel not in ("", "/") else ""
+    if own and is_delegated(own):
+        return own
+    return f"{mount}/{DEFAULT_ROOT_NAME}" if mount else ""
+
+
 def parse_controllers(text: str | None) -> set[str]:
     # A plain directory tree keeps our "+cpu" words verbatim: accept both forms.
     return {w.lstrip("+") for w in (text or "").split()}
@@ -84,28 +110,13 @@ class CgroupDriver:
         self.mount = (procfs.cgroup2_mount() if mount is None else mount).rstrip("/")
         own_rel = procfs.own_cgroup_v2() if own is None else own
         self.own = f"{self.mount}{own_rel}" if self.mount and own_rel not in ("", "/") else ""
-        if root:
-            self.root = os.path.normpath(root)
-        elif self.own and self._is_delegated(self.own):
-            self.root = self.own
-        else:
-            self.root = f"{self.mount}/{DEFAULT_ROOT_NAME}" if self.mount else ""
+        self.root = resolve_root(root, self.mount, self.own)
         self.delegated = bool(self.own) and (self.root == self.own or self.root.startswith(self.own + "/"))
         self.anchor = self.own if self.delegated else self.mount
         self._lock = threading.Lock()
         self._page_sizes: tuple[str, ...] | None = None
 
     # ------------------------------------------------------------ facility
-
-    @staticmethod
-    def _is_delegated(path: str) -> bool:
-        for name in DELEGATE_XATTRS:
-            try:
-                if os.getxattr(path, name).strip() == b"1":
-                    return True
-            except OSError:
-                continue
-        return False
 
     def probe(self) -> Availability:
         """Whether cgroup v2 is usable here; features = controllers available to the subtree.
