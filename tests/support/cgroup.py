@@ -20,8 +20,9 @@ import pytest
 
 from agent.drivers import procfs
 
-__all__ = ["cgroup2_root", "cgroup_session_dir", "cgroup_test_root", "cgroup_children",
-           "require_controller", "remove_cgroup_tree", "cgroup_controllers_available", "write_cgroup_file"]
+__all__ = ["cgroup2_root", "cgroup_session_dir", "cgroup_test_root", "cgroup_children", "compute_agent",
+           "compute_stub", "require_controller", "remove_cgroup_tree", "cgroup_controllers_available",
+           "write_cgroup_file", "compute_overrides"]
 
 _counter = itertools.count()
 
@@ -164,3 +165,32 @@ def cgroup_children():
         yield c
     finally:
         c.stop_all()
+
+
+def compute_overrides(root: str) -> list[str]:
+    """Config overrides that switch the compute plane on, rooted at `root`."""
+    return ["compute.enabled=true", f"compute.cgroup_root={root}"]
+
+
+@pytest.fixture(scope="module")
+def compute_agent(cgroup_session_dir):
+    """A real in-process agent (gRPC on a temp unix socket) with the compute plane
+    rooted in a throwaway subtree; yields (agent, root)."""
+    import shutil
+
+    from tests.support.server import start_inprocess, temp_dir
+    root = os.path.join(cgroup_session_dir, f"agent{next(_counter)}")
+    tmp = temp_dir()
+    agent = start_inprocess(tmp, compute_overrides(root))
+    try:
+        yield agent, root
+    finally:
+        agent.stop()
+        remove_cgroup_tree(root)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def compute_stub(compute_agent):
+    from agent._proto.devcloud.agent.v1 import compute_pb2_grpc
+    return compute_pb2_grpc.ComputeServiceStub(compute_agent[0].channel)
