@@ -9,13 +9,12 @@ them with FAILED_PRECONDITION naming the controller.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 
 import pytest
 
 from agent.drivers.cgroup import (MARK_XATTR, PENDING_XATTR, SUPERVISOR, CgroupDriver, CpuLimits, CpusetLimits,
-                                  HugetlbLimit, IoDeviceLimits, IoLimits, Limits, MemoryLimits, PidsLimits,
+                                  HugetlbLimit, IoLimits, Limits, MemoryLimits, PidsLimits,
                                   decode_mark)
 from agent.errors import FailedPrecondition, InvalidArgument, NotFound
 from agent.metrics import Metrics

@@ -2,188 +2,35 @@
 
 Layout (deterministic, computable before anything exists):
 
-    <root>/<team>.slice                 team slice (limits shared by the team)
+    <root>/<team>.slice                   team slice (limits shared by the team)
     <root>/<team>.slice/<instance>.scope  instance scope (limits, processes)
-    <root>/supervisor                   the agent's own processes, in delegated mode only
+    <root>/supervisor                     the agent's own processes, in delegated mode only
 
-<root> is [compute].cgroup_root; by default the agent's own cgroup when
-systemd delegated it (Delegate=yes: trusted.delegate / user.delegate xattr),
-else <cgroup2 mount>/devcloud.slice. Controllers are enabled top-down from the
-"anchor" (the mount root, or the delegated cgroup: never above it) only as
-far as a request needs them. Every slice and scope carries our mark, one
-xattr (user.devcloud.owner); a cgroup without it is never changed or removed.
-Before a mkdir the parent records the intent (user.devcloud.pending.<name>),
-so a directory left unmarked by a crash is recognised and adopted later.
+Where <root> is and how controllers get enabled: hierarchy.py. Ownership
+marks and creation intents: marks.py. Limit files: limits.py.
 """
 from __future__ import annotations
 
 import errno
 import os
 import shutil
-import threading
 import time
-from contextlib import contextmanager
-from typing import Iterator
 
 from agent import validation
-from agent.drivers import procfs
-from agent.drivers.base import Availability, require
 from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, from_oserror
-from agent.metrics import Metrics
 
 from . import fs
-from .limits import (HostFacts, MissingFile, files_for, default_text, observed_limits, parse_cpulist,
-                     plan, required_controllers)
+from .hierarchy import Hierarchy, subdirs
+from .limits import MissingFile, default_text, files_for, observed_limits, plan, required_controllers
+from .marks import MARK_XATTR, claim, create, decode_mark, forget_intent, is_ours_or_pending, sweep_pending
 from .model import LIMIT_CONTROLLERS, SCOPE, SLICE, CgroupInfo, LimitDrift, Limits, Mark, Stats
 from .stats import read_stats
 
-MARK_XATTR = "user.devcloud.owner"
-PENDING_XATTR = "user.devcloud.pending."
-OWNER = "devcloud-agent"
-SUPERVISOR = "supervisor"
-DEFAULT_ROOT_NAME = "devcloud.slice"
-DELEGATE_XATTRS = ("trusted.delegate", "user.delegate")
-_V1_NAMES = {"io": "blkio"}          # v2 controller -> its v1 name
 
+class CgroupDriver(Hierarchy):
+    """Slices and scopes with limits, stats, freeze/thaw/kill, over cgroupfs v2.
 
-def encode_mark(mark: Mark) -> bytes:
-    parts = [f"owner={OWNER}", f"kind={mark.kind}", f"team={mark.team}"]
-    if mark.instance:
-        parts.append(f"instance={mark.instance}")
-    return " ".join(parts).encode()
-
-
-def decode_mark(raw: bytes | None) -> Mark | None:
-    """Our mark from the xattr value; None if absent or written by someone else."""
-    if not raw:
-        return None
-    kv = dict(p.partition("=")[::2] for p in raw.decode(errors="replace").split())
-    if kv.get("owner") != OWNER or kv.get("kind") not in (SLICE, SCOPE) or not kv.get("team"):
-        return None
-    return Mark(kv["kind"], kv["team"], kv.get("instance", ""))
-
-
-def is_delegated(path: str) -> bool:
-    """systemd marks a cgroup it delegated (Delegate=yes) with trusted.delegate / user.delegate = 1."""
-    for name in DELEGATE_XATTRS:
-        try:
-            if os.getxattr(path, name).strip() == b"1":
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def resolve_root(root: str = "", mount: str | None = None, own: str | None = None) -> str:
-    """The agent's subtree: `root` if configured; else the agent's own cgroup when
-    systemd delegated it; else <cgroup2 mount>/devcloud.slice ("" without cgroup2).
-    `own` is the absolute path of the agent's cgroup ("" at the root)."""
-    if root:
-        return os.path.normpath(root)
-    mount = (procfs.cgroup2_mount() if mount is None else mount).rstrip("/")
-    if own is None:
-        rel = procfs.own_cgroup_v2()
-        own = f"{mount}{rel}" if mount and rel not in ("", "/") else ""
-    if own and is_delegated(own):
-        return own
-    return f"{mount}/{DEFAULT_ROOT_NAME}" if mount else ""
-
-
-def parse_controllers(text: str | None) -> set[str]:
-    # A plain directory tree keeps our "+cpu" words verbatim: accept both forms.
-    return {w.lstrip("+") for w in (text or "").split()}
-
-
-class CgroupDriver:
-    """Slices and scopes with limits, stats, freeze/thaw/kill, over cgroupfs v2."""
-
-    def __init__(self, metrics: Metrics, *, root: str = "", mount: str | None = None,
-                 own: str | None = None, plain: bool = False) -> None:
-        """root: the agent's subtree ("" = automatic, see the module doc).
-        mount/own: the cgroup2 mount point and this process's cgroup (default:
-        read from /proc/self). plain=True: `mount` is a plain directory tree
-        (formatting unit tests): files are created on write, absent files read
-        as the kernel defaults, and nothing waits for kernel events.
-        """
-        self._metrics = metrics
-        self._plain = plain
-        self.mount = (procfs.cgroup2_mount() if mount is None else mount).rstrip("/")
-        own_rel = procfs.own_cgroup_v2() if own is None else own
-        self.own = f"{self.mount}{own_rel}" if self.mount and own_rel not in ("", "/") else ""
-        self.root = resolve_root(root, self.mount, self.own)
-        self.delegated = bool(self.own) and (self.root == self.own or self.root.startswith(self.own + "/"))
-        self.anchor = self.own if self.delegated else self.mount
-        self._lock = threading.Lock()
-        self._page_sizes: tuple[str, ...] | None = None
-
-    # ------------------------------------------------------------ facility
-
-    def probe(self) -> Availability:
-        """Whether cgroup v2 is usable here; features = controllers available to the subtree.
-        Never raises."""
-        try:
-            if not self.mount:
-                v1 = procfs.cgroup_v1_controllers()
-                return Availability.missing(
-                    "no cgroup2 hierarchy is mounted" + (f" (controllers on cgroup v1: {', '.join(v1)})" if v1 else "")
-                    + "; the compute plane supports cgroup v2 only: boot with systemd.unified_cgroup_hierarchy=1 "
-                      "or mount cgroup2", version=os.uname().release)
-            if not self.root.startswith(self.mount + "/"):
-                return Availability.missing(f"[compute].cgroup_root {self.root!r} is not below the cgroup2 "
-                                            f"mount {self.mount}")
-            text = fs.read(os.path.join(self.anchor, "cgroup.controllers"))
-            if text is None:
-                return Availability.missing(f"{self.anchor}/cgroup.controllers is unreadable: is {self.anchor} "
-                                            "a cgroup2 directory?")
-            return Availability.ok(os.uname().release, sorted(parse_controllers(text)))
-        except Exception as exc:      # probe never raises
-            return Availability.missing(f"probing cgroup v2 failed: {exc}")
-
-    def _require(self) -> None:
-        require("cgroup v2", self.probe())
-
-    def available_controllers(self) -> set[str]:
-        """Controllers the subtree can use (the anchor's cgroup.controllers)."""
-        return parse_controllers(fs.read(os.path.join(self.anchor, "cgroup.controllers")))
-
-    def require_controllers(self, need: set[str]) -> None:
-        """FailedPrecondition naming every controller of `need` this host cannot give us."""
-        missing = sorted(need - self.available_controllers())
-        if not missing:
-            return
-        v1 = set(procfs.cgroup_v1_controllers())
-        why = []
-        for c in missing:
-            if _V1_NAMES.get(c, c) in v1:
-                why.append(f"{c}: bound to cgroup v1 on this host")
-            elif self.delegated:
-                why.append(f"{c}: not delegated to {self.anchor} (add it to the unit's Delegate=)")
-            else:
-                why.append(f"{c}: not in {self.anchor}/cgroup.controllers")
-        raise FailedPrecondition(
-            f"cgroup v2 controller{'s' if len(missing) > 1 else ''} {', '.join(missing)} not available "
-            f"for limits on this host ({'; '.join(why)}); a cgroup v2-only host "
-            "(systemd.unified_cgroup_hierarchy=1) provides them",
-            reason="CONTROLLER_UNAVAILABLE", metadata={"controllers": ",".join(missing)})
-
-    def host_facts(self) -> HostFacts:
-        """Online CPUs and memory nodes, hugepage sizes, block devices: what limits are checked against."""
-        cpus = parse_cpulist(procfs.read_text("/sys/devices/system/cpu/online", "0"))
-        mems = parse_cpulist(procfs.read_text("/sys/devices/system/node/online", "0"))
-        return HostFacts(cpus, mems, self.page_sizes(), _block_device)
-
-    def page_sizes(self) -> tuple[str, ...]:
-        if self._page_sizes is None:
-            sizes = []
-            try:
-                for name in os.listdir("/sys/kernel/mm/hugepages"):
-                    kb = int(name.removeprefix("hugepages-").removesuffix("kB"))
-                    sizes.append((kb, f"{kb >> 20}GB" if kb % (1 << 20) == 0 else
-                                  f"{kb >> 10}MB" if kb % (1 << 10) == 0 else f"{kb}KB"))
-            except (OSError, ValueError):
-                pass
-            self._page_sizes = tuple(s for _, s in sorted(sizes))
-        return self._page_sizes
+    Construction: see Hierarchy (root, mount, own, plain)."""
 
     # ------------------------------------------------------------ names
 
@@ -226,11 +73,11 @@ class CgroupDriver:
             self._enable_chain(parent, need)
             created = False
             if os.path.isdir(path):
-                self._claim(path, mark)
+                claim(path, mark)
             else:
                 if instance:
                     self._check_unique_instance(team, instance)
-                self._create(path, mark)
+                create(path, mark, self._remove_dir)
                 created = True
             try:
                 changed = self._apply(path, parent, limits, full=True)
@@ -296,7 +143,7 @@ class CgroupDriver:
     def owned(self, team: str = "", *, kind: str = SCOPE) -> Iterator[tuple[str, Mark]]:
         """(path, mark) of every marked slice or scope: a directory scan, for GC and reconcile."""
         slices = [self.slice_path(team)] if team else [
-            os.path.join(self.root, e) for e in _subdirs(self.root) if e.endswith(".slice")]
+            os.path.join(self.root, e) for e in subdirs(self.root) if e.endswith(".slice")]
         for s in slices:
             smark = decode_mark(fs.getxattr(s, MARK_XATTR)) if os.path.isdir(s) else None
             if smark is None or smark.kind != SLICE:
@@ -304,7 +151,7 @@ class CgroupDriver:
             if kind == SLICE:
                 yield s, smark
                 continue
-            for e in _subdirs(s):
+            for e in subdirs(s):
                 p = os.path.join(s, e)
                 m = decode_mark(fs.getxattr(p, MARK_XATTR))
                 if m is not None and m.kind == SCOPE and m.team == smark.team:
@@ -396,15 +243,14 @@ class CgroupDriver:
             if not os.path.isdir(path):
                 return False
             mark = Mark(SCOPE if instance else SLICE, team, instance)
-            self._claim(path, mark)
+            claim(path, mark)
             if instance:
                 self._delete_scope(path, kill, deadline)
                 return True
             scopes = []
-            for e in _subdirs(path):
+            for e in subdirs(path):
                 p = os.path.join(path, e)
-                m = decode_mark(fs.getxattr(p, MARK_XATTR))
-                if m is None and fs.getxattr(path, PENDING_XATTR + e) is None:
+                if not is_ours_or_pending(p):
                     raise FailedPrecondition(f"{p} is in the team slice but does not carry the agent's mark; "
                                              "it is left alone and blocks removing the slice",
                                              reason="NOT_OURS", metadata={"cgroup": p})
@@ -417,7 +263,7 @@ class CgroupDriver:
                 self._kill(path, deadline)
             for s in scopes:
                 self._remove_tree(s, deadline)
-                fs.removexattr(path, PENDING_XATTR + os.path.basename(s))
+                forget_intent(path, os.path.basename(s))
             self._remove_tree(path, deadline)
             return True
 
@@ -439,7 +285,7 @@ class CgroupDriver:
                     if not os.path.isdir(path):
                         results[(team, inst)] = None
                         continue
-                    self._claim(path, Mark(SCOPE, team, inst))
+                    claim(path, Mark(SCOPE, team, inst))
                     if self._populated(path):
                         if not kill:
                             raise FailedPrecondition(f"scope {path} holds processes; pass kill",
@@ -460,24 +306,10 @@ class CgroupDriver:
 
     def sweep_pending(self) -> int:
         """Drop intent records (pending xattrs) whose directory never came to exist. Returns how many."""
-        n = 0
-        for parent in [self.root] + [os.path.join(self.root, e) for e in _subdirs(self.root) if e.endswith(".slice")]:
-            try:
-                names = os.listxattr(parent)
-            except OSError:
-                continue
-            for x in names:
-                if x.startswith(PENDING_XATTR) and not os.path.isdir(os.path.join(parent, x[len(PENDING_XATTR):])):
-                    fs.removexattr(parent, x)
-                    n += 1
-        return n
+        return sweep_pending([self.root] + [os.path.join(self.root, e) for e in subdirs(self.root)
+                                            if e.endswith(".slice")])
 
     # ------------------------------------------------------------ internals
-
-    @contextmanager
-    def _time(self, op: str) -> Iterator[None]:
-        with self._metrics.time(self._metrics.cgroup_op, op=op):
-            yield
 
     def _existing(self, team: str, instance: str) -> tuple[str, Mark]:
         path = self.path(team, instance)
@@ -485,7 +317,7 @@ class CgroupDriver:
             what = f"scope of instance {instance!r} in team {team!r}" if instance else f"slice of team {team!r}"
             raise NotFound(f"no {what} ({path})", reason="CGROUP_NOT_FOUND", metadata={"cgroup": path})
         mark = Mark(SCOPE if instance else SLICE, team, instance)
-        self._claim(path, mark)
+        claim(path, mark)
         return path, mark
 
     def _slice_for_scope(self, team: str) -> None:
@@ -493,107 +325,14 @@ class CgroupDriver:
         if not os.path.isdir(s):
             raise FailedPrecondition(f"team {team!r} has no slice ({s}); EnsureSlice first",
                                      reason="SLICE_NOT_FOUND", metadata={"cgroup": s})
-        self._claim(s, Mark(SLICE, team))
-
-    def _claim(self, path: str, mark: Mark) -> None:
-        """Check `path` carries `mark`; adopt it if a crash left it unmarked after our recorded intent."""
-        parent, name = os.path.split(path)
-        found = decode_mark(fs.getxattr(path, MARK_XATTR))
-        if found is None:
-            if fs.getxattr(parent, PENDING_XATTR + name) is None:
-                raise FailedPrecondition(f"{path} exists but does not carry the agent's mark: it is not ours "
-                                         "and is left alone (remove it, or use another name)",
-                                         reason="NOT_OURS", metadata={"cgroup": path})
-            fs.setxattr(path, MARK_XATTR, encode_mark(mark))
-            fs.removexattr(parent, PENDING_XATTR + name)
-        elif found != mark:
-            raise FailedPrecondition(f"{path} carries the mark of {found}, not {mark}", reason="NOT_OURS",
-                                     metadata={"cgroup": path})
-
-    def _create(self, path: str, mark: Mark) -> None:
-        parent, name = os.path.split(path)
-        fs.setxattr(parent, PENDING_XATTR + name, b"1")          # intent before action
-        try:
-            try:
-                os.mkdir(path)
-            except OSError as exc:
-                raise from_oserror(exc, f"mkdir {path}") from None
-            try:
-                fs.setxattr(path, MARK_XATTR, encode_mark(mark))
-            except BaseException:
-                self._remove_dir(path)
-                raise
-        finally:
-            fs.removexattr(parent, PENDING_XATTR + name)
-
-    def _ensure_root(self) -> None:
-        if os.path.isdir(self.root):
-            return
-        with self._lock:
-            if not os.path.isdir(os.path.dirname(self.root)):
-                raise FailedPrecondition(f"the parent of [compute].cgroup_root {self.root} does not exist",
-                                         reason="CGROUP_ROOT_MISSING")
-            try:
-                os.mkdir(self.root)
-            except FileExistsError:
-                pass
-            except OSError as exc:
-                raise from_oserror(exc, f"mkdir {self.root}") from None
+        claim(s, Mark(SLICE, team))
 
     def _check_unique_instance(self, team: str, instance: str) -> None:
-        for e in _subdirs(self.root):
+        for e in subdirs(self.root):
             if e.endswith(".slice") and e != f"{team}.slice" and \
                     os.path.isdir(os.path.join(self.root, e, f"{instance}.scope")):
                 raise AlreadyExists(f"instance {instance!r} already has a scope in team {e[:-6]!r}",
                                     reason="INSTANCE_IN_OTHER_TEAM", metadata={"team": e[:-6]})
-
-    def _enabled(self, cgroup: str) -> set[str]:
-        return parse_controllers(fs.read(os.path.join(cgroup, "cgroup.subtree_control")))
-
-    def _enable_chain(self, parent: str, need: set[str]) -> None:
-        """Enable `need` in cgroup.subtree_control from the anchor down to `parent`."""
-        if not need:
-            return
-        rel = os.path.relpath(parent, self.anchor)
-        chain = [self.anchor]
-        for part in ([] if rel == "." else rel.split("/")):
-            chain.append(os.path.join(chain[-1], part))
-        for cg in chain:
-            have = self._enabled(cg)
-            if need <= have:
-                continue
-            if cg != self.mount and self._pids(cg):
-                if cg == self.anchor and self.delegated:
-                    self._move_to_supervisor(cg)
-                else:
-                    raise FailedPrecondition(f"{cg} holds processes, so controllers cannot be enabled below it "
-                                             "(cgroup v2 'no internal processes' rule)", reason="CGROUP_BUSY",
-                                             metadata={"cgroup": cg})
-            with self._time("enable_controllers"):
-                fs.write(os.path.join(cg, "cgroup.subtree_control"),
-                         " ".join(f"+{c}" for c in sorted(have | need)), create=self._plain)
-
-    def _move_to_supervisor(self, cg: str) -> None:
-        """Delegated mode: move the agent's processes out of its own cgroup into a leaf."""
-        with self._lock:
-            sup = os.path.join(cg, SUPERVISOR)
-            try:
-                os.mkdir(sup)
-            except FileExistsError:
-                pass
-            except OSError as exc:
-                raise from_oserror(exc, f"mkdir {sup}") from None
-            for _ in range(10):
-                pids = self._pids(cg)
-                if not pids:
-                    return
-                for pid in pids:
-                    try:
-                        fs.write(os.path.join(sup, "cgroup.procs"), str(pid))
-                    except NotFound:          # exited meanwhile
-                        pass
-            raise FailedPrecondition(f"processes keep appearing in {cg}; cannot empty it into {sup}",
-                                     reason="CGROUP_BUSY")
 
     def _observed(self, path: str, parent: str) -> dict[str, str | None]:
         enabled = self._enabled(parent) & set(LIMIT_CONTROLLERS)
@@ -626,14 +365,7 @@ class CgroupDriver:
             limits=observed_limits(self._observed(path, parent)),
             populated=bool(events.get("populated", 0)), frozen=bool(events.get("frozen", 0)),
             pids=self._pids(path) if mark.kind == SCOPE else (),
-            children=len(_subdirs(path)))
-
-    def _pids(self, path: str) -> tuple[int, ...]:
-        text = fs.read(os.path.join(path, "cgroup.procs")) or ""
-        return tuple(int(p) for p in text.split())
-
-    def _populated(self, path: str) -> bool:
-        return fs.parse_events(fs.read(os.path.join(path, "cgroup.events")) or "").get("populated", 0) == 1
+            children=len(subdirs(path)))
 
     def _kill(self, path: str, deadline: float | None) -> float:
         if not self._populated(path):
@@ -683,20 +415,4 @@ class CgroupDriver:
         except OSError:
             pass
 
-
-def _subdirs(path: str) -> list[str]:
-    try:
-        with os.scandir(path) as it:
-            return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise from_oserror(exc, f"scandir {path}") from None
-
-
-def _block_device(dev: str) -> str:
-    base = f"/sys/dev/block/{dev}"
-    if not os.path.exists(base):
-        return "missing"
-    return "partition" if os.path.exists(f"{base}/partition") else "disk"
 
