@@ -58,6 +58,9 @@ class CgroupDriver(Hierarchy):
         a cgroup at our path without our mark), AlreadyExists (the instance has
         a scope in another team), InvalidArgument (kernel refused a value).
         A new cgroup is removed again if anything fails: nothing half-created.
+        Every check (controllers, kernel files) precedes the first write; if the
+        kernel still refuses one, an existing group keeps the writes made before
+        it and a retry converges.
         """
         with self._time("ensure"):
             self._require()
@@ -70,13 +73,14 @@ class CgroupDriver(Hierarchy):
                 self._slice_for_scope(team)
             else:
                 self._ensure_root()
+            exists = os.path.isdir(path)
+            if exists:
+                claim(path, mark)              # never enable anything for a group that is not ours
+            elif instance:
+                self._check_unique_instance(team, instance)
             self._enable_chain(parent, need)
             created = False
-            if os.path.isdir(path):
-                claim(path, mark)
-            else:
-                if instance:
-                    self._check_unique_instance(team, instance)
+            if not exists:
                 create(path, mark, self._remove_dir)
                 created = True
             try:
