@@ -80,7 +80,7 @@ class NetworkConfig:
 @dataclass
 class ComputeConfig:
     enabled: bool = True
-    cgroup_root: str = ""                              # agent subtree ("" = own cgroup if systemd delegated it, else <cgroup2 mount>/devcloud.slice)
+    cgroup_root: str = ""                              # agent subtree ("" = <cgroup2 mount>/devcloud.slice, outside the agent unit)
 
 
 @dataclass

@@ -297,7 +297,11 @@ def test_delegated_subtree_moves_own_processes_into_a_leaf(cgroup2_root, cgroup_
     write_cgroup_file(os.path.join(cgroup_test_root, "cgroup.procs"), str(agent_proc.pid))
     above = read(session, "cgroup.subtree_control")
 
-    d = CgroupDriver(Metrics(), own=rel(cgroup2_root, cgroup_test_root))     # root "" = automatic
+    # The automatic root never picks the agent's own unit cgroup (a stop would kill workloads) ...
+    assert CgroupDriver(Metrics(), own=rel(cgroup2_root, cgroup_test_root)).root == \
+        os.path.join(cgroup2_root, "devcloud.slice")
+    # ... delegated mode is an explicit choice of a root inside it.
+    d = CgroupDriver(Metrics(), root=cgroup_test_root, own=rel(cgroup2_root, cgroup_test_root))
     assert d.delegated and d.root == cgroup_test_root and d.anchor == cgroup_test_root
     info, _ = d.ensure("t", "", Limits(hugetlb=(HugetlbLimit("2MB", 2 << 20),)))
     assert cgroup_of(agent_proc.pid) == rel(cgroup2_root, os.path.join(cgroup_test_root, SUPERVISOR))

@@ -1,8 +1,10 @@
 """Where the agent's cgroup subtree is and which controllers it may use.
 
-<root> is [compute].cgroup_root; by default the agent's own cgroup when
-systemd delegated it (Delegate=yes: trusted.delegate / user.delegate xattr),
-else <cgroup2 mount>/devcloud.slice. Controllers are enabled top-down from the
+<root> is [compute].cgroup_root; by default <cgroup2 mount>/devcloud.slice,
+outside the agent's own unit so that stopping or restarting the agent (systemd
+kills every process of a unit's cgroup) never kills the workloads (LXD's
+lxc.payload.* lives at the root for the same reason). A root configured inside
+the agent's own cgroup (systemd Delegate=yes) is "delegated mode". Controllers are enabled top-down from the
 "anchor" (the mount root, or the delegated cgroup: never above it) only as
 far as a request needs them. In delegated mode the agent's own processes are
 first moved into <root>/supervisor (cgroup v2: no processes in inner nodes).
@@ -40,17 +42,12 @@ def is_delegated(path: str) -> bool:
 
 
 def resolve_root(root: str = "", mount: str | None = None, own: str | None = None) -> str:
-    """The agent's subtree: `root` if configured; else the agent's own cgroup when
-    systemd delegated it; else <cgroup2 mount>/devcloud.slice ("" without cgroup2).
-    `own` is the absolute path of the agent's cgroup ("" at the root)."""
+    """The agent's subtree: `root` if configured, else <cgroup2 mount>/devcloud.slice
+    ("" without cgroup2). Never the agent's own unit cgroup by default: workloads
+    there would die with every `systemctl stop`. `own` is kept for the signature."""
     if root:
         return os.path.normpath(root)
     mount = (procfs.cgroup2_mount() if mount is None else mount).rstrip("/")
-    if own is None:
-        rel = procfs.own_cgroup_v2()
-        own = f"{mount}{rel}" if mount and rel not in ("", "/") else ""
-    if own and is_delegated(own):
-        return own
     return f"{mount}/{DEFAULT_ROOT_NAME}" if mount else ""
 
 

@@ -322,12 +322,12 @@ def _systemd_run(unit: str, *props: str) -> str:
 
 
 def test_delegated_subtree_under_systemd():
-    """The automatic root under Delegate=yes: the unit's own cgroup, detected by
-    systemd's delegate xattr; the unit's processes move into a leaf first."""
+    """Delegated mode (a root configured inside a Delegate=yes unit's cgroup): the
+    unit's processes move into a leaf first; nothing is written above the unit."""
     unit = f"devcloud-deleg-{uuid.uuid4().hex[:8]}.service"
     cg = _systemd_run(unit, "Delegate=yes")
     try:
-        d = CgroupDriver(Metrics(), own=cg)
+        d = CgroupDriver(Metrics(), root=MOUNT + cg, own=cg)
         assert d.delegated and d.root == MOUNT + cg, (d.root, cg)
         svc = ComputeService(d)
         info = svc.ensure_slice("team-d", Limits(pids=PidsLimits(max=50), memory=MemoryLimits(max=1 << 30)))
@@ -341,27 +341,31 @@ def test_delegated_subtree_under_systemd():
         subprocess.run(["systemctl", "stop", unit], timeout=WAIT)
 
 
-@pytest.mark.xfail(strict=False, reason="with the subtree inside the agent unit's own cgroup, stopping the unit "
-                                        "(KillMode=mixed/control-group) SIGKILLs every process below it, "
-                                        "workloads included; kept as a measurement of that behaviour")
-def test_workloads_in_a_delegated_subtree_survive_the_unit_stop():
-    unit = f"devcloud-deleg-{uuid.uuid4().hex[:8]}.service"
-    cg = _systemd_run(unit, "Delegate=yes", "KillMode=mixed")
-    workload = None
+def test_workloads_outside_the_agent_unit_survive_its_stop(tmp_path):
+    """The default root (<mount>/devcloud.slice) is outside the agent's unit: a
+    workload the unit started and moved into a scope survives `systemctl stop`
+    (KillMode=mixed, as in systemd/devcloud-agent.service)."""
+    svc = ComputeService(CgroupDriver(Metrics()))
+    assert svc.subtree == MOUNT + "/devcloud.slice"
+    svc.ensure_slice("team-s", Limits())
+    info = svc.ensure_scope("team-s", "w", Limits())
+    pidfile = tmp_path / "workload.pid"
+    unit = f"devcloud-agentlike-{uuid.uuid4().hex[:8]}.service"
+    script = (f"sleep 3600 & echo $! > {info.cgroup.path}/cgroup.procs; echo $! > {pidfile}; sleep 3600")
+    subprocess.run(["systemd-run", "--unit", unit, "--quiet", "--property=KillMode=mixed", "sh", "-c", script],
+                   check=True, timeout=WAIT)
+    pid = None
     try:
-        svc = ComputeService(CgroupDriver(Metrics(), own=cg))
-        svc.ensure_slice("team-s", Limits())
-        svc.ensure_scope("team-s", "w", Limits())
-        workload = subprocess.Popen(["sleep", "3600"])
-        svc.attach("team-s", "w", [workload.pid])
-        subprocess.run(["systemctl", "stop", unit], timeout=WAIT)     # returns once the stop job is done
-        alive = workload.poll() is None
-        record("workload-survives-unit-stop", alive=alive)
-        assert alive
+        until(lambda: pidfile.exists() and pidfile.read_text().strip(), "the unit to start its workload")
+        pid = int(pidfile.read_text())
+        subprocess.run(["systemctl", "stop", unit], check=True, timeout=WAIT)
+        os.kill(pid, 0)   # raises ProcessLookupError if the stop killed it
+        record("workload-survives-unit-stop", alive=True)
     finally:
         subprocess.run(["systemctl", "stop", unit], timeout=WAIT)
-        if workload is not None and workload.poll() is None:
-            workload.kill()
-            workload.wait()
-        if os.path.isdir(MOUNT + cg):
-            remove_tree(MOUNT + cg)
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        svc.delete_slice("team-s", kill=True)
