@@ -28,7 +28,7 @@ def name(field: str, value: str, *, max_len: int = 63) -> str:
         raise InvalidArgument.for_field(field, "is required")
     if len(value) > max_len:
         raise InvalidArgument.for_field(field, f"must be at most {max_len} characters, got {len(value)}")
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise InvalidArgument.for_field(
             field, f"{value!r} must be lower-case letters, digits and '-', starting and ending "
                    "with a letter or digit")
@@ -46,7 +46,7 @@ def netdev(field: str, value: str, *, prefix: str = "") -> str:
         raise InvalidArgument.for_field(field, "is required")
     if len(value.encode()) > IFNAMSIZ:
         raise InvalidArgument.for_field(field, f"{value!r} is longer than {IFNAMSIZ} bytes (IFNAMSIZ)")
-    if not NETDEV_RE.match(value) or value in (".", ".."):
+    if not NETDEV_RE.fullmatch(value) or value in (".", ".."):
         raise InvalidArgument.for_field(field, f"{value!r} may only hold letters, digits, '_', '.', '-'")
     if prefix and not value.startswith(prefix):
         raise InvalidArgument.for_field(field, f"{value!r} must start with {prefix!r}")
@@ -64,8 +64,8 @@ def path_component(field: str, value: str) -> str:
 
 def mac(field: str, value: str) -> str:
     """A unicast MAC address, returned lower-case."""
-    v = value.strip().lower()
-    if not MAC_RE.match(v):
+    v = value.lower()
+    if not MAC_RE.fullmatch(v):
         raise InvalidArgument.for_field(field, f"{value!r} is not a MAC address like 0a:58:0a:00:00:05")
     if int(v[:2], 16) & 1:
         raise InvalidArgument.for_field(field, f"{value!r} is a multicast MAC address")
@@ -106,7 +106,7 @@ def size_bytes(field: str, value: str | int, *, minimum: int = 1,
     if isinstance(value, int):
         n = value
     else:
-        m = _SIZE_RE.match(value or "")
+        m = _SIZE_RE.fullmatch(value or "")
         if not m:
             raise InvalidArgument.for_field(field, f"{value!r} is not a size like 1073741824, 512M or 10GiB")
         unit = (m.group(2) or "").upper().replace("IB", "").replace("B", "") if m.group(2) else ""
@@ -120,7 +120,7 @@ def size_bytes(field: str, value: str | int, *, minimum: int = 1,
 
 def ovn_safe(field: str, value: str) -> str:
     """A string that ends up inside an OVN ACL match: no quotes, operators or spaces."""
-    if not value or not re.match(r"^[A-Za-z0-9_.:-]{1,63}$", value):
+    if not value or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,63}", value):
         raise InvalidArgument.for_field(
             field, f"{value!r} may only hold letters, digits, '_', '.', ':', '-' (it is used in OVN match expressions)")
     return value
@@ -131,7 +131,7 @@ def labels(field: str, value: dict[str, str], *, max_items: int = 64) -> dict[st
     if len(value) > max_items:
         raise InvalidArgument.for_field(field, f"at most {max_items} labels, got {len(value)}")
     for k, v in value.items():
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$", k):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,62}", k):
             raise InvalidArgument.for_field(f"{field}[{k!r}]", "label keys are 1-63 chars of letters, digits, '_./-'")
         if len(v) > 253 or any(ord(c) < 32 for c in v):
             raise InvalidArgument.for_field(f"{field}[{k!r}]", "label values are at most 253 printable characters")
@@ -145,6 +145,16 @@ def enum(field: str, value: int, allowed: dict[int, str] | list[int] | set[int])
     return value
 
 
+def cgroup_name(field: str, value: str) -> str:
+    """A team/instance name that becomes a cgroup directory: name() rules, one path
+    component, and matched in full (NAME_RE's '$' alone would let a trailing newline through)."""
+    name(field, value)
+    path_component(field, value)
+    if not NAME_RE.fullmatch(value):
+        raise InvalidArgument.for_field(field, f"{value!r} must be lower-case letters, digits and '-'")
+    return value
+
+
 # -- storage plane ---------------------------------------------------------------
 
 IMAGE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -155,7 +165,7 @@ def image_id(field: str, value: str) -> str:
     """An image id: 1-63 of [a-z0-9._-], starting with a letter or digit, no '..' (a ZFS dataset component)."""
     if not value:
         raise InvalidArgument.for_field(field, "is required")
-    if not IMAGE_ID_RE.match(value) or ".." in value:
+    if not IMAGE_ID_RE.fullmatch(value) or ".." in value:
         raise InvalidArgument.for_field(field, f"{value[:80]!r} must be 1-63 of a-z, 0-9, '.', '_', '-', "
                                                "starting with a letter or digit")
     return value
@@ -166,7 +176,7 @@ def sha256_hex(field: str, value: str, *, required: bool = True) -> str:
     if not value and not required:
         return ""
     v = value.strip().lower()
-    if not SHA256_RE.match(v):
+    if not SHA256_RE.fullmatch(v):
         raise InvalidArgument.for_field(field, "must be a sha256 digest of 64 hex digits")
     return v
 

@@ -1,4 +1,5 @@
 """Fixtures for the integration tier (real agent process + real components).
 Plane fixtures live in tests/support/<plane>.py and are imported here."""
 
+from tests.support.cgroup import *  # noqa: E402,F401,F403
 from tests.support.zfs import *  # noqa: E402,F401,F403  (storage plane: zfs_pool, zfs_backend, ...)
