@@ -44,7 +44,15 @@ class StoragePlane:
         return not self.cfg.storage.pool
 
     def probe(self) -> Availability:
-        return self.backend.probe()
+        """The backend's probe with the pool's abilities folded in (lz4, encryption):
+        capabilities as data, e.g. backend:cli, flavor:zfs-fuse, zvol, lz4."""
+        a = self.backend.probe()
+        if not a.available:
+            return a
+        try:
+            return Availability.ok(a.version, self.service.capabilities())
+        except Exception:      # the pool may not be imported yet; the backend's answer stands
+            return a
 
     def zvol(self, facilities: dict[str, Availability]) -> Availability:
         a = facilities.get("zfs") or self.probe()

@@ -230,3 +230,32 @@ def test_z_delete_image_with_clones_then_clones(stub, parent, image, foreign):
         assert zfs_get(name, "type"), f"foreign dataset {name} was touched"
     src = zfs_run("get", "-H", "-o", "source", "devcloud:owner", f"{parent}/instances/foreign-team/vol").stdout
     assert src.strip().startswith("inherited"), "the agent marked a foreign dataset"
+
+
+def test_cancelled_upload_leaves_nothing(stub, agent, parent):
+    """A client that gives up mid-upload (cancel) leaves no image and no temporary dataset."""
+    import time as _time
+    data, sha = make_tarball([("./big", "file", os.urandom(4 * MiB))], compression="")
+    sent = threading.Event()
+
+    def requests():
+        yield pb.EnsureImageRequest(header=pb.ImageHeader(image_id="cancelled", sha256=sha, size_bytes=len(data)))
+        yield pb.EnsureImageRequest(chunk=data[:MiB])
+        sent.set()
+        _time.sleep(30)                       # never finishes: the client cancels first
+        yield pb.EnsureImageRequest(chunk=data[MiB:])
+    call = stub.EnsureImage(requests(), timeout=60)
+    sent.wait(10)
+    _time.sleep(0.5)
+    call.cancel()
+    deadline = _time.monotonic() + 30
+    while _time.monotonic() < deadline:
+        left = zfs_run("get", "-H", "-r", "-o", "name", "type", f"{parent}/tmp").stdout.split()
+        if left == [f"{parent}/tmp"]:
+            break
+        _time.sleep(0.2)
+    assert left == [f"{parent}/tmp"], f"temporary datasets left behind: {left}"
+    assert zfs_get(f"{parent}/images/cancelled", "type") == {}
+    caps = identity_pb2_grpc.IdentityServiceStub(agent.channel).GetCapabilities(
+        identity_pb2.GetCapabilitiesRequest(), timeout=10)
+    assert any(e.startswith("zfs.backend:") for e in caps.extensions)
