@@ -311,7 +311,8 @@ class StorageService(ImageOps, SnapshotDeleteOps):
         changed = bool(changes)
         if changes:
             self.zfs.set_props(info.name, {k: (v if v else "none") for k, v in changes.items()})
-        if info.type == "filesystem" and not info.mounted and info.canmount == "on":
+        if (info.type == "filesystem" and not info.mounted and info.canmount == "on"
+                and info.mountpoint.startswith("/")):      # mountpoint=none/legacy: the operator mounts
             self.zfs.mount(info.name)
             changed = True
         return self._observe(info.name), changed
@@ -336,7 +337,7 @@ class StorageService(ImageOps, SnapshotDeleteOps):
             out.append(f"refquota_bytes: live {info.refquota}, wanted {spec.refquota_bytes}")
         if spec.kind == VolumeKind.BLOCK and info.volsize != spec.size_bytes:
             out.append(f"size_bytes: live {info.volsize}, wanted {spec.size_bytes}")
-        if info.type == "filesystem" and not info.mounted:
+        if info.type == "filesystem" and not info.mounted and info.mountpoint.startswith("/"):
             out.append("not mounted")
         return out
 

@@ -45,9 +45,8 @@ class ImageOps:
 
     def _clone_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for ds in self.zfs.list(self.layout.instances):
-            if ds.origin:
-                counts[ds.origin] = counts.get(ds.origin, 0) + 1
+        for origin in self.zfs.origins(self.layout.instances).values():
+            counts[origin] = counts.get(origin, 0) + 1
         return counts
 
     def _image(self, ds: DatasetInfo, counts: dict[str, int]) -> Image:

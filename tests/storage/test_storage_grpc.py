@@ -94,6 +94,7 @@ def test_clone_twenty_instances_with_quotas(stub, parent, image):
         got = props[f"{parent}/instances/team-a/web-{i}"]
         assert got == {"origin": f"{parent}/images/base-img@base", "refquota": str(32 * MiB),
                        "quota": str(64 * MiB), "devcloud:owner": "devcloud-agent"}
+    assert stub.GetImage(pb.GetImageRequest(image_id="base-img"), timeout=10).image.clones == CLONES
     listed = stub.ListVolumes(pb.ListVolumesRequest(team="team-a"), timeout=10).volumes
     assert len(listed) == CLONES and all(v.referenced_bytes > 0 and v.available_bytes > 0 for v in listed)
     assert [v.name for v in stub.ListVolumes(pb.ListVolumesRequest(instance="inst-3"), timeout=10).volumes] == ["web-3"]

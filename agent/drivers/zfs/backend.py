@@ -88,6 +88,18 @@ class ZfsBackend:
                                 what=f"datasets under {root}")
         return list(found.values())
 
+    def origins(self, root: str) -> dict[str, str]:
+        """{clone: origin snapshot} for every clone under `root`, one light `zfs get -r origin`
+        ({} if root does not exist)."""
+        proc = self.cmd.run("zfs", ["get", "-H", "-p", "-r", "-o", "name,value", "origin", root],
+                            what=f"origins under {root}", op="get", check=False)
+        out = {}
+        for line in proc.stdout.splitlines():
+            name, _, origin = line.partition("\t")
+            if origin and origin != "-":
+                out[name] = origin
+        return out
+
     def exists(self, name: str) -> bool:
         """True if the dataset or snapshot exists."""
         return self.get(name) is not None

@@ -8,7 +8,6 @@ UNAVAILABLE instead of a hung RPC.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -210,7 +209,3 @@ def parse_get(stdout: str, user_props: Sequence[str] = ()) -> dict[str, DatasetI
             creation=_int(v("creation")), user_props=local, inherited_props=inherited)
     return out
 
-
-def environment_ok() -> bool:
-    """True when a ZFS control channel exists: /dev/zfs (kernel) or the zfs-fuse socket."""
-    return os.path.exists("/dev/zfs") or os.path.exists("/var/run/zfs/zfs_socket")
