@@ -96,9 +96,12 @@ def main() -> int:
             backend = stub.GetPool(pb.GetPoolRequest(), timeout=10).pool
             base = f"{parent}/images/img@base"
             zfs("create", f"{parent}/bare")
+            zfs("create", f"{parent}/barem")          # clones with marks: kept out of the bulk comparison
             n = args.n
-            t = {k: [] for k in ("agent_clone", "bare_clone", "agent_delete", "bare_delete",
+            t = {k: [] for k in ("agent_clone", "bare_clone", "bare_clone_marks", "agent_delete", "bare_delete",
                                  "agent_clone_b", "bare_clone_b")}
+            marks = ["-o", "devcloud:owner=devcloud-agent", "-o", "devcloud:type=volume", "-o", "devcloud:kind=root",
+                     "-o", "devcloud:team=t", "-o", "devcloud:name=x", "-o", "devcloud:image=img"]
 
             def ensure(team, name):
                 return lambda: stub.EnsureVolume(pb.EnsureVolumeRequest(spec=pb.VolumeSpec(
@@ -108,6 +111,8 @@ def main() -> int:
                 t["agent_clone"].append(timed(ensure("t", f"v{i}")))
                 t["bare_clone"].append(timed(lambda: zfs("clone", "-o", "refquota=1G", base,
                                                          f"{parent}/bare/v{i}")))
+                t["bare_clone_marks"].append(timed(lambda: zfs("clone", "-o", "refquota=1G", *marks, base,
+                                                               f"{parent}/barem/m{i}")))
             for i in range(n):
                 t["agent_delete"].append(timed(lambda: stub.DeleteVolume(
                     pb.DeleteVolumeRequest(team="t", name=f"v{i}"), timeout=60)))
@@ -129,6 +134,7 @@ def main() -> int:
         print(f"{'operation':<34} {'n':>4} {'p50':>9} {'p95':>9} {'mean':>9} {'ratio':>7}")
         print(row("clone: agent EnsureVolume (gRPC)", t["agent_clone"], t["bare_clone"]))
         print(row("clone: bare `zfs clone`", t["bare_clone"], None))
+        print(row("clone: bare `zfs clone` + our 6 marks", t["bare_clone_marks"], t["bare_clone"]))
         print(row("delete: agent DeleteVolume (gRPC)", t["agent_delete"], t["bare_delete"]))
         print(row("delete: bare `zfs umount`+`destroy`", t["bare_delete"], None))
         print(f"{'bulk delete of ' + str(n) + ': agent DeleteVolumes':<34} {1:>4} {bulk_agent * 1e3:>9.1f}"
