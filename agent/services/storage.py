@@ -357,7 +357,8 @@ class StorageService(ImageOps, SnapshotDeleteOps):
                       refquota_bytes=ds.refquota, quota_bytes=ds.quota, reservation_bytes=ds.reservation,
                       size_bytes=ds.volsize, used_bytes=ds.used, available_bytes=ds.available,
                       referenced_bytes=ds.referenced, origin=ds.origin, created_unix=ds.creation,
-                      snapshots=tuple(Snapshot(s.snapshot_name, s.used, s.referenced, s.creation) for s in snaps))
+                      snapshots=tuple(Snapshot(s.snapshot_name, s.used, s.referenced, s.creation)
+                                      for s in sorted(snaps, key=lambda s: s.createtxg)))
 
     def get_volume(self, team: str, name: str) -> Volume:
         """The observed volume. NotFound if absent or not ours. One batched read."""

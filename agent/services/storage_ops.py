@@ -40,7 +40,7 @@ class SnapshotDeleteOps:
             info = self._require_volume(team, name)
             tree = self.zfs.list(info.name)
             snaps = sorted((d for d in tree if d.is_snapshot and d.dataset == info.name),
-                           key=lambda d: (d.creation, d.name))
+                           key=lambda d: d.createtxg)
             names = [s.snapshot_name for s in snaps]
             if snapshot not in names:
                 raise NotFound(f"snapshot {snapshot} of volume {team}/{name} not found", reason="SNAPSHOT_NOT_FOUND")

@@ -236,17 +236,20 @@ def test_snapshot_rollback_delete_snapshot(svc, zfs_parent):
     vol, _ = svc.ensure_volume(VolumeSpec(team="t1", name="s"))
     path = os.path.join(vol.mountpoint, "f")
     open(path, "w").write("one")
+    snap, changed = svc.snapshot_volume("t1", "s", "zz-first")   # names sort the other way round
+    svc.delete_snapshot("t1", "s", "zz-first")
     snap, changed = svc.snapshot_volume("t1", "s", "s1")
     assert changed and zfs_get(f"{vol.dataset}@s1", "type") == {"type": "snapshot"}
     assert svc.snapshot_volume("t1", "s", "s1")[1] is False
     open(path, "w").write("two")
-    svc.snapshot_volume("t1", "s", "s2")
+    svc.snapshot_volume("t1", "s", "a2")         # same second as s1, sorts before it by name
+    assert [x.name for x in svc.get_volume("t1", "s").snapshots] == ["s1", "a2"]
     with pytest.raises(FailedPrecondition) as e:
         svc.rollback_volume("t1", "s", "s1")
     assert e.value.reason == "SNAPSHOT_NOT_LATEST"
     svc.rollback_volume("t1", "s", "s1", destroy_newer=True)
     assert open(path).read() == "one"
-    assert zfs_get(f"{vol.dataset}@s2", "type") == {}
+    assert zfs_get(f"{vol.dataset}@a2", "type") == {}
     with pytest.raises(NotFound):
         svc.rollback_volume("t1", "s", "nope")
     assert svc.delete_snapshot("t1", "s", "s1") is True

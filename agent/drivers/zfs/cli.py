@@ -206,6 +206,7 @@ def parse_get(stdout: str, user_props: Sequence[str] = ()) -> dict[str, DatasetI
             refreservation=_int(v("refreservation")), volsize=_int(v("volsize")),
             mountpoint="" if mountpoint == "-" else mountpoint, mounted=v("mounted") == "yes",
             readonly=v("readonly") == "on", canmount="" if v("canmount") == "-" else v("canmount"),
-            creation=_int(v("creation")), user_props=local, inherited_props=inherited)
+            creation=_int(v("creation")), createtxg=_int(v("createtxg")), user_props=local,
+            inherited_props=inherited)
     return out
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 # on OpenZFS and on zfs-fuse (pool version 23).
 NATIVE_PROPS = ("type", "origin", "used", "available", "referenced", "quota", "refquota",
                 "reservation", "refreservation", "volsize", "mountpoint", "mounted",
-                "readonly", "canmount", "creation")
+                "readonly", "canmount", "creation", "createtxg")
 
 # ZFS dataset names are limited to 255 bytes (MAXNAMELEN 256 with the NUL).
 MAX_NAME_LEN = 255
@@ -37,6 +37,7 @@ class DatasetInfo:
     readonly: bool = False
     canmount: str = ""
     creation: int = 0                  # unix seconds
+    createtxg: int = 0                 # transaction group of creation: orders snapshots (seconds do not)
     user_props: dict[str, str] = field(default_factory=dict)  # LOCAL user properties only
     inherited_props: dict[str, str] = field(default_factory=dict)  # user props inherited (snapshots)
 
