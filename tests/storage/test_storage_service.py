@@ -200,7 +200,8 @@ def test_root_volume_clone_quota_and_idempotency(svc, image, zfs_parent):
     bigger, changed = svc.ensure_volume(VolumeSpec(**{**spec.__dict__, "refquota_bytes": 128 * MiB,
                                                       "quota_bytes": 256 * MiB}))
     assert changed and zfs_get(ds, "refquota", "quota") == {"refquota": str(128 * MiB), "quota": str(256 * MiB)}
-    assert svc.diff_volume(spec) != [] and svc.diff_volume(VolumeSpec(**{**spec.__dict__, "refquota_bytes": 128 * MiB, "quota_bytes": 256 * MiB})) == []
+    now = VolumeSpec(**{**spec.__dict__, "refquota_bytes": 128 * MiB, "quota_bytes": 256 * MiB})
+    assert svc.diff_volume(spec) != [] and svc.diff_volume(now) == []
 
 
 def test_root_volume_needs_image(svc):

@@ -30,8 +30,8 @@ from agent.drivers.embedded import zfs_fuse
 from agent.drivers.zfs.cli import ZfsCommand
 from agent.metrics import Metrics
 
-__all__ = ["zfs_pool", "zfs_cmd", "zfs_parent", "zfs_backend", "SessionPool", "zfs_get", "zfs_run", "zfs_destroy_tree", "make_tarball", "chunked", "TEST_BUSY_TIMEOUT", "storage_overrides", "error_reason", "upload", "cleanup_embedded_storage",
-           "ZFS_BACKENDS"]
+# Only fixtures are star-exported into the conftests; tests import helpers by name.
+__all__ = ["zfs_pool", "zfs_cmd", "zfs_parent", "zfs_backend"]
 
 POOL_SIZE = 2 << 30
 # "lzc-shim": LzcBackend driven through tests/support/lzc_shim.py, a CLI-based stand-in for
