@@ -98,7 +98,8 @@ def test_embedded_pool_default(zfs_pool, tmp):
         assert v.mountpoint.startswith(str(state / "storage"))
         assert zfs_get(v.dataset, "refquota") == {"refquota": str(8 * MiB)}
         assert agent.stop() == 0
-        assert os.path.exists("/var/run/zfs/zfs_socket"), "zfs-fuse must outlive the agent"
+        if zfs_pool.flavor == "zfs-fuse":
+            assert os.path.exists("/var/run/zfs/zfs_socket"), "zfs-fuse must outlive the agent"
         assert v.mountpoint in mounts()
         # Exported while the agent was down (e.g. a host reboot): the next start imports it.
         for _ in range(50):

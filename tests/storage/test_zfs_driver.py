@@ -282,3 +282,19 @@ def test_parse_size(text, expected):
 def test_no_space_maps_to_resource_exhausted(zfs_backend, root):
     with pytest.raises(ResourceExhausted):
         zfs_backend.create_filesystem(f"{root}/big", {**MARK, "reservation": 1 << 40})
+
+
+def test_host_without_zfs_reports_why_and_refuses_calls(monkeypatch):
+    """No /dev/zfs and no zfs-fuse: the backend still builds; probe says why; calls raise
+    FailedPrecondition naming the facility (the daemon never crashes)."""
+    from agent.drivers import zfs as zfsdrv
+    from agent.metrics import Metrics
+    monkeypatch.setattr(zfsdrv, "detect_flavor", lambda: ("", "no ZFS here: install zfs-fuse"))
+    backend = zfsdrv.open_backend(Metrics(), "auto")
+    a = backend.probe()
+    assert not a.available and "no ZFS here" in a.reason
+    with pytest.raises(FailedPrecondition) as e:
+        backend.create_filesystem("p/x", {})
+    assert e.value.reason == "FACILITY_UNAVAILABLE"
+    lzc = zfsdrv.open_backend(Metrics(), "lzc")
+    assert not lzc.probe().available and "lzc" in lzc.probe().reason

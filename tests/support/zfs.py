@@ -19,6 +19,7 @@ import itertools
 import os
 import secrets
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,13 +95,16 @@ def zfs_pool(tmp_path_factory) -> SessionPool:
         daemon, lease = zfs_fuse.ensure_running(base / "state")
     cmd = ZfsCommand(Metrics())
     name = f"dct{os.getpid()}{secrets.token_hex(2)}"
-    pool = zfs_fuse.ensure_file_pool(cmd, name, base / "disks" / f"{name}.img", size=POOL_SIZE,
+    # The vdev file lives on a disk-backed directory (/var/tmp): OpenZFS file vdevs on tmpfs misbehave.
+    disks = Path(tempfile.mkdtemp(prefix=f"devcloud-zfs-{os.getpid()}-", dir="/var/tmp"))
+    pool = zfs_fuse.ensure_file_pool(cmd, name, disks / f"{name}.img", size=POOL_SIZE,
                                      mountpoint=str(base / "mnt"), cachefile=False)
     try:
         yield SessionPool(name, str(base / "mnt"), pool.path, flavor)
     finally:
         try:
             zfs_fuse.destroy_file_pool(cmd, name, pool.path)
+            disks.rmdir()
         finally:
             if daemon is not None:
                 zfs_fuse.stop_if_unused(daemon, lease)
