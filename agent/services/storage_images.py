@@ -25,6 +25,8 @@ def is_ours(info: DatasetInfo | None) -> bool:
 
 
 class ImageOps:
+    """Image import, lookup, deletion with parking (needs StorageService's zfs, layout, locks)."""
+
     def get_image(self, image_id: str) -> Image:
         """The image `image_id` (READY). NotFound if absent (parked images are not returned)."""
         info = self.zfs.get(self.layout.image(image_id), MARKS)

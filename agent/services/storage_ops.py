@@ -16,6 +16,8 @@ BULK_WORKERS = 8                     # parallel destroys in bulk deletes
 
 
 class SnapshotDeleteOps:
+    """Snapshots and deletion of volumes (needs StorageService's zfs, layout, locks)."""
+
     def snapshot_volume(self, team: str, name: str, snapshot: str) -> tuple[Snapshot, bool]:
         """Snapshot the volume as @<snapshot>. Returns (snapshot, changed). Idempotent (an existing
         snapshot of that name is returned with changed=false). NotFound if the volume is absent."""

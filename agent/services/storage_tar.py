@@ -19,6 +19,7 @@ a root filesystem.
 from __future__ import annotations
 
 import errno
+import copy
 import hashlib
 import os
 import posixpath
@@ -32,6 +33,8 @@ from agent.errors import DataLoss, InvalidArgument, ResourceExhausted
 from .storage_model import ImportProgress
 
 PROGRESS_EVERY_BYTES = 4 << 20
+# tarfile's extraction filters arrived in 3.11.4; Debian bookworm's python3 is 3.11.2.
+_HAS_FILTER = hasattr(tarfile, "data_filter")
 PROGRESS_EVERY_SECONDS = 0.5
 
 
@@ -106,6 +109,15 @@ def _escapes(base_dir: str, target: str) -> bool:
     return False
 
 
+def _renamed(member: tarfile.TarInfo, name: str, linkname: str | None = None) -> tarfile.TarInfo:
+    """A copy of `member` with a normalized name (TarInfo.replace needs Python >= 3.11.4)."""
+    out = copy.copy(member)
+    out.name = name
+    if linkname is not None:
+        out.linkname = linkname
+    return out
+
+
 class SafeFilter:
     """tarfile extraction filter enforcing the rules in the module docstring."""
 
@@ -145,14 +157,14 @@ class SafeFilter:
             if not stat.S_ISREG(st.st_mode):
                 raise InvalidArgument.for_field("tarball", f"hard link {rel!r} -> {target!r}: target is not "
                                                 "a regular file")
-            return member.replace(name=rel, linkname=target, deep=False)
+            return _renamed(member, rel, target)
         elif member.ischr() or member.isblk():
             if not self.allow_devices:
                 raise InvalidArgument.for_field(
                     "tarball", f"device node {rel!r} is not allowed (the agent is not privileged to create it)")
         elif not (member.isreg() or member.isdir() or member.isfifo()):
             raise InvalidArgument.for_field("tarball", f"member {rel!r} has an unsupported type")
-        return member.replace(name=rel, deep=False)
+        return _renamed(member, rel)
 
 
 def extract_stream(reader: ChunkReader, root: str, *, allow_devices: bool,
@@ -171,7 +183,12 @@ def extract_stream(reader: ChunkReader, root: str, *, allow_devices: bool,
         with tarfile.open(fileobj=reader, mode="r|*") as tar:
             for member in tar:
                 try:
-                    tar.extract(member, path=root, set_attrs=True, numeric_owner=True, filter=flt)
+                    if _HAS_FILTER:
+                        tar.extract(member, path=root, set_attrs=True, numeric_owner=True, filter=flt)
+                    else:           # same checks, applied by hand
+                        safe = flt(member, root)
+                        if safe is not None:
+                            tar.extract(safe, path=root, set_attrs=True, numeric_owner=True)
                 except OSError as exc:
                     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                         raise ResourceExhausted(f"no space left while extracting {member.name!r}",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import os
 import subprocess
 import time
 import types
@@ -134,9 +135,13 @@ def _unmount_new(name: str) -> None:
 
 def lzc_create(name, ds_type="zfs", props=None, key=None):
     n = _s(name)
+    props = dict(props or {})
     args = ["create", *_opts(props), n]
     if ds_type == "zvol":
-        raise FeatureNotSupported(n)     # the CLI stand-in cannot do zvols on zfs-fuse
+        size = props.pop(b"volsize", None)
+        if size is None or not os.path.exists("/dev/zfs"):
+            raise FeatureNotSupported(n)     # zfs-fuse has no zvols
+        args = ["create", "-s", "-V", str(size), *_opts(props), n]
     p = _zfs(*args)
     if p.returncode:
         _raise(p.stderr, n, notfound=ParentNotFound)
