@@ -1,0 +1,96 @@
+"""OpenZFS kernel module + libzfs_core (python3-pyzfs) on a file-backed pool."""
+import json
+import os
+import pathlib
+import shutil
+import time
+import uuid
+
+import pytest
+
+CLONES = 20
+
+
+@pytest.fixture(scope="module")
+def pool(sh):
+    """A throwaway pool on a sparse file, destroyed (file and mountpoint too) after."""
+    sh("modprobe", "zfs")
+    name = f"dctest{uuid.uuid4().hex[:6]}"
+    vdev, mnt = pathlib.Path(f"/var/tmp/{name}.img"), pathlib.Path(f"/var/tmp/{name}-mnt")
+    with open(vdev, "wb") as f:
+        f.truncate(1 << 30)
+    try:
+        sh("zpool", "create", "-f", "-m", mnt, name, vdev)
+        yield name
+    finally:
+        sh("zpool", "destroy", "-f", name, check=False)
+        vdev.unlink()
+        shutil.rmtree(mnt, ignore_errors=True)
+
+
+def zfs_names(sh, pool, kind="filesystem,snapshot"):
+    return set(sh("zfs", "list", "-H", "-o", "name", "-t", kind, "-r", pool).stdout.split())
+
+
+def test_kernel_module_and_device(sh):
+    sh("modprobe", "zfs")
+    assert pathlib.Path("/dev/zfs").exists()
+    kmod = pathlib.Path("/sys/module/zfs/version").read_text().strip()
+    assert kmod.split("-")[0] in sh("zfs", "version").stdout
+
+
+def test_lzc_snapshot_clone_exists_destroy(pool, sh):
+    import libzfs_core as lzc   # Debian's python3-pyzfs, seen through --system-site-packages
+    base, snap, clone = f"{pool}/base", f"{pool}/base@s1", f"{pool}/clone1"
+    sh("zfs", "create", base)
+    pathlib.Path(sh("zfs", "get", "-Hp", "-o", "value", "mountpoint", base).stdout.strip(), "data").write_bytes(b"x" * 4096)
+    lzc.lzc_snapshot([snap.encode()])
+    assert lzc.lzc_exists(snap.encode())
+    lzc.lzc_clone(clone.encode(), snap.encode())
+    assert lzc.lzc_exists(clone.encode())
+    assert sh("zfs", "get", "-Hp", "-o", "value", "origin", clone).stdout.strip() == snap
+    lzc.lzc_destroy(clone.encode())
+    assert not lzc.lzc_exists(clone.encode())
+    lzc.lzc_destroy_snaps([snap.encode()], defer=False)
+    assert not lzc.lzc_exists(snap.encode())
+    sh("zfs", "destroy", base)
+    assert zfs_names(sh, pool) == {pool}
+
+
+def _per_op(fn, names):
+    start = time.perf_counter()
+    for n in names:
+        fn(n)
+    return (time.perf_counter() - start) / len(names)
+
+
+def test_clone_latency_lzc_vs_cli(pool, sh, results_dir):
+    """Records (never asserts) per-clone latency: libzfs_core vs forking `zfs`."""
+    import libzfs_core as lzc
+    base, snap = f"{pool}/img", f"{pool}/img@base"
+    sh("zfs", "create", base)
+    sh("zfs", "snapshot", snap)
+    lzc_names = [f"{pool}/lzc{i}" for i in range(CLONES)]
+    cli_names = [f"{pool}/cli{i}" for i in range(CLONES)]
+    noauto_names = [f"{pool}/noauto{i}" for i in range(CLONES)]
+    # lzc_clone does not mount; `zfs clone` mounts, canmount=noauto is the like-for-like CLI
+    t = {
+        "lzc_clone_s": _per_op(lambda n: lzc.lzc_clone(n.encode(), snap.encode()), lzc_names),
+        "cli_clone_s": _per_op(lambda n: sh("zfs", "clone", snap, n), cli_names),
+        "cli_clone_noauto_s": _per_op(lambda n: sh("zfs", "clone", "-o", "canmount=noauto", snap, n), noauto_names),
+    }
+    assert zfs_names(sh, pool, "filesystem") >= set(lzc_names + cli_names + noauto_names)
+    t["lzc_destroy_s"] = _per_op(lambda n: lzc.lzc_destroy(n.encode()), lzc_names)
+    t["cli_destroy_s"] = _per_op(lambda n: sh("zfs", "destroy", n), cli_names)
+    t["cli_destroy_noauto_s"] = _per_op(lambda n: sh("zfs", "destroy", n), noauto_names)
+    sh("zfs", "destroy", "-r", base)
+    assert zfs_names(sh, pool) == {pool}
+    report = {
+        "clones": CLONES, **{k: round(v, 5) for k, v in t.items()},
+        "cli_over_lzc_clone": round(t["cli_clone_s"] / t["lzc_clone_s"], 2),
+        "cli_noauto_over_lzc_clone": round(t["cli_clone_noauto_s"] / t["lzc_clone_s"], 2),
+        "zfs_kmod": pathlib.Path("/sys/module/zfs/version").read_text().strip(),
+        "cpus": os.cpu_count(),
+    }
+    (results_dir / "zfs-clone-latency.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report))
