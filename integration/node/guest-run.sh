@@ -2,7 +2,7 @@
 # Runs INSIDE the node guest as /mnt/host/run.sh (root, systemd PID 1, no
 # network): installs the agent from the host-built wheelhouse into a venv,
 # installs its unit file, runs the guest pytest suite. rc = pytest's rc.
-# Share layout (staged by node_harness.py): wheelhouse/ src/ results/ pytest-args
+# Share layout (staged by node_harness.py): wheelhouse/ src/ results/ pytest-args run-timeout
 set -euo pipefail
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8
 SHARE=/mnt/host
@@ -37,7 +37,8 @@ else
 fi
 
 args=()
-[ -s "$SHARE/pytest-args" ] && read -ra args <"$SHARE/pytest-args"
+# extra pytest arguments from the host (DEVCLOUD_NODE_PYTEST_ARGS), one per line
+[ -s "$SHARE/pytest-args" ] && mapfile -t args <"$SHARE/pytest-args"
 cd "$SRC"
 rc=0
 DEVCLOUD_NODE_GUEST=1 DEVCLOUD_NODE_RESULTS=$RES \

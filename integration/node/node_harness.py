@@ -4,6 +4,7 @@ import dataclasses
 import os
 import pathlib
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -142,7 +143,7 @@ def stage_share(run, run_timeout, pytest_args=""):
             (share / "src").mkdir(exist_ok=True)
             shutil.copy2(path, share / "src" / name)
     (share / "run-timeout").write_text(f"{int(run_timeout)}\n")
-    (share / "pytest-args").write_text(pytest_args + "\n")
+    (share / "pytest-args").write_text("".join(f"{a}\n" for a in shlex.split(pytest_args)))
 
 
 def boot(image, run, timeout):

@@ -23,11 +23,13 @@ pytestmark = [pytest.mark.node, pytest.mark.slow]
 def say(request):
     """Write a line to the terminal even while pytest captures output (no -s needed)."""
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
 
     def _say(line, **markup):
-        if reporter is None:
+        if reporter is None or capture is None:
             print(line)
-        else:
+            return
+        with capture.global_and_fixture_disabled():   # the reporter's stream is captured too
             reporter.ensure_newline()
             reporter.write_line(line, **markup)
     return _say
@@ -46,7 +48,7 @@ def _report(say, run, image, wheel_s, vm_s):
         say(f"  image {line}")
     for path in sorted((share / "results").glob("*.json")):
         if path.name != "guest-timings.json":
-            say(f"NODE TIER {path.stem}: {path.read_text().strip()}", bold=True)
+            say(f"NODE TIER {path.stem}: {json.dumps(json.loads(path.read_text()))}", bold=True)
     if (share / "results" / "notes.txt").exists():
         for note in (share / "results" / "notes.txt").read_text().splitlines():
             say(f"!!!!! NODE TIER GUEST NOTE: {note}", yellow=True, bold=True)
@@ -55,12 +57,15 @@ def _report(say, run, image, wheel_s, vm_s):
 @pytest.mark.timeout(BUDGET + 300)
 def test_real_kernel_node(say):
     deadline = time.monotonic() + BUDGET
+    run = None
     try:
         nh.preflight()
         run = nh.new_run_dir()
         say(f"node tier: run dir {run}; building or reusing the guest image (fresh build ~5-10 min)")
         image = nh.build_image(run, deadline - time.monotonic())
     except nh.CannotRun as why:
+        if run is not None:
+            shutil.rmtree(run, ignore_errors=True)
         say(f"!!!!! NODE TIER SKIPPED (integration/node, real-kernel QEMU guest): {why} !!!!!", red=True, bold=True)
         pytest.skip(f"real-kernel node tier skipped: {why}")
     ok = False
