@@ -17,13 +17,14 @@ t0=$(up)
 echo "## guest $(uname -r), systemd $(systemctl --version | awk 'NR==1{print $2}'), $(python3 --version), state $(systemctl is-system-running || true)"
 # system site packages: Debian's python3-pyzfs (libzfs_core) must be importable
 python3 -m venv --system-site-packages "$VENV"
+tv=$(up)
 "$VENV/bin/pip" install -q --no-index --find-links "$SHARE/wheelhouse" --no-compile \
   --disable-pip-version-check 'devcloud-agent[test]'
 for b in devcloud-agent devcloudctl; do
   [ -x "$VENV/bin/$b" ] && ln -sf "$VENV/bin/$b" "/usr/local/bin/$b"
 done
 t1=$(up)
-echo "## installed devcloud-agent into $VENV in $(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')s"
+echo "## devcloud-agent in $VENV: venv $(awk -v a="$t0" -v b="$tv" 'BEGIN{print b-a}')s, pip install $(awk -v a="$tv" -v b="$t1" 'BEGIN{print b-a}')s"
 
 # a local copy: tests may write beside themselves; the share stays as staged
 rm -rf "$SRC"; cp -a "$SHARE/src" "$SRC"
@@ -45,7 +46,8 @@ DEVCLOUD_NODE_GUEST=1 DEVCLOUD_NODE_RESULTS=$RES \
   "$VENV/bin/python" -m pytest integration/node/guest -p no:cacheprovider -v \
   --junitxml="$RES/junit.xml" -o junit_family=xunit2 "${args[@]}" || rc=$?
 t2=$(up)
-printf '{"install_s": %s, "suite_s": %s, "boot_complete_uptime_s": %s}\n' \
-  "$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" "$(awk -v a="$t1" -v b="$t2" 'BEGIN{print b-a}')" \
+printf '{"install_s": %s, "venv_s": %s, "suite_s": %s, "boot_complete_uptime_s": %s}\n' \
+  "$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" "$(awk -v a="$t0" -v b="$tv" 'BEGIN{print b-a}')" \
+  "$(awk -v a="$t1" -v b="$t2" 'BEGIN{print b-a}')" \
   "$(cat "$SHARE/boot-uptime" 2>/dev/null || echo null)" >"$RES/guest-timings.json"
 exit "$rc"

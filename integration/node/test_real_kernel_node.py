@@ -42,7 +42,7 @@ def _report(say, run, image, wheel_s, vm_s):
     boot = (share / "boot-uptime").read_text().strip() if (share / "boot-uptime").exists() else "?"
     state = (share / "system-state").read_text().strip() if (share / "system-state").exists() else "?"
     say(f"NODE TIER TIMINGS: image {image.seconds:.0f}s ({'cache hit' if image.cache_hit else 'built'}: {image.dir}), "
-        f"wheelhouse {wheel_s:.0f}s, boot {boot}s to '{state}', agent install {guest.get('install_s', '?')}s, "
+        f"wheelhouse {wheel_s:.0f}s, boot {boot}s to '{state}', agent install {guest.get('install_s', '?')}s (venv {guest.get('venv_s', '?')}s), "
         f"suite {guest.get('suite_s', '?')}s, VM wall {vm_s:.0f}s", bold=True)
     for line in image.phases:
         say(f"  image {line}")
