@@ -15,11 +15,14 @@ loud() { echo "!!!!! $*"; echo "$*" >>"$RES/notes.txt"; echo "GUEST NOTE: $*" >/
 
 t0=$(up)
 echo "## guest $(uname -r), systemd $(systemctl --version | awk 'NR==1{print $2}'), $(python3 --version), state $(systemctl is-system-running || true)"
-# system site packages: Debian's python3-pyzfs (libzfs_core) must be importable
-python3 -m venv --system-site-packages "$VENV"
+# system site packages: Debian's python3-pyzfs (libzfs_core) must be importable.
+# --without-pip + pip run from Debian's bundled wheel: ensurepip byte-compiles
+# pip and setuptools, ~45 s under TCG; this installs pip alongside, uncompiled.
+python3 -m venv --without-pip --system-site-packages "$VENV"
 tv=$(up)
-"$VENV/bin/pip" install -q --no-index --find-links "$SHARE/wheelhouse" --no-compile \
-  --disable-pip-version-check 'devcloud-agent[test]'
+pipwhl=$(ls /usr/share/python-wheels/pip-*.whl | tail -1)
+"$VENV/bin/python" "$pipwhl/pip" install -q --no-index --no-compile --disable-pip-version-check \
+  --find-links "$SHARE/wheelhouse" --find-links /usr/share/python-wheels pip 'devcloud-agent[test]'
 for b in devcloud-agent devcloudctl; do
   [ -x "$VENV/bin/$b" ] && ln -sf "$VENV/bin/$b" "/usr/local/bin/$b"
 done
