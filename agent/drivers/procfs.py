@@ -1,0 +1,90 @@
+"""Reads of /proc and /sys that several planes share (mounts, cgroups, meminfo).
+
+Pure reads, no side effects; every function tolerates a missing file and
+returns an empty result rather than raising.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Mount:
+    mount_point: str
+    fstype: str
+    source: str
+    options: tuple[str, ...]     # per-mount + super-block options
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as octal \040 etc.
+    return field.encode().decode("unicode_escape") if "\\" in field else field
+
+
+def mounts(mountinfo: str = "/proc/self/mountinfo") -> list[Mount]:
+    """Every mount of this process's mount namespace, in mount order."""
+    try:
+        text = Path(mountinfo).read_text()
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        lf, rf = left.split(), right.split()
+        if len(lf) < 6 or len(rf) < 2:
+            continue
+        opts = tuple(lf[5].split(",")) + (tuple(rf[2].split(",")) if len(rf) > 2 else ())
+        out.append(Mount(_unescape(lf[4]), rf[0], _unescape(rf[1]), opts))
+    return out
+
+
+def cgroup2_mount(mountinfo: str = "/proc/self/mountinfo") -> str:
+    """Mount point of the cgroup2 hierarchy ('' if none). Prefers /sys/fs/cgroup."""
+    points = [m.mount_point for m in mounts(mountinfo) if m.fstype == "cgroup2"]
+    if "/sys/fs/cgroup" in points:
+        return "/sys/fs/cgroup"
+    return points[0] if points else ""
+
+
+def cgroup_v1_controllers(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    """Controllers bound to cgroup v1 hierarchies (e.g. ['cpu', 'memory'])."""
+    known = {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "blkio",
+             "perf_event", "net_prio", "hugetlb", "pids", "rdma", "misc"}
+    found = []
+    for m in mounts(mountinfo):
+        if m.fstype == "cgroup":
+            found.extend(o for o in m.options if o in known and o not in found)
+    return sorted(found)
+
+
+def own_cgroup_v2(proc_cgroup: str = "/proc/self/cgroup") -> str:
+    """This process's cgroup v2 path relative to the cgroup2 root ('/' if at root)."""
+    try:
+        for line in Path(proc_cgroup).read_text().splitlines():
+            if line.startswith("0::"):
+                return line[3:] or "/"
+    except OSError:
+        pass
+    return ""
+
+
+def read_text(path: str | Path, default: str = "") -> str:
+    """Contents of a small kernel file, stripped; `default` if unreadable."""
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return default
+
+
+def meminfo(path: str = "/proc/meminfo") -> dict[str, int]:
+    """/proc/meminfo as bytes (values in kB are converted; counts kept as is)."""
+    out: dict[str, int] = {}
+    for line in read_text(path).splitlines():
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            out[key] = int(parts[0]) * (1024 if len(parts) > 1 and parts[1] == "kB" else 1)
+    return out

@@ -1,0 +1,155 @@
+"""Edge validators shared by all planes.
+
+Each checks against the strictest consumer of the value (IFNAMSIZ for
+netdevs, ZFS component rules, cgroup path components, OVN ACL match strings)
+and raises InvalidArgument naming the request field. Servicers call these
+before converting a request; services and drivers may assume valid input.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from agent.errors import InvalidArgument
+
+# Our own resource names: lower-case DNS-label-like, safe in every consumer
+# (ZFS component, cgroup dir, OVN name inside ACL match, netdev suffix).
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+NETDEV_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGTP]i?B?|B)?\s*$", re.I)
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+IFNAMSIZ = 15
+
+
+def name(field: str, value: str, *, max_len: int = 63) -> str:
+    """A resource name: 1..max_len chars of [a-z0-9-], not starting/ending with '-'."""
+    if not value:
+        raise InvalidArgument.for_field(field, "is required")
+    if len(value) > max_len:
+        raise InvalidArgument.for_field(field, f"must be at most {max_len} characters, got {len(value)}")
+    if not NAME_RE.fullmatch(value):
+        raise InvalidArgument.for_field(
+            field, f"{value!r} must be lower-case letters, digits and '-', starting and ending "
+                   "with a letter or digit")
+    return value
+
+
+def optional_name(field: str, value: str, *, max_len: int = 63) -> str:
+    """Like name() but empty is allowed (means: not set)."""
+    return name(field, value, max_len=max_len) if value else ""
+
+
+def netdev(field: str, value: str, *, prefix: str = "") -> str:
+    """A Linux interface name: 1..15 bytes (IFNAMSIZ-1), no '/', ':' or spaces."""
+    if not value:
+        raise InvalidArgument.for_field(field, "is required")
+    if len(value.encode()) > IFNAMSIZ:
+        raise InvalidArgument.for_field(field, f"{value!r} is longer than {IFNAMSIZ} bytes (IFNAMSIZ)")
+    if not NETDEV_RE.fullmatch(value) or value in (".", ".."):
+        raise InvalidArgument.for_field(field, f"{value!r} may only hold letters, digits, '_', '.', '-'")
+    if prefix and not value.startswith(prefix):
+        raise InvalidArgument.for_field(field, f"{value!r} must start with {prefix!r}")
+    return value
+
+
+def path_component(field: str, value: str) -> str:
+    """A single path component (cgroup dir, file name): no '/', NUL, '.', '..'."""
+    if not value:
+        raise InvalidArgument.for_field(field, "is required")
+    if "/" in value or "\0" in value or value in (".", "..") or len(value.encode()) > 255:
+        raise InvalidArgument.for_field(field, f"{value!r} must be a single path component")
+    return value
+
+
+def mac(field: str, value: str) -> str:
+    """A unicast MAC address, returned lower-case."""
+    v = value.lower()
+    if not MAC_RE.fullmatch(v):
+        raise InvalidArgument.for_field(field, f"{value!r} is not a MAC address like 0a:58:0a:00:00:05")
+    if int(v[:2], 16) & 1:
+        raise InvalidArgument.for_field(field, f"{value!r} is a multicast MAC address")
+    if v == "00:00:00:00:00:00":
+        raise InvalidArgument.for_field(field, "the all-zero MAC address is not allowed")
+    return v
+
+
+def cidr(field: str, value: str, *, version: int | None = None,
+         ) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A network in CIDR notation with host bits zero (10.0.0.0/24)."""
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise InvalidArgument.for_field(field, f"{value!r} is not a network in CIDR notation: {exc}")
+    if version and net.version != version:
+        raise InvalidArgument.for_field(field, f"{value!r} is not an IPv{version} network")
+    return net
+
+
+def ip_in(field: str, value: str, network) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address inside `network`, not its network or broadcast address."""
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        raise InvalidArgument.for_field(field, f"{value!r} is not an IP address")
+    if addr not in network:
+        raise InvalidArgument.for_field(field, f"{value} is outside the subnet {network}")
+    if network.version == 4 and network.prefixlen < 31 and addr in (
+            network.network_address, network.broadcast_address):
+        raise InvalidArgument.for_field(field, f"{value} is the network or broadcast address of {network}")
+    return addr
+
+
+def size_bytes(field: str, value: str | int, *, minimum: int = 1,
+               maximum: int | None = None) -> int:
+    """A size as bytes (int) or a string with binary units: '512M', '10GiB'."""
+    if isinstance(value, int):
+        n = value
+    else:
+        m = _SIZE_RE.fullmatch(value or "")
+        if not m:
+            raise InvalidArgument.for_field(field, f"{value!r} is not a size like 1073741824, 512M or 10GiB")
+        unit = (m.group(2) or "").upper().replace("IB", "").replace("B", "") if m.group(2) else ""
+        n = int(m.group(1)) * _SIZE_UNITS[unit]
+    if n < minimum:
+        raise InvalidArgument.for_field(field, f"must be at least {minimum} bytes, got {n}")
+    if maximum is not None and n > maximum:
+        raise InvalidArgument.for_field(field, f"must be at most {maximum} bytes, got {n}")
+    return n
+
+
+def ovn_safe(field: str, value: str) -> str:
+    """A string that ends up inside an OVN ACL match: no quotes, operators or spaces."""
+    if not value or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,63}", value):
+        raise InvalidArgument.for_field(
+            field, f"{value!r} may only hold letters, digits, '_', '.', ':', '-' (it is used in OVN match expressions)")
+    return value
+
+
+def labels(field: str, value: dict[str, str], *, max_items: int = 64) -> dict[str, str]:
+    """Free-form key/value labels: bounded count and lengths, printable keys."""
+    if len(value) > max_items:
+        raise InvalidArgument.for_field(field, f"at most {max_items} labels, got {len(value)}")
+    for k, v in value.items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,62}", k):
+            raise InvalidArgument.for_field(f"{field}[{k!r}]", "label keys are 1-63 chars of letters, digits, '_./-'")
+        if len(v) > 253 or any(ord(c) < 32 for c in v):
+            raise InvalidArgument.for_field(f"{field}[{k!r}]", "label values are at most 253 printable characters")
+    return dict(value)
+
+
+def enum(field: str, value: int, allowed: dict[int, str] | list[int] | set[int]) -> int:
+    """A protobuf enum value: must be one of the known numbers (proto3 enums are open)."""
+    if value not in allowed:
+        raise InvalidArgument.for_field(field, f"unknown value {value}")
+    return value
+
+
+def cgroup_name(field: str, value: str) -> str:
+    """A team/instance name that becomes a cgroup directory: name() rules, one path
+    component, and matched in full (NAME_RE's '$' alone would let a trailing newline through)."""
+    name(field, value)
+    path_component(field, value)
+    if not NAME_RE.fullmatch(value):
+        raise InvalidArgument.for_field(field, f"{value!r} must be lower-case letters, digits and '-'")
+    return value

@@ -1,0 +1,4 @@
+"""Fixtures for the fast tier. Plane fixtures live in tests/support/<plane>.py
+and are imported here so tests/ and integration/ share one implementation."""
+
+from tests.support.cgroup import *  # noqa: E402,F401,F403
