@@ -42,6 +42,13 @@ if [ -f "$unit" ]; then
 else
   loud "systemd/devcloud-agent.service is not in this tree: unit install SKIPPED (merge main once it has the unit)"
 fi
+# the unit passes --config /etc/devcloud-agent/agent.toml: ship the example (all defaults), as a package would
+conf=$SRC/systemd/agent.toml.example
+if [ -f "$conf" ]; then
+  install -D -m 0644 "$conf" /etc/devcloud-agent/agent.toml
+else
+  loud "systemd/agent.toml.example is not in this tree: /etc/devcloud-agent/agent.toml NOT installed"
+fi
 
 args=()
 # extra pytest arguments from the host (DEVCLOUD_NODE_PYTEST_ARGS), one per line

@@ -15,6 +15,7 @@ import node_harness as nh
 BUDGET = float(os.environ.get("DEVCLOUD_NODE_BUDGET", 3600))
 VM_MAX = 1800   # boot + install + suite under TCG; normally ~5 min
 KEEP = os.environ.get("DEVCLOUD_NODE_KEEP") == "1"
+MAX_RECORD_LINES = 40   # per *.jsonl record file the guest tests leave in results/
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
@@ -49,6 +50,12 @@ def _report(say, run, image, wheel_s, vm_s):
     for path in sorted((share / "results").glob("*.json")):
         if path.name != "guest-timings.json":
             say(f"NODE TIER {path.stem}: {json.dumps(json.loads(path.read_text()))}", bold=True)
+    for path in sorted((share / "results").glob("*.jsonl")):
+        lines = path.read_text().splitlines()
+        for line in lines[:MAX_RECORD_LINES]:
+            say(f"NODE TIER {path.stem}: {line}")
+        if len(lines) > MAX_RECORD_LINES:
+            say(f"NODE TIER {path.stem}: ... {len(lines) - MAX_RECORD_LINES} more lines")
     if (share / "results" / "notes.txt").exists():
         for note in (share / "results" / "notes.txt").read_text().splitlines():
             say(f"!!!!! NODE TIER GUEST NOTE: {note}", yellow=True, bold=True)
