@@ -111,8 +111,9 @@ def build_image(run, timeout):
     if rc == CANNOT_RUN_RC:
         raise CannotRun(re.findall(r"CANNOT-RUN: (.*)", text)[-1])
     assert rc == 0, f"build-image.sh rc={rc}, log {log}:\n{tail(log)}"
-    (image_dir,) = re.findall(r"^IMAGE_DIR=(.*)$", text, re.M)[-1:]
-    return Image(pathlib.Path(image_dir), "cache hit" in text, time.monotonic() - start,
+    dirs = re.findall(r"^IMAGE_DIR=(.*)$", text, re.M)
+    assert dirs, f"build-image.sh printed no IMAGE_DIR=, log {log}:\n{tail(log)}"
+    return Image(pathlib.Path(dirs[-1]), "cache hit" in text, time.monotonic() - start,
                  re.findall(r"^TIMING .*$", text, re.M))
 
 

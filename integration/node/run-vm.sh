@@ -33,23 +33,25 @@ qemu-system-x86_64 "${ACC[@]}" -smp "$SMP" -m "$MEM" \
   -virtfs local,path="$OUT/share",mount_tag=hostshare,security_model=none,id=hs \
   </dev/null >"$OUT/console.log" 2>&1 &
 qpid=$!
-# whatever ends this script, the QEMU we started (and only it) goes too
-trap 'kill "$qpid" 2>/dev/null || true' EXIT
+# asks bash's job table, so a PID reused after QEMU exited is never signalled
+running() { jobs -rp | grep -qx "$qpid"; }
+# whatever ends this script, the QEMU we started (and only it) goes too, with its disks
+trap 'running && kill "$qpid"; rm -f "$OUT/overlay.qcow2" "$OUT/zdisk.img"' EXIT
 trap 'exit 143' TERM INT HUP
 start=$(date +%s)
-while kill -0 "$qpid" 2>/dev/null && (( $(date +%s) - start < TIMEOUT )); do sleep 1; done
-if kill -0 "$qpid" 2>/dev/null; then
+while running && (( $(date +%s) - start < TIMEOUT )); do sleep 1; done
+if running; then
   echo "VM still running after ${TIMEOUT}s: killing QEMU pid $qpid" >&2
   kill "$qpid"
-  for _ in $(seq 30); do kill -0 "$qpid" 2>/dev/null || break; sleep 1; done
-  kill -9 "$qpid" 2>/dev/null || true
+  for _ in $(seq 30); do running || break; sleep 1; done
+  if running; then kill -9 "$qpid"; fi
 fi
 qrc=0; wait "$qpid" || qrc=$?
-trap - EXIT
+trap - EXIT   # reaped: its PID may be reused from here on
+rm -f "$OUT/overlay.qcow2" "$OUT/zdisk.img"
 wall=$(( $(date +%s) - start ))
 printf 'qemu rc=%s wall=%ss boot-complete(guest uptime)=%ss state=%s run.sh rc=%s\n' \
   "$qrc" "$wall" "$(cat "$OUT/share/boot-uptime" 2>/dev/null)" \
   "$(cat "$OUT/share/system-state" 2>/dev/null)" "$(cat "$OUT/share/rc" 2>/dev/null)" | tee "$OUT/summary"
 echo "console: $OUT/console.log  output: $OUT/share/out.log"
-rm -f "$OUT/overlay.qcow2" "$OUT/zdisk.img"
 [ "$(cat "$OUT/share/rc" 2>/dev/null)" = 0 ]

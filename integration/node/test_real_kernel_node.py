@@ -13,7 +13,8 @@ import node_harness as nh
 
 # One deadline for build + wheelhouse + VM: bounded well inside CI's 90 minutes.
 BUDGET = float(os.environ.get("DEVCLOUD_NODE_BUDGET", 3600))
-VM_MAX = 1800   # boot + install + suite under TCG; normally ~5 min
+VM_MAX = 1800   # boot + install + suite under TCG; normally ~3-5 min
+VM_MIN = 600    # below this the VM cannot finish: fail rather than time out half-way
 KEEP = os.environ.get("DEVCLOUD_NODE_KEEP") == "1"
 MAX_RECORD_LINES = 40   # per *.jsonl record file the guest tests leave in results/
 
@@ -79,6 +80,7 @@ def test_real_kernel_node(say):
     try:
         wheel_s = nh.build_wheelhouse(run, deadline - time.monotonic())
         vm_budget = min(VM_MAX, deadline - time.monotonic())
+        assert vm_budget > VM_MIN, f"only {vm_budget:.0f}s of DEVCLOUD_NODE_BUDGET={BUDGET:.0f}s left to boot the guest"
         nh.stage_share(run, run_timeout=vm_budget - 240, pytest_args=os.environ.get("DEVCLOUD_NODE_PYTEST_ARGS", ""))
         say(f"node tier: booting the guest (TCG) and running integration/node/guest (bounded {vm_budget:.0f}s)")
         rc, vm_s = nh.boot(image, run, vm_budget)
