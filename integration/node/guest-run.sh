@@ -13,11 +13,11 @@ mkdir -p "$RES"
 up() { cut -d' ' -f1 /proc/uptime; }
 loud() { echo "!!!!! $*"; echo "$*" >>"$RES/notes.txt"; echo "GUEST NOTE: $*" >/dev/console; }
 
-t0=$(up)
 echo "## guest $(uname -r), systemd $(systemctl --version | awk 'NR==1{print $2}'), $(python3 --version), state $(systemctl is-system-running || true)"
 # where boot time went (it varies 2-3x with the host's load under TCG)
 systemd-analyze time || true
 systemd-analyze blame --no-pager | head -8 || true
+t0=$(up)
 # system site packages: Debian's python3-pyzfs (libzfs_core) must be importable.
 # --without-pip + pip run from Debian's bundled wheel: ensurepip byte-compiles
 # pip and setuptools, ~45 s under TCG; this installs pip alongside, uncompiled.
