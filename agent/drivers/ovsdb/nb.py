@@ -1,0 +1,514 @@
+"""OVN Northbound rows of team networks and their ports.
+
+The driver makes rows look like a desired description (the network service
+computes the description: names, marks, ACL policy); every write is ONE
+transaction. Rows are recognised as ours by external_ids devcloud-owner; a
+row with our name but without our mark is never modified.
+
+Idempotency: ensure_* on rows already matching -> changed=False. NB is
+shared by all nodes' agents: two agents ensuring the same network converge
+(the Port_Group name is a unique index, so concurrent creators conflict and
+the loser re-reads and finds the winner's rows).
+"""
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass, field
+
+from agent.drivers.base import Availability
+from agent.drivers.ovsdb.client import Command, OvsdbClient, Table
+from agent.errors import AlreadyExists, Aborted, FailedPrecondition, NotFound, ResourceExhausted
+from agent.metrics import Metrics
+
+OWNER_KEY = "devcloud-owner"
+NETWORK_KEY = "devcloud-network"
+KIND_KEY = "devcloud-kind"
+NODE_KEY = "devcloud-node"
+PG_KEY = "devcloud-port-group"
+
+TABLES = {
+    "Logical_Switch": Table(None, ("name",)),
+    "Logical_Switch_Port": Table(None, ("name",)),
+    "Port_Group": Table(None, ("name",)),
+    "ACL": Table(),
+    "DHCP_Options": Table(),
+}
+
+
+@dataclass(frozen=True)
+class AclRule:
+    """One ACL row; `key` (external_ids devcloud-acl) identifies it across updates."""
+
+    key: str
+    direction: str          # from-lport | to-lport
+    priority: int
+    match: str
+    action: str             # allow-related | allow | drop | reject
+
+
+@dataclass
+class NetworkRows:
+    """Desired (or observed) NB rows of one team network."""
+
+    switch: str                                 # Logical_Switch.name
+    port_group: str                             # Port_Group.name (an identifier: no '-')
+    marks: dict[str, str]                       # external_ids on every row (owner, network, ...)
+    immutable: dict[str, str]                   # external_ids that may never change (subnets)
+    mutable: dict[str, str] = field(default_factory=dict)  # external_ids that may be updated (mtu)
+    dhcp4_cidr: str = ""                        # "" = no DHCPv4 options row
+    dhcp4_options: dict[str, str] = field(default_factory=dict)
+    acls: list[AclRule] = field(default_factory=list)
+    ports: list[str] = field(default_factory=list)   # observed only: LSP names on the switch
+
+
+@dataclass
+class PortRow:
+    """Desired (or observed) NB logical switch port."""
+
+    name: str                                   # LSP name == OVS iface-id
+    switch: str
+    port_group: str
+    marks: dict[str, str]
+    immutable: tuple[str, ...] = ()             # keys of `marks` that may never change
+    mac: str = ""                               # "" = derive from the IPv4 address
+    ip4: str = ""                               # "" = allocate from subnet4
+    ip6: str = ""                               # "" = allocate from subnet6 (when set)
+    subnet4: str = ""
+    subnet6: str = ""
+    reserved: tuple[str, ...] = ()              # addresses never handed out (gateways)
+    port_security: bool = True
+    up: bool = False                            # observed: NB up
+    dhcp4: bool = True
+
+
+def _ours(row, owner: str) -> bool:
+    return row.external_ids.get(OWNER_KEY) == owner
+
+
+def _one(row_list):
+    return row_list[0] if row_list else None
+
+
+def _addresses(row) -> tuple[str, list[str]]:
+    """(mac, [ips]) from the first entry of LSP.addresses ("" when none)."""
+    for entry in list(row.addresses) + list(row.dynamic_addresses or []):
+        parts = entry.split()
+        if parts and parts[0] not in ("unknown", "router", "dynamic"):
+            return parts[0], parts[1:]
+    return "", []
+
+
+def mac_from_ip4(ip: str) -> str:
+    """0a:58:<4 bytes of the IPv4 address>: locally administered, unique per address."""
+    return "0a:58:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
+
+
+class _EnsureNetwork(Command):
+    def __init__(self, desired: NetworkRows, owner: str) -> None:
+        super().__init__()
+        self.desired, self.owner = desired, owner
+        self.result = False                      # changed
+
+    def run(self, txn, idl) -> None:
+        d = self.desired
+        ls = _lookup(idl, "Logical_Switch", d.switch)
+        pg = _lookup(idl, "Port_Group", d.port_group)
+        for row, what in ((ls, "logical switch"), (pg, "port group")):
+            if row is not None and not _ours(row, self.owner):
+                raise FailedPrecondition(f"{what} {row.name} exists but is not owned by {self.owner} "
+                                         f"(external_ids {OWNER_KEY} is {row.external_ids.get(OWNER_KEY)!r}); "
+                                         "rename or remove it", reason="NOT_OURS", metadata={"object": row.name})
+        if ls is not None:
+            for key, want in d.immutable.items():
+                have = ls.external_ids.get(key, "")
+                if have != want:
+                    raise AlreadyExists(f"network exists with {key}={have!r}, requested {want!r}; "
+                                        "delete it first to change it", reason="IMMUTABLE_FIELD",
+                                        metadata={"field": key, "existing": have, "requested": want})
+        ext = {**d.marks, **d.immutable, **d.mutable, KIND_KEY: "network", PG_KEY: d.port_group}
+        changed = False
+        if ls is None:
+            ls = txn.insert(idl.tables["Logical_Switch"])
+            ls.name = d.switch
+            ls.external_ids = ext
+            changed = True
+        elif dict(ls.external_ids) != ext:
+            ls.external_ids = ext
+            changed = True
+        changed |= self._dhcp(txn, idl, ext)
+        if pg is None:
+            pg = txn.insert(idl.tables["Port_Group"])
+            pg.name = d.port_group
+            pg.external_ids = {**d.marks, KIND_KEY: "port-group"}
+            pg.acls = [self._new_acl(txn, idl, rule) for rule in sorted(d.acls, key=lambda r: r.key)]
+            changed = True
+        else:
+            changed |= self._acls(txn, idl, pg)
+        self.result = changed
+
+    def _dhcp(self, txn, idl, ext) -> bool:
+        d = self.desired
+        mine = [r for r in idl.tables["DHCP_Options"].rows.values()
+                if _ours(r, self.owner) and r.external_ids.get(NETWORK_KEY) == d.marks[NETWORK_KEY]]
+        if not d.dhcp4_cidr:
+            for r in mine:
+                r.delete()
+            return bool(mine)
+        want_ext = {**d.marks, KIND_KEY: "dhcp4"}
+        changed = False
+        row = mine[0] if mine else None
+        for extra in mine[1:]:                   # duplicates from an older race: keep one
+            extra.delete()
+            changed = True
+        if row is None:
+            row = txn.insert(idl.tables["DHCP_Options"])
+            row.cidr, row.options, row.external_ids = d.dhcp4_cidr, d.dhcp4_options, want_ext
+            return True
+        if row.cidr != d.dhcp4_cidr:
+            row.cidr = d.dhcp4_cidr
+            changed = True
+        if dict(row.options) != d.dhcp4_options:
+            row.options = d.dhcp4_options
+            changed = True
+        if dict(row.external_ids) != want_ext:
+            row.external_ids = want_ext
+            changed = True
+        return changed
+
+    def _acls(self, txn, idl, pg) -> bool:
+        want = {a.key: a for a in self.desired.acls}
+        changed = False
+        for acl in list(pg.acls):
+            key = acl.external_ids.get("devcloud-acl", "")
+            rule = want.get(key)
+            if rule and (acl.direction, acl.priority, acl.match, acl.action) == (
+                    rule.direction, rule.priority, rule.match, rule.action) and _ours(acl, self.owner):
+                del want[key]
+                continue
+            pg.delvalue("acls", acl)
+            acl.delete()
+            changed = True
+        for rule in sorted(want.values(), key=lambda r: r.key):
+            pg.addvalue("acls", self._new_acl(txn, idl, rule))
+            changed = True
+        return changed
+
+    def _new_acl(self, txn, idl, rule: AclRule):
+        acl = txn.insert(idl.tables["ACL"])
+        acl.direction, acl.priority, acl.match, acl.action = (
+            rule.direction, rule.priority, rule.match, rule.action)
+        acl.external_ids = {**self.desired.marks, KIND_KEY: "acl", "devcloud-acl": rule.key}
+        return acl
+
+
+class _DeleteNetwork(Command):
+    def __init__(self, switch: str, port_group: str, network: str, owner: str) -> None:
+        super().__init__()
+        self.switch, self.port_group, self.network, self.owner = switch, port_group, network, owner
+        self.result: list[str] = []              # deleted LSP names
+
+    def run(self, txn, idl) -> None:
+        ls = _lookup(idl, "Logical_Switch", self.switch)
+        pg = _lookup(idl, "Port_Group", self.port_group)
+        for row, what in ((ls, "logical switch"), (pg, "port group")):
+            if row is not None and not _ours(row, self.owner):
+                raise FailedPrecondition(f"{what} {row.name} is not owned by {self.owner}; not deleting it",
+                                         reason="NOT_OURS", metadata={"object": row.name})
+        if ls is not None:
+            self.result = [p.name for p in ls.ports]
+            for p in ls.ports:
+                p.delete()
+            ls.delete()
+        if pg is not None:
+            for acl in pg.acls:
+                acl.delete()
+            pg.delete()
+        for r in list(idl.tables["DHCP_Options"].rows.values()):
+            if _ours(r, self.owner) and r.external_ids.get(NETWORK_KEY) == self.network:
+                r.delete()
+
+
+class _EnsurePort(Command):
+    def __init__(self, desired: PortRow, owner: str) -> None:
+        super().__init__()
+        self.desired, self.owner = desired, owner
+        self.result: tuple[bool, str, list[str]] = (False, "", [])   # changed, mac, ips
+
+    def run(self, txn, idl) -> None:
+        d = self.desired
+        ls = _lookup(idl, "Logical_Switch", d.switch)
+        if ls is None or not _ours(ls, self.owner):
+            raise NotFound(f"network switch {d.switch} does not exist; EnsureNetwork first",
+                           reason="NETWORK_NOT_FOUND", metadata={"switch": d.switch})
+        pg = _lookup(idl, "Port_Group", d.port_group)
+        if pg is None:
+            raise NotFound(f"port group {d.port_group} is missing; EnsureNetwork again to repair it",
+                           reason="NETWORK_INCOMPLETE")
+        ls.verify("ports")                       # another writer adding a port -> TRY_AGAIN, re-run
+        lsp = _lookup(idl, "Logical_Switch_Port", d.name)
+        if lsp is not None:
+            self._update(txn, idl, ls, pg, lsp)
+        else:
+            self._create(txn, idl, ls, pg)
+
+    def _used(self, ls, skip: str) -> tuple[set, set]:
+        macs, ips = set(), set()
+        for p in ls.ports:
+            if p.name == skip:
+                continue
+            mac, addrs = _addresses(p)
+            if mac:
+                macs.add(mac.lower())
+            ips.update(ipaddress.ip_address(a.split("/")[0]) for a in addrs)
+        return macs, ips
+
+    def _dhcp_row(self, idl):
+        if not self.desired.dhcp4:
+            return None
+        net = self.desired.marks.get(NETWORK_KEY)
+        return _one([r for r in idl.tables["DHCP_Options"].rows.values()
+                     if _ours(r, self.owner) and r.external_ids.get(NETWORK_KEY) == net])
+
+    def _create(self, txn, idl, ls, pg) -> None:
+        d = self.desired
+        macs, ips = self._used(ls, d.name)
+        reserved = {ipaddress.ip_address(r) for r in d.reserved}
+        ip4 = self._pick(d.ip4, d.subnet4, ips | reserved, "ip4")
+        ip6 = self._pick(d.ip6, d.subnet6, ips | reserved, "ip6") if d.subnet6 else ""
+        mac = d.mac or (mac_from_ip4(ip4) if ip4 else "")
+        if not mac:
+            raise FailedPrecondition("a port needs a MAC address or an IPv4 subnet to derive one from",
+                                     reason="NO_MAC")
+        if mac in macs:
+            raise AlreadyExists(f"MAC {mac} is already used by another port of {d.switch}",
+                                reason="MAC_IN_USE", metadata={"mac": mac})
+        addrs = [a for a in (ip4, ip6) if a]
+        lsp = txn.insert(idl.tables["Logical_Switch_Port"])
+        lsp.name = d.name
+        lsp.addresses = [" ".join([mac, *addrs])]
+        lsp.port_security = [" ".join([mac, *addrs])] if d.port_security else []
+        lsp.external_ids = {**d.marks, KIND_KEY: "port"}
+        dhcp = self._dhcp_row(idl)
+        if dhcp is not None:
+            lsp.dhcpv4_options = dhcp
+        ls.addvalue("ports", lsp)
+        pg.addvalue("ports", lsp)
+        self.result = (True, mac, addrs)
+
+    def _pick(self, given: str, subnet: str, used: set, field: str) -> str:
+        if given:
+            if ipaddress.ip_address(given) in used:
+                raise AlreadyExists(f"address {given} is already used by another port or reserved",
+                                    reason="ADDRESS_IN_USE", metadata={"field": field, "address": given})
+            return given
+        if not subnet:
+            return ""
+        net = ipaddress.ip_network(subnet)
+        first = 1
+        last = net.num_addresses - (2 if net.version == 4 and net.prefixlen < 31 else 1)
+        for offset in range(first, last + 1):
+            candidate = net.network_address + offset
+            if candidate not in used:
+                return str(candidate)
+            if offset > 1 << 20:                 # huge v6 subnets: never scan further
+                break
+        raise ResourceExhausted(f"no free address left in {subnet}", reason="SUBNET_EXHAUSTED",
+                                metadata={"subnet": subnet})
+
+    def _update(self, txn, idl, ls, pg, lsp) -> None:
+        d = self.desired
+        if not _ours(lsp, self.owner):
+            raise FailedPrecondition(f"logical switch port {lsp.name} exists but is not ours; not touching it",
+                                     reason="NOT_OURS", metadata={"object": lsp.name})
+        if lsp not in ls.ports:
+            raise AlreadyExists(f"port {lsp.name} exists on another logical switch", reason="PORT_ON_OTHER_SWITCH")
+        for key in d.immutable:
+            have, want = lsp.external_ids.get(key, ""), d.marks.get(key, "")
+            if have != want:
+                raise AlreadyExists(f"port exists with {key}={have!r}, requested {want!r}",
+                                    reason="IMMUTABLE_FIELD", metadata={"field": key, "existing": have})
+        mac, addrs = _addresses(lsp)
+        for given, kind in ((d.mac, "mac"), (d.ip4, "ip4"), (d.ip6, "ip6")):
+            if given and given not in ([mac] if kind == "mac" else addrs):
+                raise AlreadyExists(f"port exists with {kind} {mac if kind == 'mac' else ' '.join(addrs)}, "
+                                    f"requested {given}", reason="IMMUTABLE_FIELD", metadata={"field": kind})
+        changed = False
+        want_sec = [" ".join([mac, *addrs])] if d.port_security else []
+        if list(lsp.port_security) != want_sec:
+            lsp.port_security = want_sec
+            changed = True
+        want_ext = {**d.marks, KIND_KEY: "port"}
+        if dict(lsp.external_ids) != want_ext:
+            lsp.external_ids = want_ext
+            changed = True
+        dhcp = self._dhcp_row(idl)
+        have_dhcp = lsp.dhcpv4_options[0] if lsp.dhcpv4_options else None
+        if (dhcp and (have_dhcp is None or have_dhcp.uuid != dhcp.uuid)) or (not dhcp and have_dhcp):
+            lsp.dhcpv4_options = dhcp if dhcp is not None else []
+            changed = True
+        if lsp not in pg.ports:
+            pg.addvalue("ports", lsp)
+            changed = True
+        self.result = (changed, mac, addrs)
+
+
+class _DeletePorts(Command):
+    def __init__(self, names: list[str], owner: str) -> None:
+        super().__init__()
+        self.names, self.owner = names, owner
+        self.result: list[str] = []              # deleted names
+
+    def run(self, txn, idl) -> None:
+        rows = []
+        for name in self.names:
+            lsp = _lookup(idl, "Logical_Switch_Port", name)
+            if lsp is None:
+                continue
+            if not _ours(lsp, self.owner):
+                raise FailedPrecondition(f"logical switch port {name} is not ours; not deleting it",
+                                         reason="NOT_OURS", metadata={"object": name})
+            rows.append(lsp)
+        if not rows:
+            return
+        doomed = {r.uuid for r in rows}
+        for ls in idl.tables["Logical_Switch"].rows.values():
+            if any(p.uuid in doomed for p in ls.ports):
+                for r in rows:
+                    ls.delvalue("ports", r)
+        for r in rows:
+            r.delete()
+        self.result = [r.name for r in rows]
+
+
+def _lookup(idl, table: str, name: str):
+    from ovsdbapp.backend.ovs_idl import idlutils
+    return next(idlutils.index_lookup_all(idl.tables[table], name=name), None)
+
+
+class OvnNb:
+    """OVN Northbound: team network rows and logical switch ports."""
+
+    def __init__(self, remote: str, *, metrics: Metrics, owner: str, timeout: float = 5.0,
+                 probe_interval_ms: int = 5000) -> None:
+        self.owner = owner
+        self.db = OvsdbClient(remote, "OVN_Northbound", TABLES, metrics=metrics, label="nb",
+                              timeout=timeout, probe_interval_ms=probe_interval_ms)
+
+    def probe(self) -> Availability:
+        """Connected to NB (never raises)."""
+        return self.db.probe()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- writes ------------------------------------------------------------
+    def _transact(self, make, deadline: float | None):
+        """One transaction; on a unique-index conflict with a concurrent writer
+        (another node creating the same network) re-read and retry, bounded."""
+        for attempt in range(3):
+            try:
+                return self.db.transact([make()], deadline)[0]
+            except Aborted:
+                if attempt == 2 or (deadline is not None and time.monotonic() >= deadline):
+                    raise
+                self.db.wait_for(lambda: False, time.monotonic() + 0.05)
+
+    def ensure_network(self, desired: NetworkRows, deadline: float | None = None) -> bool:
+        """Make the switch, DHCP options, port group and ACLs match `desired` in one
+        transaction. Returns changed. Idempotent.
+
+        Raises FailedPrecondition (a same-named row is not ours), AlreadyExists
+        (an immutable mark differs), Unavailable (NB down)."""
+        return self._transact(lambda: _EnsureNetwork(desired, self.owner), deadline)
+
+    def delete_network(self, switch: str, port_group: str, network: str, deadline: float | None = None) -> list[str]:
+        """Delete the switch (with all its ports), port group, ACLs and DHCP rows in
+        one transaction. Absent -> no-op. Returns the deleted port names.
+        Raises FailedPrecondition when a same-named row is not ours, Unavailable."""
+        return self._transact(lambda: _DeleteNetwork(switch, port_group, network, self.owner), deadline)
+
+    def ensure_ports(self, desired: list[PortRow], deadline: float | None = None) -> list[tuple[bool, str, list[str]]]:
+        """Create or reconcile logical switch ports in ONE transaction; addresses not
+        given are allocated from the subnet, never twice (the switch's port list
+        is verified, so concurrent writers retry). Returns (changed, mac, ips)
+        per port. Raises NotFound (no such network), AlreadyExists (address/MAC
+        in use, immutable field differs), ResourceExhausted (subnet full),
+        FailedPrecondition (same name, not ours), Unavailable."""
+        return self.db.transact([_EnsurePort(d, self.owner) for d in desired], deadline)
+
+    def delete_ports(self, names: list[str], deadline: float | None = None) -> list[str]:
+        """Delete our logical switch ports in one transaction; absent names are
+        skipped. Returns deleted names. Raises FailedPrecondition when one is not
+        ours (nothing is deleted then), Unavailable."""
+        return self._transact(lambda: _DeletePorts(names, self.owner), deadline)
+
+    # -- cached reads ------------------------------------------------------
+    def network(self, switch: str, deadline: float | None = None) -> NetworkRows | None:
+        """Observed rows of one network from the cache; None when the switch is absent.
+        Raises FailedPrecondition when the switch is not ours, Unavailable."""
+        ls = self.db.lookup("Logical_Switch", "name", switch, deadline)
+        if ls is None:
+            return None
+        if not _ours(ls, self.owner):
+            raise FailedPrecondition(f"logical switch {switch} is not ours", reason="NOT_OURS")
+        pg_name = ls.external_ids.get(PG_KEY, "")
+        return self._network_rows(ls, self.db.lookup("Port_Group", "name", pg_name) if pg_name else None)
+
+    def _network_rows(self, ls, pg) -> NetworkRows:
+        ext = dict(ls.external_ids)
+        dhcp = [r for r in self.db.rows("DHCP_Options") if _ours(r, self.owner)
+                and r.external_ids.get(NETWORK_KEY) == ext.get(NETWORK_KEY)]
+        acls = [AclRule(a.external_ids.get("devcloud-acl", ""), a.direction, a.priority, a.match, a.action)
+                for a in (pg.acls if pg is not None else [])]
+        return NetworkRows(
+            switch=ls.name, port_group=pg.name if pg is not None else "",
+            marks={k: v for k, v in ext.items()}, immutable={}, mutable={},
+            dhcp4_cidr=dhcp[0].cidr if dhcp else "", dhcp4_options=dict(dhcp[0].options) if dhcp else {},
+            acls=sorted(acls, key=lambda a: a.key), ports=sorted(p.name for p in ls.ports))
+
+    def networks(self, deadline: float | None = None) -> list[NetworkRows]:
+        """Every switch of ours (cache scan; for List and GC)."""
+        out = []
+        for ls in self.db.rows("Logical_Switch", deadline):
+            if _ours(ls, self.owner) and ls.external_ids.get(KIND_KEY) == "network":
+                pg_name = ls.external_ids.get(PG_KEY, "")
+                out.append(self._network_rows(ls, self.db.lookup("Port_Group", "name", pg_name) if pg_name else None))
+        return sorted(out, key=lambda n: n.switch)
+
+    def port(self, name: str, deadline: float | None = None) -> PortRow | None:
+        """Observed LSP from the cache (None when absent, or not ours)."""
+        lsp = self.db.lookup("Logical_Switch_Port", "name", name, deadline)
+        if lsp is None or not _ours(lsp, self.owner):
+            return None
+        return self._port_row(lsp)
+
+    def _port_row(self, lsp, switch: str = "") -> PortRow:
+        mac, addrs = _addresses(lsp)
+        ip4 = next((a for a in addrs if ipaddress.ip_address(a).version == 4), "")
+        ip6 = next((a for a in addrs if ipaddress.ip_address(a).version == 6), "")
+        return PortRow(name=lsp.name, switch=switch, port_group="", marks=dict(lsp.external_ids),
+                       mac=mac, ip4=ip4, ip6=ip6, port_security=bool(lsp.port_security),
+                       up=bool(lsp.up and lsp.up[0]), dhcp4=bool(lsp.dhcpv4_options))
+
+    def ports(self, *, node: str | None = None, network: str | None = None,
+              deadline: float | None = None) -> list[PortRow]:
+        """Our LSPs, optionally only those of one node and/or network (cache scan)."""
+        out = []
+        for lsp in self.db.rows("Logical_Switch_Port", deadline):
+            ext = lsp.external_ids
+            if ext.get(OWNER_KEY) != self.owner or ext.get(KIND_KEY) != "port":
+                continue
+            if node is not None and ext.get(NODE_KEY) != node:
+                continue
+            if network is not None and ext.get(NETWORK_KEY) != network:
+                continue
+            out.append(self._port_row(lsp))
+        return sorted(out, key=lambda p: p.name)
+
+    def port_up(self, name: str) -> bool | None:
+        """NB up of an LSP from the cache without waiting (None when absent)."""
+        lsp = self.db.lookup("Logical_Switch_Port", "name", name, None) if self.db.connected else None
+        if lsp is None:
+            return None
+        return bool(lsp.up and lsp.up[0])
