@@ -277,6 +277,24 @@ class Netlink:
             with self._op("set", f"link {name}") as ipr:
                 ipr.link("set", ifname=name, **kw)
 
+    def move(self, name: str, target: str, new_name: str = "") -> None:
+        """Move a host-namespace netdev into namespace `target`, renamed to
+        `new_name` when given, in one request. Raises NotFound (no such netns or
+        netdev), AlreadyExists (the name is taken there)."""
+        if not os.path.exists(netns_path(target)):
+            raise NotFound(f"network namespace {target} does not exist", reason="NETNS_NOT_FOUND",
+                           metadata={"netns": target})
+        fd = os.open(netns_path(target), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with self._op("move", f"move {name} to netns {target}") as ipr:
+                idx = ipr.link_lookup(ifname=name)
+                if not idx:
+                    raise NotFound(f"netdev {name} does not exist", reason="NOT_FOUND")
+                kw = {"ifname": new_name} if new_name and new_name != name else {}
+                ipr.link("set", index=idx[0], net_ns_fd=fd, **kw)
+        finally:
+            os.close(fd)
+
     def disable_ipv6(self, name: str) -> None:
         """IPv6 off on a host-namespace netdev: disable_ipv6=1 (no link-local, no
         ND from the host side). Raises NotFound when the netdev is gone."""
@@ -305,27 +323,32 @@ class Netlink:
                 except NetlinkError:
                     pass
 
-    def configure_peer(self, target: str, name: str, *, addresses: list[str], mtu: int = 0) -> None:
+    def configure_peer(self, target: str, name: str, *, addresses: list[str], mtu: int = 0) -> bool:
         """Inside namespace `target`: set `name` up with `addresses` ("ip/prefix";
-        existing ones kept), and lo up. Idempotent."""
+        existing ones kept), and lo up. Idempotent; returns changed."""
         with self.in_netns(target) as ipr:
             idx = ipr.link_lookup(ifname=name)
             if not idx:
                 raise NotFound(f"{name} does not exist in netns {target}", reason="NOT_FOUND")
             have = {f"{a.get('address')}/{a['prefixlen']}" for a in ipr.addr("dump", index=idx[0])}
+            link = _link(ipr.link("get", index=idx[0])[0])
+            changed = not link.up or bool(mtu and link.mtu != mtu)
             for addr in addresses:
                 if addr not in have:
+                    changed = True
                     ip, _, plen = addr.partition("/")
                     try:
                         ipr.addr("add", index=idx[0], address=ip, prefixlen=int(plen))
                     except NetlinkError as exc:
                         if exc.code != 17:
                             raise
-            kw = {"mtu": mtu} if mtu else {}
-            ipr.link("set", index=idx[0], state="up", **kw)
-            lo = ipr.link_lookup(ifname="lo")
-            if lo:
-                ipr.link("set", index=lo[0], state="up")
+            if changed:
+                kw = {"mtu": mtu} if mtu else {}
+                ipr.link("set", index=idx[0], state="up", **kw)
+                lo = ipr.link_lookup(ifname="lo")
+                if lo:
+                    ipr.link("set", index=lo[0], state="up")
+            return changed
 
     # -- deletion ----------------------------------------------------------
     def delete(self, name: str) -> bool:
