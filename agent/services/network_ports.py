@@ -167,7 +167,7 @@ class PortsMixin:
             self.nl.configure(names.host, alias=self._mark(spec), up=True, master=master)
             if spec.kind == KIND_VETH:
                 if spec.peer_netns:
-                    self.nl.configure_peer(spec.peer_netns, peer, addresses=addrs, mtu=mtu)
+                    self.nl.configure_peer(spec.peer_netns, peer, addresses=addrs, fresh=True)
                 else:                        # left in place for LXD to take by name
                     self.nl.configure(names.peer, alias=self._mark(spec, "peer"))
             if vlan:

@@ -323,16 +323,21 @@ class Netlink:
                 except NetlinkError:
                     pass
 
-    def configure_peer(self, target: str, name: str, *, addresses: list[str], mtu: int = 0) -> bool:
+    def configure_peer(self, target: str, name: str, *, addresses: list[str], mtu: int = 0,
+                       fresh: bool = False) -> bool:
         """Inside namespace `target`: set `name` up with `addresses` ("ip/prefix";
-        existing ones kept), and lo up. Idempotent; returns changed."""
-        with self.in_netns(target) as ipr:
+        existing ones kept), and lo up. Idempotent; returns changed. fresh=True
+        (just created by us) skips reading the current state."""
+        with self._metrics.time(self._metrics.netlink_op, op="peer_config"), self.in_netns(target) as ipr:
             idx = ipr.link_lookup(ifname=name)
             if not idx:
                 raise NotFound(f"{name} does not exist in netns {target}", reason="NOT_FOUND")
-            have = {f"{a.get('address')}/{a['prefixlen']}" for a in ipr.addr("dump", index=idx[0])}
-            link = _link(ipr.link("get", index=idx[0])[0])
-            changed = not link.up or bool(mtu and link.mtu != mtu)
+            if fresh:
+                have, changed = set(), True
+            else:
+                have = {f"{a.get('address')}/{a['prefixlen']}" for a in ipr.addr("dump", index=idx[0])}
+                link = _link(ipr.link("get", index=idx[0])[0])
+                changed = not link.up or bool(mtu and link.mtu != mtu)
             for addr in addresses:
                 if addr not in have:
                     changed = True

@@ -32,7 +32,7 @@ TABLES = {
     "Logical_Switch_Port": Table(None, ("name",)),
     "Port_Group": Table(None, ("name",)),
     "ACL": Table(),
-    "DHCP_Options": Table(),
+    "DHCP_Options": Table(None, ("cidr",)),
 }
 
 
@@ -92,7 +92,8 @@ def _one(row_list):
 
 def _addresses(row) -> tuple[str, list[str]]:
     """(mac, [ips]) from the first entry of LSP.addresses ("" when none)."""
-    for entry in list(row.addresses) + list(row.dynamic_addresses or []):
+    # rows inserted earlier in the same transaction lack unset columns
+    for entry in list(getattr(row, "addresses", [])) + list(getattr(row, "dynamic_addresses", None) or []):
         parts = entry.split()
         if parts and parts[0] not in ("unknown", "router", "dynamic"):
             return parts[0], parts[1:]
@@ -229,10 +230,57 @@ class _DeleteNetwork(Command):
                 r.delete()
 
 
+class _AddressBook:
+    """Parsed addresses of every LSP by row UUID, kept current from IDL events
+    (on the IDL thread, like the commands that read it), so allocation does not
+    re-parse every port of a switch per request."""
+
+    def __init__(self) -> None:
+        self.by_uuid: dict = {}
+        self.pending: dict = {}              # id(txn) -> {switch: (macs, ips)} inserted in that txn
+
+    def on_event(self, event: str, table: str, row) -> None:
+        if event == "resync":
+            self.by_uuid.clear()
+        elif table == "Logical_Switch_Port":
+            if event == "delete":
+                self.by_uuid.pop(row.uuid, None)
+            else:
+                self.by_uuid[row.uuid] = _parsed(row)
+
+    def used(self, idl, txn, ls) -> tuple[set, set]:
+        macs, ips = set(), set()
+        rows = idl.tables["Logical_Switch_Port"].rows
+        for atom in ls._data["ports"].values:      # the committed set, without Row objects
+            entry = self.by_uuid.get(atom.value)
+            if entry is None:
+                row = rows.get(atom.value)
+                if row is None:
+                    continue
+                entry = self.by_uuid[atom.value] = _parsed(row)
+            if entry[0]:
+                macs.add(entry[0])
+            ips.update(entry[1])
+        for k in [k for k in self.pending if k != id(txn)]:
+            del self.pending[k]                  # earlier transactions are over
+        pm, pi = self.pending.setdefault(id(txn), {}).get(ls.name, (set(), set()))
+        return macs | pm, ips | pi
+
+    def add_pending(self, txn, switch: str, mac: str, ips: list[str]) -> None:
+        pm, pi = self.pending.setdefault(id(txn), {}).setdefault(switch, (set(), set()))
+        pm.add(mac)
+        pi.update(ipaddress.ip_address(a) for a in ips)
+
+
+def _parsed(row) -> tuple[str, frozenset]:
+    mac, addrs = _addresses(row)
+    return mac.lower(), frozenset(ipaddress.ip_address(a.split("/")[0]) for a in addrs)
+
+
 class _EnsurePort(Command):
-    def __init__(self, desired: PortRow, owner: str) -> None:
+    def __init__(self, desired: PortRow, owner: str, book: _AddressBook) -> None:
         super().__init__()
-        self.desired, self.owner = desired, owner
+        self.desired, self.owner, self.book = desired, owner, book
         self.result: tuple[bool, str, list[str]] = (False, "", [])   # changed, mac, ips
 
     def run(self, txn, idl) -> None:
@@ -252,27 +300,18 @@ class _EnsurePort(Command):
         else:
             self._create(txn, idl, ls, pg)
 
-    def _used(self, ls, skip: str) -> tuple[set, set]:
-        macs, ips = set(), set()
-        for p in ls.ports:
-            if p.name == skip:
-                continue
-            mac, addrs = _addresses(p)
-            if mac:
-                macs.add(mac.lower())
-            ips.update(ipaddress.ip_address(a.split("/")[0]) for a in addrs)
-        return macs, ips
-
     def _dhcp_row(self, idl):
-        if not self.desired.dhcp4:
+        d = self.desired
+        if not d.dhcp4 or not d.subnet4:
             return None
-        net = self.desired.marks.get(NETWORK_KEY)
-        return _one([r for r in idl.tables["DHCP_Options"].rows.values()
+        from ovsdbapp.backend.ovs_idl import idlutils
+        net = d.marks.get(NETWORK_KEY)
+        return _one([r for r in idlutils.index_lookup_all(idl.tables["DHCP_Options"], cidr=d.subnet4)
                      if _ours(r, self.owner) and r.external_ids.get(NETWORK_KEY) == net])
 
     def _create(self, txn, idl, ls, pg) -> None:
         d = self.desired
-        macs, ips = self._used(ls, d.name)
+        macs, ips = self.book.used(idl, txn, ls)
         reserved = {ipaddress.ip_address(r) for r in d.reserved}
         ip4 = self._pick(d.ip4, d.subnet4, ips | reserved, "ip4")
         ip6 = self._pick(d.ip6, d.subnet6, ips | reserved, "ip6") if d.subnet6 else ""
@@ -294,6 +333,7 @@ class _EnsurePort(Command):
             lsp.dhcpv4_options = dhcp
         ls.addvalue("ports", lsp)
         pg.addvalue("ports", lsp)
+        self.book.add_pending(txn, d.switch, mac, addrs)
         self.result = (True, mac, addrs)
 
     def _pick(self, given: str, subnet: str, used: set, field: str) -> str:
@@ -394,6 +434,8 @@ class OvnNb:
         self.owner = owner
         self.db = OvsdbClient(remote, "OVN_Northbound", TABLES, metrics=metrics, label="nb",
                               timeout=timeout, probe_interval_ms=probe_interval_ms)
+        self._book = _AddressBook()
+        self.db.add_listener(self._book.on_event)
 
     def probe(self) -> Availability:
         """Connected to NB (never raises)."""
@@ -435,7 +477,7 @@ class OvnNb:
         per port. Raises NotFound (no such network), AlreadyExists (address/MAC
         in use, immutable field differs), ResourceExhausted (subnet full),
         FailedPrecondition (same name, not ours), Unavailable."""
-        return self.db.transact([_EnsurePort(d, self.owner) for d in desired], deadline)
+        return self.db.transact([_EnsurePort(d, self.owner, self._book) for d in desired], deadline)
 
     def delete_ports(self, names: list[str], deadline: float | None = None) -> list[str]:
         """Delete our logical switch ports in one transaction; absent names are
