@@ -68,7 +68,6 @@ class PortSpec:
     peer_netns: str = ""           # veth: put the instance end there (name under /run/netns or a path)
     peer_name: str = ""            # veth: name of the instance end inside peer_netns ("" = eth0)
     multiqueue: bool = False       # tap only
-    wait_ready: bool = False       # wait for ovn-installed and NB up (bounded by the deadline)
 
 
 @dataclass(frozen=True)

@@ -57,10 +57,12 @@ class PortsMixin:
                        metadata={"network": name})
 
     # -- ensure --------------------------------------------------------------
-    def ensure_port(self, spec: PortSpec, deadline: float | None = None) -> Port:
+    def ensure_port(self, spec: PortSpec, deadline: float | None = None, *, wait_ready: bool = False,
+                    ready_timeout: float | None = None) -> Port:
         """Create or reconcile one NIC. Idempotent (changed=False the second time).
-        With spec.wait_ready, waits (bounded by the deadline) for ovn-installed
-        and NB up; on timeout the returned status lists what is missing.
+        With wait_ready, waits (bounded by the deadline and ready_timeout, default
+        the service's) for ovn-installed and NB up; on timeout the returned
+        status lists what is missing.
 
         Raises NotFound (network missing), AlreadyExists (immutable field
         differs, address or MAC in use), ResourceExhausted (subnet full),
@@ -84,9 +86,8 @@ class PortsMixin:
                         log.warning("undo of port %s/%s failed: %s", spec.network, spec.name, exc)
                 raise
         if net.backend == BACKEND_OVN:
-            if spec.wait_ready:
-                now = time.monotonic()
-                end = now + self.ready_timeout
+            if wait_ready:
+                end = time.monotonic() + (ready_timeout or self.ready_timeout)
                 if deadline is not None:
                     end = min(end, deadline - _READY_MARGIN)
                 port.status = self.hub.wait(names.lsp, names.host, end)
