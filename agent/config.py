@@ -146,7 +146,7 @@ def _apply(cfg: Config, table: str, key: str, value, source: str) -> None:
 
 def _parse_hostport(where: str, value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ConfigError(f"{where}: expected host:port, got {value!r}")
     return host.strip("[]"), int(port)
 

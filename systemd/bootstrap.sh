@@ -38,12 +38,16 @@ fi
 py=${PYTHON:-python3}
 extras=""
 ((want_test)) && extras="[test]"
-stamp=".venv/.bootstrap-$(sha256sum pyproject.toml | cut -c1-16)${extras:+-test}"
-if [[ ! -e $stamp ]]; then
+hash=$(sha256sum pyproject.toml | cut -c1-16)
+stamp=".venv/.bootstrap-$hash${extras:+-test}"
+# A test install is a superset of the runtime install.
+if [[ ! -e $stamp && ! -e .venv/.bootstrap-$hash-test ]]; then
   log "venv: .venv with devcloud-agent$extras"
   [[ -x .venv/bin/python ]] || "$py" -m venv .venv
-  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extras"
+  # pip's output only matters when it fails
+  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >.venv/pip.log 2>&1 \
+    && .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extras" >>.venv/pip.log 2>&1 \
+    || { cat .venv/pip.log >&2; log "pip install failed"; exit 1; }
   rm -f .venv/.bootstrap-*
   touch "$stamp"
 fi

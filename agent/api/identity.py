@@ -1,0 +1,41 @@
+"""IdentityService servicer: converts the identity service's answers."""
+from __future__ import annotations
+
+from google.protobuf import timestamp_pb2
+
+from agent._proto.devcloud.agent.v1 import identity_pb2 as pb
+from agent._proto.devcloud.agent.v1 import identity_pb2_grpc as pb_grpc
+from agent.services.identity import IdentityService
+
+
+def capability_kind(kind: str) -> int:
+    """'storage_zfs' -> CAPABILITY_KIND_STORAGE_ZFS (UNSPECIFIED if unknown)."""
+    return pb.CapabilityKind.Value(f"CAPABILITY_KIND_{kind.upper()}") \
+        if f"CAPABILITY_KIND_{kind.upper()}" in pb.CapabilityKind.keys() else pb.CAPABILITY_KIND_UNSPECIFIED
+
+
+class IdentityServicer(pb_grpc.IdentityServiceServicer):
+    def __init__(self, service: IdentityService) -> None:
+        self._svc = service
+
+    def GetAgentInfo(self, request, context):
+        i = self._svc.info()
+        started = timestamp_pb2.Timestamp()
+        started.FromNanoseconds(int(i.started_at * 1e9))
+        return pb.GetAgentInfoResponse(name=i.name, version=i.version, node_name=i.node_name,
+                                       api_version=i.api_version, started_at=started, pid=i.pid,
+                                       runtime_version=i.runtime_version)
+
+    def GetCapabilities(self, request, context):
+        caps = self._svc.capabilities()
+        return pb.GetCapabilitiesResponse(
+            capabilities=[pb.Capability(kind=capability_kind(c.kind), available=c.available, reason=c.reason)
+                          for c in caps.capabilities],
+            extensions=caps.extensions,
+            facilities=[pb.Facility(name=n, available=a.available, reason=a.reason, version=a.version,
+                                    features=list(a.features))
+                        for n, a in sorted(caps.facilities.items())])
+
+    def Probe(self, request, context):
+        ready, pending = self._svc.probe()
+        return pb.ProbeResponse(ready=ready, pending=pending)
