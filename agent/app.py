@@ -23,6 +23,7 @@ from agent._proto.devcloud.agent.v1 import host_pb2_grpc, identity_pb2_grpc
 from agent.api.host import HostServicer
 from agent.api.identity import IdentityServicer
 from agent.api.server import AgentServer, Registration
+from agent.app_network import build_network
 from agent.config import Config
 from agent.drivers import procfs
 from agent.drivers.base import Availability
@@ -84,7 +85,7 @@ class App:
         self.planes = Planes()
         # One builder per plane: drivers from the config, services by constructor,
         # then facilities, capabilities, startup/shutdown steps and the servicer.
-        for build in (_build_host,):
+        for build in (_build_host, build_network):
             build(cfg, self.planes, self.metrics)
         self.readiness = Readiness([s.name for s in self.planes.startup])
         self.identity = IdentityService(cfg.node_name, self.readiness, self.planes.facilities,

@@ -75,6 +75,10 @@ class NetworkConfig:
     netdev_prefix: str = "dc"                          # every host-side netdev the agent creates starts with it
     ovsdb_timeout: float = 5.0                         # deadline of one OVSDB transaction, seconds
     ovsdb_probe_interval_ms: int = 5000                # inactivity probe on OVSDB connections
+    host_netns: str = ""                               # netns where host-side netdevs live / OVS sees them ("" = agent's)
+    embedded_ovn: bool = True                          # ovn_nb empty: start the local OVN stack (false = bridge only)
+    embedded_netns: str = "devcloud-ovs"               # netns of the embedded ovs-vswitchd (userspace datapath)
+    ready_timeout: float = 30.0                        # EnsurePort readiness wait bound when the call has no deadline
 
 
 @dataclass

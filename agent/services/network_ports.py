@@ -17,7 +17,8 @@ from contextlib import ExitStack
 from typing import Callable
 
 from agent.drivers.ovsdb.nb import NETWORK_KEY, PortRow
-from agent.errors import AlreadyExists, FailedPrecondition, NotFound
+from agent import validation
+from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from agent.services.network_model import (
     BACKEND_BRIDGE, BACKEND_OVN, DEFAULT_MTU_BRIDGE, DEFAULT_MTU_OVN, KIND_TAP, KIND_VETH, Network, Port,
     PortEvent, PortNames, PortSpec, PortStatus, encode_mark, mac_from_hash, parse_mark, port_names, switch_name)
@@ -96,8 +97,23 @@ class PortsMixin:
                 port.status = self.hub.status(names.lsp, names.host)
         return port
 
+    @staticmethod
+    def _check_addresses(spec: PortSpec, net: Network) -> None:
+        """Given addresses must sit inside the network's subnets, not on the gateway."""
+        if spec.ip4:
+            if not net.subnet4:
+                raise InvalidArgument.for_field("spec.ip4", f"network {net.name} has no IPv4 subnet")
+            validation.ip_in("spec.ip4", spec.ip4, ipaddress.ip_network(net.subnet4))
+            if spec.ip4 == net.gateway4:
+                raise InvalidArgument.for_field("spec.ip4", f"{spec.ip4} is the gateway of {net.name}")
+        if spec.ip6:
+            if not net.subnet6:
+                raise InvalidArgument.for_field("spec.ip6", f"network {net.name} has no IPv6 subnet")
+            validation.ip_in("spec.ip6", spec.ip6, ipaddress.ip_network(net.subnet6))
+
     def _ensure_ovn_port(self, spec: PortSpec, net: Network, names: PortNames, undo: list,
                          deadline: float | None) -> Port:
+        self._check_addresses(spec, net)
         mtu = spec.mtu or net.mtu or DEFAULT_MTU_OVN
         existed = self.nb.port(names.lsp, deadline) is not None
         marks = {"devcloud-owner": self.owner, NETWORK_KEY: spec.network, "devcloud-port": spec.name,
@@ -126,6 +142,7 @@ class PortsMixin:
         return self._port(spec, names, net, mac, ip4, ip6, mtu, changed or bound)
 
     def _ensure_bridge_port(self, spec: PortSpec, net: Network, names: PortNames, undo: list) -> Port:
+        self._check_addresses(spec, net)
         mtu = spec.mtu or net.mtu or DEFAULT_MTU_BRIDGE
         mac = spec.mac or mac_from_hash(spec.network, spec.name)
         bridge = self.nl.link(net.bridge)
