@@ -307,7 +307,8 @@ class NetworkService(PortsMixin):
         for l in self.nl.links():
             m = parse_mark(l.alias)
             if m and m.get("owner") == self.owner:
-                out.append(OwnedObject("bridge" if m.get("kind") == "bridge" else "netdev", l.name,
+                kind = {"bridge": "bridge", "peer": "veth-peer"}.get(m.get("kind", ""), "netdev")
+                out.append(OwnedObject(kind, l.name,
                                        m.get("net", ""), m.get("port", ""), m.get("inst", ""), self.node))
         if self.ovn_enabled:
             for i in self.ovs.interfaces(deadline):

@@ -149,7 +149,7 @@ class Chassis:
 class OwnedObject:
     """One object of ours found on this node or in NB (for GC / Diff)."""
 
-    kind: str                       # logical-switch | logical-port | ovs-interface | netdev | bridge
+    kind: str                       # logical-switch | logical-port | ovs-interface | netdev | veth-peer | bridge
     name: str
     network: str
     port: str = ""

@@ -15,11 +15,12 @@ AlreadyExists, ENODEV/ENOENT -> NotFound, EPERM -> FailedPrecondition...).
 from __future__ import annotations
 
 import os
+import queue
 import random
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
@@ -70,9 +71,54 @@ def _err(exc: NetlinkError, what: str) -> AgentError:
 
 
 class _Sock:
-    def __init__(self, ipr: IPRoute) -> None:
-        self.ipr = ipr
-        self.lock = threading.Lock()
+    """One long-lived rtnetlink socket served by its own thread: pyroute2 0.9
+    keeps its transport per thread, so every request for this namespace runs
+    on this thread (the kernel serialises RTNL work anyway)."""
+
+    def __init__(self, opener) -> None:
+        self._q: queue.Queue = queue.Queue()
+        ready = threading.Event()
+        box: dict = {}
+
+        def loop() -> None:
+            try:
+                box["ipr"] = opener()
+            except BaseException as exc:
+                box["error"] = exc
+            ready.set()
+            if "error" in box:
+                return
+            ipr = box["ipr"]
+            while True:
+                item = self._q.get()
+                if item is None:
+                    ipr.close()
+                    return
+                fn, out, done = item
+                try:
+                    out["value"] = fn(ipr)
+                except BaseException as exc:  # handed back to the caller's thread
+                    out["error"] = exc
+                done.set()
+
+        self._thread = threading.Thread(target=loop, name="netlink", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if "error" in box:
+            raise box["error"]
+
+    def call(self, fn):
+        out: dict = {}
+        done = threading.Event()
+        self._q.put((fn, out, done))
+        done.wait()
+        if "error" in out:
+            raise out["error"]
+        return out.get("value")
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._thread.join(2)
 
 
 class Netlink:
@@ -101,15 +147,15 @@ class Netlink:
         if self._host is None:
             with self._open_lock:
                 if self._host is None:
-                    self._host = _Sock(self._open(self.host_netns))
+                    self._host = _Sock(lambda: self._open(self.host_netns))
         return self._host
 
-    @contextmanager
-    def _op(self, op: str, what: str) -> Iterator[IPRoute]:
+    def _op(self, op: str, what: str, fn: Callable[[IPRoute], object]):
+        """Run fn(ipr) on the host namespace's socket thread; errno -> AgentError."""
         sock = self._host_sock()
-        with self._metrics.time(self._metrics.netlink_op, op=op), sock.lock:
+        with self._metrics.time(self._metrics.netlink_op, op=op):
             try:
-                yield sock.ipr
+                return sock.call(fn)
             except NetlinkError as exc:
                 raise _err(exc, what) from None
 
@@ -127,15 +173,14 @@ class Netlink:
     def close(self) -> None:
         """Close sockets and the helper thread (idempotent)."""
         if self._host is not None:
-            self._host.ipr.close()
+            self._host.close()
             self._host = None
         self._ns.close()
 
     def probe(self) -> Availability:
         """rtnetlink usable in the host namespace; features list tap/bridge-vlan support."""
         try:
-            with self._op("probe", "probe") as ipr:
-                ipr.link("get", index=1)
+            self._op("probe", "probe", lambda ipr: ipr.link("get", index=1))
         except AgentError as exc:
             return Availability.missing(f"rtnetlink in netns {self.host_netns or '(agent)'}: {exc.message}")
         except Exception as exc:
@@ -151,8 +196,7 @@ class Netlink:
     def link(self, name: str) -> Link | None:
         """The host-namespace netdev named `name`, or None. Never raises for absence."""
         try:
-            with self._op("get", f"link {name}") as ipr:
-                return _link(ipr.link("get", ifname=name)[0])
+            return self._op("get", f"link {name}", lambda ipr: _link(ipr.link("get", ifname=name)[0]))
         except NotFound:
             return None
         except FailedPrecondition as exc:
@@ -162,15 +206,13 @@ class Netlink:
 
     def link_by_index(self, index: int) -> Link | None:
         try:
-            with self._op("get", f"link #{index}") as ipr:
-                return _link(ipr.link("get", index=index)[0])
+            return self._op("get", f"link #{index}", lambda ipr: _link(ipr.link("get", index=index)[0]))
         except (NotFound, FailedPrecondition):
             return None
 
     def links(self) -> list[Link]:
         """Every netdev of the host namespace (a full dump: startup/GC only)."""
-        with self._op("dump", "link dump") as ipr:
-            return [_link(m) for m in ipr.link("dump")]
+        return self._op("dump", "link dump", lambda ipr: [_link(m) for m in ipr.link("dump")])
 
     def peer_link(self, target: str, name: str) -> Link | None:
         """A netdev inside another namespace (e.g. the instance's end of a veth)."""
@@ -211,9 +253,8 @@ class Netlink:
             fd = os.open(netns_path(peer_netns), os.O_RDONLY | os.O_CLOEXEC)
             spec["net_ns_fd"] = fd
         try:
-            with self._op("veth_add", f"veth {name}") as ipr:
-                kw = {"mtu": mtu} if mtu else {}
-                ipr.link("add", ifname=name, kind="veth", peer=spec, **kw)
+            kw = {"mtu": mtu} if mtu else {}
+            self._op("veth_add", f"veth {name}", lambda ipr: ipr.link("add", ifname=name, kind="veth", peer=spec, **kw))
         finally:
             if fd is not None:
                 os.close(fd)
@@ -240,17 +281,17 @@ class Netlink:
                 raise FailedPrecondition("this kernel has no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)",
                                          reason="NO_BRIDGE_VLAN")
             kw["br_vlan_filtering"] = 1
-        with self._op("bridge_add", f"bridge {name}") as ipr:
-            ipr.link("add", ifname=name, kind="bridge", **kw)
+        self._op("bridge_add", f"bridge {name}", lambda ipr: ipr.link("add", ifname=name, kind="bridge", **kw))
 
     def bridge_vlan_supported(self) -> bool:
         """Whether bridges can filter VLANs here (probed once with a throwaway bridge)."""
         if self._bridge_vlan is None:
             probe_name = f"dcvlp{os.getpid() % 100000}"
             try:
-                with self._op("probe", "bridge vlan probe") as ipr:
+                def probe(ipr) -> None:
                     ipr.link("add", ifname=probe_name, kind="bridge", br_vlan_filtering=1)
                     ipr.link("del", ifname=probe_name)
+                self._op("probe", "bridge vlan probe", probe)
                 self._bridge_vlan = True
             except AgentError:
                 self._bridge_vlan = False
@@ -274,8 +315,7 @@ class Netlink:
         if mac:
             kw["address"] = mac
         if kw:
-            with self._op("set", f"link {name}") as ipr:
-                ipr.link("set", ifname=name, **kw)
+            self._op("set", f"link {name}", lambda ipr: ipr.link("set", ifname=name, **kw))
 
     def move(self, name: str, target: str, new_name: str = "") -> None:
         """Move a host-namespace netdev into namespace `target`, renamed to
@@ -286,12 +326,14 @@ class Netlink:
                            metadata={"netns": target})
         fd = os.open(netns_path(target), os.O_RDONLY | os.O_CLOEXEC)
         try:
-            with self._op("move", f"move {name} to netns {target}") as ipr:
+            kw = {"ifname": new_name} if new_name and new_name != name else {}
+
+            def move(ipr) -> None:
                 idx = ipr.link_lookup(ifname=name)
                 if not idx:
                     raise NotFound(f"netdev {name} does not exist", reason="NOT_FOUND")
-                kw = {"ifname": new_name} if new_name and new_name != name else {}
                 ipr.link("set", index=idx[0], net_ns_fd=fd, **kw)
+            self._op("move", f"move {name} to netns {target}", move)
         finally:
             os.close(fd)
 
@@ -315,13 +357,14 @@ class Netlink:
 
     def bridge_port_vlan(self, port: int, vid: int) -> None:
         """Make `vid` the untagged PVID of bridge port `port` (and drop VLAN 1)."""
-        with self._op("vlan", f"vlan {vid} on #{port}") as ipr:
+        def vlan(ipr) -> None:
             ipr.vlan_filter("add", index=port, vlan_info={"vid": vid, "flags": ["pvid", "untagged"]})
             if vid != 1:
                 try:
                     ipr.vlan_filter("del", index=port, vlan_info={"vid": 1})
                 except NetlinkError:
                     pass
+        self._op("vlan", f"vlan {vid} on #{port}", vlan)
 
     def configure_peer(self, target: str, name: str, *, addresses: list[str], mtu: int = 0,
                        fresh: bool = False) -> bool:
@@ -360,8 +403,7 @@ class Netlink:
         """Delete one host-namespace netdev (a veth takes its peer along).
         Returns False when it was absent."""
         try:
-            with self._op("del", f"link {name}") as ipr:
-                ipr.link("del", ifname=name)
+            self._op("del", f"link {name}", lambda ipr: ipr.link("del", ifname=name))
             return True
         except (NotFound, FailedPrecondition) as exc:
             if isinstance(exc, NotFound) or exc.metadata.get("errno") == "ENODEV":
@@ -378,8 +420,8 @@ class Netlink:
             link = self.link_by_index(indexes[0])
             return int(bool(link and self.delete(link.name)))
         group = _GROUP_BASE + random.randrange(1, 0xFFFF)
-        moved = 0
-        with self._op("set_group", "group move") as ipr:
+        def regroup(ipr) -> int:
+            moved = 0
             for idx in indexes:
                 try:
                     ipr.link("set", index=idx, group=group)
@@ -387,7 +429,8 @@ class Netlink:
                 except NetlinkError as exc:
                     if exc.code not in (19, 2):      # vanished meanwhile: fine
                         raise
+            return moved
+        moved = self._op("set_group", "group move", regroup)
         if moved:
-            with self._op("del_group", f"group {group}") as ipr:
-                ipr.link("del", group=group)
+            self._op("del_group", f"group {group}", lambda ipr: ipr.link("del", group=group))
         return moved

@@ -416,9 +416,10 @@ class _DeletePorts(Command):
             if any(p.uuid in doomed for p in ls.ports):
                 for r in rows:
                     ls.delvalue("ports", r)
+        names = [r.name for r in rows]
         for r in rows:
             r.delete()
-        self.result = [r.name for r in rows]
+        self.result = names
 
 
 def _lookup(idl, table: str, name: str):
