@@ -137,14 +137,19 @@ class NetworkService(PortsMixin):
         raise NotFound(f"network {name} does not exist", reason="NETWORK_NOT_FOUND", metadata={"network": name})
 
     def _network_from_rows(self, name: str, rows: NetworkRows) -> Network:
-        m = rows.marks
-        ports = [p.split(".", 2)[2] if p.count(".") >= 2 else p for p in rows.ports]
+        net = self._network_from_marks(name, rows.marks)
+        net.ports = sorted(p.split(".", 2)[2] if p.count(".") >= 2 else p for p in rows.ports)
+        net.acl_count = len(rows.acls)
+        return net
+
+    @staticmethod
+    def _network_from_marks(name: str, m: dict[str, str]) -> Network:
         return Network(name=name, backend=BACKEND_OVN, subnet4=m.get("devcloud-subnet4", ""),
                        subnet6=m.get("devcloud-subnet6", ""), gateway4=m.get("devcloud-gateway4", ""),
                        mtu=int(m.get("devcloud-mtu", "0") or 0),
                        dns_servers=tuple(filter(None, m.get("devcloud-dns", "").split(","))),
-                       allow=decode_allow(m.get("devcloud-allow", "")), switch=rows.switch,
-                       port_group=rows.port_group, ports=sorted(ports), acl_count=len(rows.acls))
+                       allow=decode_allow(m.get("devcloud-allow", "")), switch=switch_name(name),
+                       port_group=m.get("devcloud-port-group", ""))
 
     def list_networks(self, deadline: float | None = None) -> list[Network]:
         """Every team network of ours: OVN ones (cluster-wide) and this node's bridge ones."""

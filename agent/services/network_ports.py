@@ -53,7 +53,9 @@ class PortsMixin:
         if bridge is not None:
             return bridge
         if self.ovn_enabled:
-            return self.get_network(name, deadline)
+            marks = self.nb.switch_marks(switch_name(name), deadline)   # hot path: no port list
+            if marks is not None:
+                return self._network_from_marks(name, marks)
         raise NotFound(f"network {name} does not exist on this node", reason="NETWORK_NOT_FOUND",
                        metadata={"network": name})
 
@@ -173,13 +175,23 @@ class PortsMixin:
     def _ensure_netdev(self, spec: PortSpec, names: PortNames, mtu: int, mac: str, addrs: list[str],
                        undo: list, master: int | None = None, vlan: int = 0) -> bool:
         """The host netdev (and the veth's instance end); returns changed."""
-        link = self.nl.link(names.host)
         peer = (spec.peer_name or "eth0") if spec.peer_netns else names.peer
+        # a veth is created first and looked at only if its name is taken (saves a get per new port);
+        # a tap must be looked up first: TUNSETIFF on an existing tap attaches instead of failing
+        link = self.nl.link(names.host) if spec.kind == KIND_TAP else None
+        created = False
         if link is None:
-            if spec.kind == KIND_TAP:
-                self.nl.create_tap(names.host, mtu=mtu, multiqueue=spec.multiqueue)
-            else:
-                self.nl.create_veth(names.host, peer, mtu=mtu, peer_mac=mac, peer_netns=spec.peer_netns)
+            try:
+                if spec.kind == KIND_TAP:
+                    self.nl.create_tap(names.host, mtu=mtu, multiqueue=spec.multiqueue)
+                else:
+                    self.nl.create_veth(names.host, peer, mtu=mtu, peer_mac=mac, peer_netns=spec.peer_netns)
+                created = True
+            except AlreadyExists:
+                link = self.nl.link(names.host)
+                if link is None:             # it is the instance end's name that is taken
+                    raise
+        if created:
             undo.append(lambda: self.nl.delete(names.host))
             self.nl.disable_ipv6(names.host)
             self.nl.configure(names.host, alias=self._mark(spec), up=True, master=master)

@@ -498,6 +498,16 @@ class OvnNb:
         pg_name = ls.external_ids.get(PG_KEY, "")
         return self._network_rows(ls, self.db.lookup("Port_Group", "name", pg_name) if pg_name else None)
 
+    def switch_marks(self, switch: str, deadline: float | None = None) -> dict[str, str] | None:
+        """external_ids of one of our switches (cheap: no port or ACL reads), None when absent.
+        Raises FailedPrecondition when the switch is not ours, Unavailable."""
+        ls = self.db.lookup("Logical_Switch", "name", switch, deadline)
+        if ls is None:
+            return None
+        if not _ours(ls, self.owner):
+            raise FailedPrecondition(f"logical switch {switch} is not ours", reason="NOT_OURS")
+        return dict(ls.external_ids)
+
     def _network_rows(self, ls, pg) -> NetworkRows:
         ext = dict(ls.external_ids)
         dhcp = [r for r in self.db.rows("DHCP_Options") if _ours(r, self.owner)

@@ -130,10 +130,46 @@ class _EnsureChassis(Command):
         self.result = changed
 
 
+class _Claims:
+    """iface-id -> UUIDs of the Interfaces claiming it, kept current from IDL
+    events on the IDL thread (where the commands reading it run too)."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, set] = {}
+        self.of_row: dict = {}
+
+    def on_event(self, event: str, table: str, row) -> None:
+        if event == "resync":
+            self.by_id.clear()
+            self.of_row.clear()
+            return
+        if table != "Interface":
+            return
+        old = self.of_row.pop(row.uuid, None)
+        if old is not None:
+            self.by_id.get(old, set()).discard(row.uuid)
+        if event != "delete":
+            iid = row.external_ids.get(IFACE_ID)
+            if iid:
+                self.of_row[row.uuid] = iid
+                self.by_id.setdefault(iid, set()).add(row.uuid)
+
+    def claimants(self, idl, iface_id: str) -> list:
+        rows = idl.tables["Interface"].rows
+        return [rows[u] for u in list(self.by_id.get(iface_id, ())) if u in rows]
+
+
+def _in_set(row, column: str, member) -> bool:
+    """member in row.<column> without materialising every referenced Row."""
+    return any(a.value == member.uuid for a in row._data[column].values)
+
+
 class _BindPort(Command):
-    def __init__(self, bridge: str, name: str, iface_type: str, external_ids: dict[str, str], owner: str) -> None:
+    def __init__(self, bridge: str, name: str, iface_type: str, external_ids: dict[str, str], owner: str,
+                 claims: _Claims) -> None:
         super().__init__()
         self.bridge, self.name, self.iface_type, self.ext, self.owner = bridge, name, iface_type, external_ids, owner
+        self.claims = claims
         self.result: tuple[bool, list[str]] = (False, [])    # changed, removed stale interface names
 
     def run(self, txn, idl) -> None:
@@ -143,7 +179,7 @@ class _BindPort(Command):
                                      reason="NO_INTEGRATION_BRIDGE", metadata={"bridge": self.bridge})
         iface_id = self.ext[IFACE_ID]
         removed = []
-        for iface in list(idl.tables["Interface"].rows.values()):
+        for iface in self.claims.claimants(idl, iface_id):
             if iface.name == self.name or iface.external_ids.get(IFACE_ID) != iface_id:
                 continue
             if not _ours(iface, self.owner):
@@ -168,29 +204,41 @@ class _BindPort(Command):
         if not ifaces or not all(_ours(i, self.owner) for i in ifaces):
             raise FailedPrecondition(f"OVS port {self.name} exists and is not ours; not touching it",
                                      reason="NOT_OURS", metadata={"port": self.name})
-        if not any(p.uuid == port.uuid for p in br.ports):
+        if not _in_set(br, "ports", port):
             raise FailedPrecondition(f"OVS port {self.name} is ours but on another bridge", reason="WRONG_BRIDGE")
         iface = ifaces[0]
-        # keep keys ovn-controller owns (ovn-installed) while setting ours
-        want = {**{k: v for k, v in iface.external_ids.items() if k not in self.ext and not k.startswith("devcloud-")
-                   and k not in ("iface-id", "attached-mac", "iface-status", "vm-uuid")}, **self.ext}
-        if dict(iface.external_ids) != want:
-            iface.external_ids = want
-            changed = True
+        # key by key (mutations): ovn-controller writes ovn-installed into the same column
+        have = dict(iface.external_ids)
+        for k, v in self.ext.items():
+            if have.get(k) != v:
+                iface.setkey("external_ids", k, v)
+                changed = True
+        for k in have:
+            if k.startswith("devcloud-") and k not in self.ext:
+                iface.delkey("external_ids", k)
+                changed = True
         if iface.type != self.iface_type:
             iface.type = self.iface_type
             changed = True
         self.result = (changed, removed)
 
 
+def _port_of(idl, iface):
+    """The Port holding `iface`: by name first (ours share the name), else a scan."""
+    port = _lookup(idl, "Port", iface.name)
+    if port is not None and _in_set(port, "interfaces", iface):
+        return port
+    return next((p for p in idl.tables["Port"].rows.values() if _in_set(p, "interfaces", iface)), None)
+
+
 def _remove_port_of(idl, iface) -> None:
-    for port in idl.tables["Port"].rows.values():
-        if any(i.uuid == iface.uuid for i in port.interfaces):
-            for br in idl.tables["Bridge"].rows.values():
-                if any(p.uuid == port.uuid for p in br.ports):
-                    br.delvalue("ports", port)
-            port.delete()
-            return
+    port = _port_of(idl, iface)
+    if port is None:
+        return
+    for br in idl.tables["Bridge"].rows.values():
+        if _in_set(br, "ports", port):
+            br.delvalue("ports", port)
+    port.delete()
 
 
 class _UnbindPorts(Command):
@@ -211,16 +259,15 @@ class _UnbindPorts(Command):
             doomed.append(iface)
         if not doomed:
             return
-        ids = {i.uuid for i in doomed}
-        ports = [p for p in idl.tables["Port"].rows.values() if any(i.uuid in ids for i in p.interfaces)]
-        pids = {p.uuid for p in ports}
+        names = [i.name for i in doomed]
+        ports = [p for p in (_port_of(idl, i) for i in doomed) if p is not None]
         for br in idl.tables["Bridge"].rows.values():
-            for p in br.ports:
-                if p.uuid in pids:
+            for p in ports:
+                if _in_set(br, "ports", p):
                     br.delvalue("ports", p)
         for p in ports:
             p.delete()
-        self.result = [i.name for i in doomed]
+        self.result = names
 
 
 class OvsDb:
@@ -231,6 +278,8 @@ class OvsDb:
         self.owner = owner
         self.db = OvsdbClient(remote, "Open_vSwitch", TABLES, metrics=metrics, label="ovs",
                               timeout=timeout, probe_interval_ms=probe_interval_ms)
+        self._claims = _Claims()
+        self.db.add_listener(self._claims.on_event)
 
     def probe(self) -> Availability:
         """Connected to the local Open_vSwitch database (never raises)."""
@@ -272,7 +321,7 @@ class OvsDb:
         iface-id, the port exists and is not ours, or the bridge is missing;
         Unavailable."""
         ext = {**external_ids, OWNER_KEY: self.owner}
-        return self.db.transact([_BindPort(bridge, name, iface_type, ext, self.owner)], deadline)[0]
+        return self.db.transact([_BindPort(bridge, name, iface_type, ext, self.owner, self._claims)], deadline)[0]
 
     def unbind(self, names: list[str], deadline: float | None = None) -> list[str]:
         """Remove our OVS ports named `names` in one transaction (absent ones are
