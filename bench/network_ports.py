@@ -94,8 +94,10 @@ def bench_cli(tools: Tools, stack, n: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ports", type=int, default=200)
-    ap.add_argument("--baseline", type=int, default=50, help="ports for the bare-CLI baseline (0 = skip)")
+    ap.add_argument("--baseline", type=int, default=-1, help="ports for the bare-CLI baseline (-1 = --ports, 0 = skip)")
     args = ap.parse_args()
+    if args.baseline < 0:
+        args.baseline = args.ports
     stack = start_stack(tag="bn")
     tools = Tools(stack)
     agent = AgentProcess(temp_dir(), overrides=agent_overrides(stack) + ["network.ovsdb_timeout=10"]).start()

@@ -115,11 +115,12 @@ class NetworkService(PortsMixin):
             if not self.ovn_enabled:
                 return False
             rows = self.nb.network(switch_name(name), deadline)
-            local = [i for i in self.ovs.interfaces(deadline) if i.external_ids.get(NETWORK_KEY) == name]
-            netdevs = {i.name for i in local}
-            netdevs |= {p.marks.get("devcloud-netdev", "") for p in self.nb.ports(node=self.node, network=name)}
-            self.ovs.unbind([i.name for i in local], deadline)
-            self._delete_netdevs(sorted(n for n in netdevs if n), network=name)
+            local = self.ovs.interface_names(NETWORK_KEY, name, deadline)
+            netdevs = set(local) | {m.get("devcloud-netdev", "") for m in
+                                    self.nb.port_marks(network=name, node=self.node, deadline=deadline)}
+            indexes, _ = self._owned_netdevs(sorted(n for n in netdevs if n), network=name)
+            self.ovs.unbind(local, deadline)           # OVS ports first: never one without its netdev
+            self.nl.delete_many(indexes)
             if rows is None:
                 return bool(local)
             self.nb.delete_network(switch_name(name), port_group_name(name), name, deadline)

@@ -274,18 +274,21 @@ class PortsMixin:
                     iface = self.ovs.interface(names.host, deadline)
                     if iface is not None and iface.ours:
                         ifaces.append(names.host)
+            # look at the netdevs while the host is quiet, before OVS starts removing ports
+            indexes, deleted = self._owned_netdevs([names.host for _, _, names in named],
+                                                   ports={(n, p) for n, p, _ in named})
+            if ifaces:
                 self.ovs.unbind(ifaces, deadline)
-            deleted = self._delete_netdevs([names.host for _, _, names in named],
-                                           ports={(n, p) for n, p, _ in named})
+            self.nl.delete_many(indexes)
             if lsps:
                 self.nb.delete_ports(lsps, deadline)
             return sum(1 for _, _, names in named
                        if names.lsp in lsps or names.host in ifaces or names.host in deleted)
 
-    def _delete_netdevs(self, names: list[str], *, network: str | None = None,
-                        ports: set[tuple[str, str]] | None = None) -> list[str]:
-        """Delete host netdevs that carry our mark (for `network`, or one of
-        `ports`); others are left alone with a warning. Returns deleted names."""
+    def _owned_netdevs(self, names: list[str], *, network: str | None = None,
+                       ports: set[tuple[str, str]] | None = None) -> tuple[list[int], list[str]]:
+        """(indexes, names) of the host netdevs among `names` that carry our mark
+        (for `network`, or one of `ports`); others are left alone with a warning."""
         doomed, deleted = [], []
         for name in names:
             link = self.nl.link(name)
@@ -302,8 +305,7 @@ class PortsMixin:
                 continue
             doomed.append(link.index)
             deleted.append(name)
-        self.nl.delete_many(doomed)
-        return deleted
+        return doomed, deleted
 
     # -- reads -------------------------------------------------------------------
     def get_port(self, network: str, name: str, deadline: float | None = None) -> Port:

@@ -559,6 +559,15 @@ class OvnNb:
             out.append(self._port_row(lsp))
         return sorted(out, key=lambda p: p.name)
 
+    def port_marks(self, *, network: str, node: str, deadline: float | None = None) -> list[dict[str, str]]:
+        """external_ids of our LSPs of one network bound to one node (one read per row)."""
+        out = []
+        for lsp in self.db.rows("Logical_Switch_Port", deadline):
+            ext = lsp.external_ids
+            if ext.get(OWNER_KEY) == self.owner and ext.get(NETWORK_KEY) == network and ext.get(NODE_KEY) == node:
+                out.append(dict(ext))
+        return out
+
     def port_up(self, name: str) -> bool | None:
         """NB up of an LSP from the cache without waiting (None when absent)."""
         lsp = self.db.lookup("Logical_Switch_Port", "name", name, None) if self.db.connected else None

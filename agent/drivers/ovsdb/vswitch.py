@@ -262,8 +262,9 @@ class _UnbindPorts(Command):
         names = [i.name for i in doomed]
         ports = [p for p in (_port_of(idl, i) for i in doomed) if p is not None]
         for br in idl.tables["Bridge"].rows.values():
+            members = {a.value for a in br._data["ports"].values}
             for p in ports:
-                if _in_set(br, "ports", p):
+                if p.uuid in members:
                     br.delvalue("ports", p)
         for p in ports:
             p.delete()
@@ -347,6 +348,15 @@ class OvsDb:
         return InterfaceInfo(name=iface.name, bridge="", type=iface.type, external_ids=dict(iface.external_ids),
                              ofport=ofport, error=(iface.error[0] if iface.error else ""),
                              ours=_ours(iface, self.owner))
+
+    def interface_names(self, key: str, value: str, deadline: float | None = None) -> list[str]:
+        """Names of our interfaces whose external_ids[key] == value (one read per row)."""
+        out = []
+        for i in self.db.rows("Interface", deadline):
+            ext = i.external_ids
+            if ext.get(OWNER_KEY) == self.owner and ext.get(key) == value:
+                out.append(i.name)
+        return sorted(out)
 
     def interfaces(self, deadline: float | None = None) -> list[InterfaceInfo]:
         """Every interface of ours (cache scan, for reconcile and GC)."""
