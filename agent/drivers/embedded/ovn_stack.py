@@ -150,12 +150,21 @@ class OvnStack:
     def stop(self, timeout: float = 5.0, *, remove_netns: bool = False) -> None:
         """Stop the supervisor and every daemon in reverse start order (SIGTERM,
         then SIGKILL after `timeout`), by PID. With remove_netns, also delete the
-        namespace this stack created (which deletes every netdev in it)."""
+        namespace this stack created (which deletes every netdev in it); without,
+        the namespace is deleted only when it holds no netdev marked by the agent
+        (ifalias "devcloud ..."), so a built data plane always survives."""
         self._stop.set()
         if self._supervisor and self._supervisor is not threading.current_thread():
             self._supervisor.join(timeout)
         for name in reversed(self.ORDER):
             self.stop_component(name, timeout)
+        if not remove_netns and self.netns in pr_netns.listnetns():
+            try:
+                with IPRoute(netns=self.netns, flags=0) as ipr:
+                    remove_netns = not any((l.get("ifalias") or "").startswith("devcloud") for l in ipr.link("dump"))
+            except OSError:
+                remove_netns = False
+            self._created_netns = self._created_netns or remove_netns
         if remove_netns and self._created_netns:
             try:
                 pr_netns.remove(self.netns)
