@@ -25,7 +25,7 @@ from agent.services.network_model import (
 from agent.services.network_watch import Subscription
 
 log = logging.getLogger(__name__)
-_READY_MARGIN = 0.05                 # leave this much of the call deadline to send the reply
+_READY_MARGIN = 0.5                  # at most this much of the call deadline is kept to send the reply
 
 
 def _with_prefix(ip: str, subnet: str) -> str:
@@ -91,8 +91,8 @@ class PortsMixin:
         if net.backend == BACKEND_OVN:
             if wait_ready:
                 end = time.monotonic() + (ready_timeout or self.ready_timeout)
-                if deadline is not None:
-                    end = min(end, deadline - _READY_MARGIN)
+                if deadline is not None:     # keep a slice of the deadline to send the reply
+                    end = min(end, deadline - min(_READY_MARGIN, 0.1 * (deadline - time.monotonic())))
                 port.status = self.hub.wait(names.lsp, names.host, end)
                 self.metrics.port_ready_wait.observe(port.status.waited_seconds)
             else:

@@ -32,8 +32,9 @@ def uniq(prefix: str = "t") -> str:
 
 def start_stack(tag: str = "") -> OvnStack:
     """A fresh OVN stack in a short temp dir with its own netns (caller stops it)."""
+    tag = f"{tag}{next(_counter)}"                 # two stacks must never share a netns
     d = Path(tempfile.mkdtemp(prefix=f"dco{tag}", dir="/tmp"))
-    stack = OvnStack(d, system_id=f"hv-{PID}{tag}", netns=f"dcovs{PID}{tag}", fresh=True)
+    stack = OvnStack(d, system_id=f"hv-{PID}-{tag}", netns=f"dcovs{PID}-{tag}", fresh=True)
     try:
         stack.start()
     except BaseException:
@@ -161,13 +162,22 @@ def _require_stack() -> None:
         pytest.skip(f"OVN stack unavailable here: {a.reason}")
 
 
+_shared: dict = {"stack": None, "users": 0}
+
+
 @pytest.fixture(scope="session")
 def ovn_stack():
-    """One OVN stack (NB, SB, northd, OVS db, ovs-vswitchd in its netns, ovn-controller) per session."""
+    """One OVN stack (NB, SB, northd, OVS db, ovs-vswitchd in its netns, ovn-controller) per
+    session, shared by tests/ and integration/ (each conftest registers this fixture)."""
     _require_stack()
-    stack = start_stack()
-    yield stack
-    stop_stack(stack)
+    if _shared["stack"] is None:
+        _shared["stack"] = start_stack()
+    _shared["users"] += 1
+    yield _shared["stack"]
+    _shared["users"] -= 1
+    if not _shared["users"]:
+        stop_stack(_shared["stack"])
+        _shared["stack"] = None
 
 
 @pytest.fixture(scope="session")
