@@ -305,6 +305,22 @@ class NetworkService(PortsMixin):
                 self.metrics.orphans_total.labels(plane="network", kind="ovs-interface").inc(removed)
         return {"bridges": len(self._bridges), "stale_ovs_ports_removed": removed}
 
+    def stale_ports(self, deadline: float | None = None) -> list[tuple[str, str]]:
+        """(network, port) of this node's OVN ports whose team network no longer
+        exists in NB (deleted from another node). Not deleted here: pass them to
+        delete_ports (the caller decides; an NB that was wiped would list all)."""
+        if not self.ovn_enabled:
+            return []
+        out, known = set(), {}
+        for i in self.ovs.interfaces(deadline):
+            net, port = i.external_ids.get(NETWORK_KEY, ""), i.external_ids.get("devcloud-port", "")
+            if net and port:
+                if net not in known:
+                    known[net] = self.nb.switch_marks(switch_name(net), deadline) is not None
+                if not known[net]:
+                    out.add((net, port))
+        return sorted(out)
+
     def inventory(self, deadline: float | None = None) -> list[OwnedObject]:
         """Every object of ours: this node's netdevs (link dump), OVS interfaces,
         and NB logical ports bound to this node, plus our logical switches.

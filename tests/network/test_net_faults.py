@@ -89,3 +89,28 @@ def test_service_ensure_port_unavailable_leaves_nothing_then_recovers(private_ov
     finally:
         svc.delete_network("fault")
         close_service(svc)
+
+
+def test_ovs_reconnect_rebuilds_iface_id_claims(private_ovn_stack):
+    """After the local OVSDB restarts, a foreign interface claiming an iface-id is
+    still seen (the claim index is rebuilt on resync, not left empty)."""
+    from agent.drivers.ovsdb.vswitch import OvsDb
+    from agent.errors import FailedPrecondition
+    from tests.support.ovn import Tools
+    stack, tools = private_ovn_stack, Tools(private_ovn_stack)
+    ovs = OvsDb(stack.ovs_remote, metrics=Metrics(), owner="o", timeout=2, probe_interval_ms=1000)
+    try:
+        assert ovs.bind("br-int", "dcmine", {"iface-id": "x-1"}) == (True, [])
+        tools.vsctl("add-port", "br-int", "theirs", "--", "set", "Interface", "theirs", "type=internal",
+                    "external_ids:iface-id=x-2", "external_ids:devcloud-owner=other")
+        resyncs = ovs.db.resyncs
+        stack.stop_component("ovsdb")
+        stack.start_component("ovsdb")
+        assert wait_until(lambda: ovs.db.connected and ovs.db.resyncs > resyncs, timeout=15)
+        with pytest.raises(FailedPrecondition) as e:
+            ovs.bind("br-int", "dcmine2", {"iface-id": "x-2"})
+        assert "theirs" in e.value.message
+        changed, removed = ovs.bind("br-int", "dcmine3", {"iface-id": "x-1"})
+        assert removed == ["dcmine"]
+    finally:
+        ovs.close()

@@ -301,3 +301,30 @@ def test_readiness_wait_reports_missing_condition(ovn_stack, cleanup_networks, n
         ovn_stack.start_component("controller")
     from tests.support.ovn import wait_until
     assert wait_until(lambda: net_svc.get_port(net.name, "w1").status.ready, timeout=20)
+
+
+def test_ipv6_ports_get_addresses_and_talk(net_svc, cleanup_networks, netns_factory, ovn_tools):
+    name = uniq("v6")
+    cleanup_networks.append(name)
+    net_svc.ensure_network(NetworkSpec(name=name, subnet4="10.46.0.0/24", subnet6="fd46::/64"))
+    a, b = netns_factory(), netns_factory()
+    pa = net_svc.ensure_port(PortSpec(network=name, name="a", peer_netns=a), time.monotonic() + 10, wait_ready=True)
+    pb_ = net_svc.ensure_port(PortSpec(network=name, name="b", peer_netns=b), time.monotonic() + 10, wait_ready=True)
+    assert pa.ip6 == "fd46::2" and pb_.ip6 == "fd46::3", (pa.ip6, pb_.ip6)
+    lsp = ovn_tools.nb_rows("Logical_Switch_Port", f"name={pa.iface_id}")[0]
+    assert as_list(lsp["addresses"]) == [f"{pa.mac} {pa.ip4} {pa.ip6}"]
+    assert f"{pb_.ip6}/64" in ovn_tools.addrs("eth0", b)
+    assert ovn_tools.ping_eventually(a, pb_.ip6), "IPv6 within a team (ND + intra6 ACL) must work"
+    assert ovn_tools.ping_eventually(a, pb_.ip4)
+
+
+def test_stale_ports_of_a_network_deleted_elsewhere(net_svc, cleanup_networks, ovn_tools, ovn_stack):
+    net = _net(cleanup_networks, net_svc, subnet="10.47.0.0/24")
+    p = net_svc.ensure_port(PortSpec(network=net.name, name="s1"))
+    assert (net.name, "s1") not in net_svc.stale_ports()
+    # another node deleted the team network: NB rows gone, our local port remains
+    ovn_tools.nbctl("ls-del", f"dc-{net.name}")
+    assert (net.name, "s1") in net_svc.stale_ports()
+    assert net_svc.delete_ports(net_svc.stale_ports()) >= 1
+    assert ovn_tools.link(p.host_netdev, ovn_stack.netns) is None
+    assert not ovn_tools.ovs_rows("Interface", f"name={p.host_netdev}")

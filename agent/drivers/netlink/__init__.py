@@ -31,6 +31,7 @@ from agent.errors import AgentError, FailedPrecondition, NotFound, from_oserror
 from agent.metrics import Metrics
 
 IFF_UP = 0x1
+_IFA_F_NODAD = 0x02
 _GROUP_BASE = 0x64630000                  # "dc" in the high half: our temporary bulk-delete groups
 
 
@@ -385,8 +386,11 @@ class Netlink:
                 if addr not in have:
                     changed = True
                     ip, _, plen = addr.partition("/")
+                    # IPv6: no duplicate address detection (OVN hands out unique addresses; DAD
+                    # would hold the address tentative for a second or more)
+                    kw = {"flags": _IFA_F_NODAD} if ":" in ip else {}
                     try:
-                        ipr.addr("add", index=idx[0], address=ip, prefixlen=int(plen))
+                        ipr.addr("add", index=idx[0], address=ip, prefixlen=int(plen), **kw)
                     except NetlinkError as exc:
                         if exc.code != 17:
                             raise

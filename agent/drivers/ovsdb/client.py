@@ -87,7 +87,7 @@ class _Idl(ovsdbapp_connection.OvsdbIdl):
             self._session_seqno = seqno
             if not first:
                 self.resyncs += 1
-                self._on_event("resync", "", None)
+                self._on_event("resync", "", self)      # the tables are already reloaded: row = the IDL
         return changed
 
 

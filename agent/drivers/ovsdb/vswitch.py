@@ -139,9 +139,11 @@ class _Claims:
         self.of_row: dict = {}
 
     def on_event(self, event: str, table: str, row) -> None:
-        if event == "resync":
+        if event == "resync":                        # rebuild from the reloaded table
             self.by_id.clear()
             self.of_row.clear()
+            for iface in list(row.tables["Interface"].rows.values()):
+                self.on_event("create", "Interface", iface)
             return
         if table != "Interface":
             return
