@@ -81,8 +81,10 @@ class _Idl(ovsdbapp_connection.OvsdbIdl):
 
     def run(self):
         changed = super().run()
+        if not (self._session.is_connected() and self.state == self.IDL_S_MONITORING):
+            return changed
         seqno = self._session.get_seqno()
-        if seqno != self._session_seqno and self.state == self.IDL_S_MONITORING:
+        if seqno != self._session_seqno:          # a new session reached the monitoring state
             first = self._session_seqno is None
             self._session_seqno = seqno
             if not first:
