@@ -163,7 +163,7 @@ def _check_traffic(tools, inst):
         reach[(a, b)] = ok
         assert ok == same, f"ping {a} -> {b}: {'ok' if ok else 'failed'}, expected {'ok' if same else 'blocked'}"
     # TCP within a team (tx checksum offload off in the instance namespaces)
-    (ns0, p0), (ns1, p1) = inst[(next(iter(inst))[0], 0)], inst[(next(iter(inst))[0], 1)]
+    (ns0, _), (ns1, p1) = inst[(next(iter(inst))[0], 0)], inst[(next(iter(inst))[0], 1)]
     server = subprocess.Popen(["ip", "netns", "exec", ns1, "python3", "-c",
                                "import socket;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
                                "s.bind(('0.0.0.0',7777));s.listen();c,_=s.accept();c.sendall(c.recv(100));c.close()"])

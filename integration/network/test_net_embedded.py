@@ -5,10 +5,8 @@ keeping the namespace and the netdevs (the data plane survives the agent)."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
-import grpc
 import pytest
 from pyroute2 import netns as pr_netns
 

@@ -94,7 +94,7 @@ def test_port_lifecycle_idempotent_with_marks(net_svc, cleanup_networks, netns_f
     assert iface["external_ids"]["ovn-installed"] == "true"
     # netdevs: host end in the stack's netns with mark, MTU, IPv6 off; peer in the instance with MAC + IP
     host = ovn_tools.link(names.host, ovn_stack.netns)
-    assert host["ifalias"].startswith("devcloud ") and f"port=vm1-eth0" in host["ifalias"]
+    assert host["ifalias"].startswith("devcloud ") and "port=vm1-eth0" in host["ifalias"]
     assert host["mtu"] == 1442 and "UP" in host["flags"]
     assert ovn_tools.sysctl(ovn_stack.netns, f"net.ipv6.conf.{names.host}.disable_ipv6") == "1"
     peer = ovn_tools.link("eth0", inst)
