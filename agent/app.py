@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import grpc
@@ -19,18 +18,20 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import start_http_server
 
 from agent import __version__
-from agent._proto.devcloud.agent.v1 import host_pb2_grpc, identity_pb2_grpc
+from agent._proto.devcloud.agent.v1 import compute_pb2_grpc, host_pb2_grpc, identity_pb2_grpc
+from agent.api.compute import ComputeServicer
 from agent.api.host import HostServicer
 from agent.api.identity import IdentityServicer
 from agent.api.server import AgentServer, Registration
 from agent.app_network import build_network
 from agent.config import Config
-from agent.drivers import procfs
 from agent.drivers.base import Availability
+from agent.drivers.cgroup import CgroupDriver, resolve_root
 from agent.drivers.kernel import KernelDriver
 from agent.drivers.kvm import KvmDriver
 from agent.drivers.systemd import Notifier
 from agent.metrics import Metrics
+from agent.services.compute import ComputeService
 from agent.services.host import HostService
 from agent.services.identity import IdentityService, Readiness, from_facility
 
@@ -57,10 +58,8 @@ class Planes:
 
 
 def _cgroup_subtree(cfg: Config) -> str:
-    if cfg.compute.cgroup_root:
-        return cfg.compute.cgroup_root
-    mount = procfs.cgroup2_mount()
-    return str(Path(mount) / "devcloud.slice") if mount else ""
+    # The same resolution as the compute plane's driver (delegated own cgroup, or devcloud.slice).
+    return resolve_root(cfg.compute.cgroup_root)
 
 
 def _build_host(cfg: Config, planes: Planes, metrics: Metrics) -> None:
@@ -74,6 +73,17 @@ def _build_host(cfg: Config, planes: Planes, metrics: Metrics) -> None:
         lambda s: host_pb2_grpc.add_HostServiceServicer_to_server(HostServicer(host), s)))
 
 
+def _build_compute(cfg: Config, planes: Planes, metrics: Metrics) -> None:
+    svc = ComputeService(CgroupDriver(metrics, root=cfg.compute.cgroup_root) if cfg.compute.enabled else None)
+    planes.facilities["cgroup"] = svc.probe
+    planes.capabilities["compute_cgroup_v2"] = from_facility("cgroup")
+    if cfg.compute.enabled:
+        planes.startup.append(Step("compute: sweep cgroup intents", svc.reconcile))
+    planes.registrations.append(Registration(
+        "devcloud.agent.v1.ComputeService",
+        lambda s: compute_pb2_grpc.add_ComputeServiceServicer_to_server(ComputeServicer(svc), s)))
+
+
 class App:
     """One agent process: build once, start, wait, stop."""
 
@@ -85,7 +95,7 @@ class App:
         self.planes = Planes()
         # One builder per plane: drivers from the config, services by constructor,
         # then facilities, capabilities, startup/shutdown steps and the servicer.
-        for build in (_build_host, build_network):
+        for build in (_build_host, _build_compute, build_network):
             build(cfg, self.planes, self.metrics)
         self.readiness = Readiness([s.name for s in self.planes.startup])
         self.identity = IdentityService(cfg.node_name, self.readiness, self.planes.facilities,

@@ -84,7 +84,7 @@ class NetworkConfig:
 @dataclass
 class ComputeConfig:
     enabled: bool = True
-    cgroup_root: str = ""                              # agent subtree ("" = <cgroup2 mount>/devcloud.slice)
+    cgroup_root: str = ""                              # agent subtree ("" = <cgroup2 mount>/devcloud.slice, outside the agent unit)
 
 
 @dataclass

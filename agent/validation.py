@@ -28,7 +28,7 @@ def name(field: str, value: str, *, max_len: int = 63) -> str:
         raise InvalidArgument.for_field(field, "is required")
     if len(value) > max_len:
         raise InvalidArgument.for_field(field, f"must be at most {max_len} characters, got {len(value)}")
-    if not NAME_RE.match(value):
+    if not NAME_RE.fullmatch(value):
         raise InvalidArgument.for_field(
             field, f"{value!r} must be lower-case letters, digits and '-', starting and ending "
                    "with a letter or digit")
@@ -46,7 +46,7 @@ def netdev(field: str, value: str, *, prefix: str = "") -> str:
         raise InvalidArgument.for_field(field, "is required")
     if len(value.encode()) > IFNAMSIZ:
         raise InvalidArgument.for_field(field, f"{value!r} is longer than {IFNAMSIZ} bytes (IFNAMSIZ)")
-    if not NETDEV_RE.match(value) or value in (".", ".."):
+    if not NETDEV_RE.fullmatch(value) or value in (".", ".."):
         raise InvalidArgument.for_field(field, f"{value!r} may only hold letters, digits, '_', '.', '-'")
     if prefix and not value.startswith(prefix):
         raise InvalidArgument.for_field(field, f"{value!r} must start with {prefix!r}")
@@ -64,8 +64,8 @@ def path_component(field: str, value: str) -> str:
 
 def mac(field: str, value: str) -> str:
     """A unicast MAC address, returned lower-case."""
-    v = value.strip().lower()
-    if not MAC_RE.match(v):
+    v = value.lower()
+    if not MAC_RE.fullmatch(v):
         raise InvalidArgument.for_field(field, f"{value!r} is not a MAC address like 0a:58:0a:00:00:05")
     if int(v[:2], 16) & 1:
         raise InvalidArgument.for_field(field, f"{value!r} is a multicast MAC address")
@@ -106,7 +106,7 @@ def size_bytes(field: str, value: str | int, *, minimum: int = 1,
     if isinstance(value, int):
         n = value
     else:
-        m = _SIZE_RE.match(value or "")
+        m = _SIZE_RE.fullmatch(value or "")
         if not m:
             raise InvalidArgument.for_field(field, f"{value!r} is not a size like 1073741824, 512M or 10GiB")
         unit = (m.group(2) or "").upper().replace("IB", "").replace("B", "") if m.group(2) else ""
@@ -120,7 +120,7 @@ def size_bytes(field: str, value: str | int, *, minimum: int = 1,
 
 def ovn_safe(field: str, value: str) -> str:
     """A string that ends up inside an OVN ACL match: no quotes, operators or spaces."""
-    if not value or not re.match(r"^[A-Za-z0-9_.:-]{1,63}$", value):
+    if not value or not re.fullmatch(r"[A-Za-z0-9_.:-]{1,63}", value):
         raise InvalidArgument.for_field(
             field, f"{value!r} may only hold letters, digits, '_', '.', ':', '-' (it is used in OVN match expressions)")
     return value
@@ -131,7 +131,7 @@ def labels(field: str, value: dict[str, str], *, max_items: int = 64) -> dict[st
     if len(value) > max_items:
         raise InvalidArgument.for_field(field, f"at most {max_items} labels, got {len(value)}")
     for k, v in value.items():
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$", k):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,62}", k):
             raise InvalidArgument.for_field(f"{field}[{k!r}]", "label keys are 1-63 chars of letters, digits, '_./-'")
         if len(v) > 253 or any(ord(c) < 32 for c in v):
             raise InvalidArgument.for_field(f"{field}[{k!r}]", "label values are at most 253 printable characters")
@@ -162,7 +162,7 @@ _NETNS_PATH_RE = re.compile(r"^/(proc/[0-9]+(/task/[0-9]+)?/ns/net|(var/)?run/ne
 
 def netns_ref(field: str, value: str) -> str:
     """A network namespace: a name under /run/netns, or /proc/<pid>/ns/net, or /run/netns/<name>."""
-    if value in (".", "..") or not (_NETNS_NAME_RE.match(value) or _NETNS_PATH_RE.match(value)):
+    if value in (".", "..") or not (_NETNS_NAME_RE.fullmatch(value) or _NETNS_PATH_RE.fullmatch(value)):
         raise InvalidArgument.for_field(
             field, f"{value!r} must be a netns name (letters, digits, '_.-') or /proc/<pid>/ns/net or /run/netns/<name>")
     return value
@@ -173,3 +173,13 @@ def int_range(field: str, value: int, lo: int, hi: int, *, zero_ok: bool = True)
     if (value == 0 and zero_ok) or lo <= value <= hi:
         return value
     raise InvalidArgument.for_field(field, f"must be between {lo} and {hi}{' (or 0)' if zero_ok else ''}, got {value}")
+
+
+def cgroup_name(field: str, value: str) -> str:
+    """A team/instance name that becomes a cgroup directory: name() rules, one path
+    component, and matched in full (NAME_RE's '$' alone would let a trailing newline through)."""
+    name(field, value)
+    path_component(field, value)
+    if not NAME_RE.fullmatch(value):
+        raise InvalidArgument.for_field(field, f"{value!r} must be lower-case letters, digits and '-'")
+    return value

@@ -80,3 +80,14 @@ def test_journal_is_used_only_when_stderr_is_the_journal(monkeypatch):
     assert logs.setup("info") == "stderr"
     monkeypatch.delenv("JOURNAL_STREAM")
     assert logs.setup("info") == "stderr"
+
+
+def test_validators_reject_trailing_newline():
+    import pytest
+    from agent import errors, validation
+    for fn, value in ((validation.name, "web-1\n"), (validation.netdev, "dc0\n"),
+                      (validation.mac, "0a:58:0a:00:00:05\n"), (validation.ovn_safe, "team\n")):
+        with pytest.raises(errors.InvalidArgument):
+            fn("f", value)
+    with pytest.raises(errors.InvalidArgument):
+        validation.labels("labels", {"k\n": "v"})

@@ -1,0 +1,422 @@
+"""cgroup v2 driver: a slice per team, a scope per instance, under the agent's subtree.
+
+Layout (deterministic, computable before anything exists):
+
+    <root>/<team>.slice                   team slice (limits shared by the team)
+    <root>/<team>.slice/<instance>.scope  instance scope (limits, processes)
+    <root>/supervisor                     the agent's own processes, in delegated mode only
+
+Where <root> is and how controllers get enabled: hierarchy.py. Ownership
+marks and creation intents: marks.py. Limit files: limits.py.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import time
+
+from agent import validation
+from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, from_oserror
+
+from . import fs
+from .hierarchy import Hierarchy, subdirs
+from .limits import MissingFile, default_text, files_for, observed_limits, plan, required_controllers
+from .marks import MARK_XATTR, claim, create, decode_mark, forget_intent, is_ours_or_pending, sweep_pending
+from .model import LIMIT_CONTROLLERS, SCOPE, SLICE, CgroupInfo, LimitDrift, Limits, Mark, Stats
+from .stats import read_stats
+
+
+class CgroupDriver(Hierarchy):
+    """Slices and scopes with limits, stats, freeze/thaw/kill, over cgroupfs v2.
+
+    Construction: see Hierarchy (root, mount, own, plain)."""
+
+    # ------------------------------------------------------------ names
+
+    def slice_path(self, team: str) -> str:
+        """Deterministic path of a team's slice (pure; validates the name)."""
+        validation.cgroup_name("team", team)
+        return f"{self.root}/{team}.slice"
+
+    def scope_path(self, team: str, instance: str) -> str:
+        """Deterministic path of an instance's scope (pure; validates the names)."""
+        validation.cgroup_name("instance", instance)
+        return f"{self.slice_path(team)}/{instance}.scope"
+
+    def path(self, team: str, instance: str = "") -> str:
+        return self.scope_path(team, instance) if instance else self.slice_path(team)
+
+    # ------------------------------------------------------------ create / update
+
+    def ensure(self, team: str, instance: str, limits: Limits) -> tuple[CgroupInfo, bool]:
+        """Create the slice (instance="") or scope if missing and make its limit
+        files say `limits` (limits not requested go back to kernel defaults).
+
+        Idempotent: same limits again -> changed=False, no write. Raises
+        FailedPrecondition (controller unavailable, slice missing for a scope,
+        a cgroup at our path without our mark), AlreadyExists (the instance has
+        a scope in another team), InvalidArgument (kernel refused a value).
+        A new cgroup is removed again if anything fails: nothing half-created.
+        Every check (controllers, kernel files) precedes the first write; if the
+        kernel still refuses one, an existing group keeps the writes made before
+        it and a retry converges.
+        """
+        with self._time("ensure"):
+            self._require()
+            path = self.path(team, instance)
+            mark = Mark(SCOPE if instance else SLICE, team, instance)
+            need = required_controllers(limits)
+            self.require_controllers(need)
+            parent = os.path.dirname(path)
+            if instance:
+                self._slice_for_scope(team)
+            else:
+                self._ensure_root()
+            exists = os.path.isdir(path)
+            if exists:
+                claim(path, mark)              # never enable anything for a group that is not ours
+            elif instance:
+                self._check_unique_instance(team, instance)
+            self._enable_chain(parent, need)
+            created = False
+            if not exists:
+                create(path, mark, self._remove_dir)
+                created = True
+            try:
+                changed = self._apply(path, parent, limits, full=True)
+            except BaseException:
+                if created:
+                    self._remove_dir(path)
+                raise
+            return self._info(path, mark), created or changed
+
+    def update(self, team: str, instance: str, limits: Limits) -> tuple[CgroupInfo, bool]:
+        """Write only the requested limits of an existing slice/scope (others untouched).
+
+        Idempotent. Raises NotFound if it does not exist, FailedPrecondition as ensure().
+        """
+        with self._time("update"):
+            self._require()
+            path, mark = self._existing(team, instance)
+            need = required_controllers(limits)
+            self.require_controllers(need)
+            parent = os.path.dirname(path)
+            self._enable_chain(parent, need)
+            changed = self._apply(path, parent, limits, full=False)
+            return self._info(path, mark), changed
+
+    def drift(self, team: str, instance: str, limits: Limits) -> list[LimitDrift]:
+        """Kernel files that differ from `limits` (what ensure() would write). Read-only.
+        Raises NotFound if the cgroup does not exist."""
+        with self._time("drift"):
+            self._require()
+            path, _ = self._existing(team, instance)
+            parent = os.path.dirname(path)
+            out = [LimitDrift(f"{parent}/cgroup.subtree_control", f"+{c}", "")
+                   for c in sorted(required_controllers(limits) - self._enabled(parent))]
+            observed = self._observed(path, parent)
+            try:
+                writes = plan(limits, observed, full=True)
+            except MissingFile as exc:
+                return out + [LimitDrift(exc.file, "(requested)", "")]
+            return out + [LimitDrift(w.file, w.payload, (observed.get(w.file) or "").strip()) for w in writes]
+
+    # ------------------------------------------------------------ read
+
+    def get(self, team: str, instance: str = "") -> CgroupInfo:
+        """The slice/scope as the kernel reports it. Raises NotFound, FailedPrecondition (not ours)."""
+        with self._time("get"):
+            self._require()
+            path, mark = self._existing(team, instance)
+            return self._info(path, mark)
+
+    def list(self, team: str = "", *, kind: str = SCOPE) -> list[CgroupInfo]:
+        """Every slice (kind=SLICE) or scope (of `team`, or of all teams) carrying our mark.
+        Unmarked directories are skipped, never touched."""
+        with self._time("list"):
+            self._require()
+            out = []
+            for path, mark in self.owned(team, kind=kind):
+                try:
+                    out.append(self._info(path, mark))
+                except NotFound:          # removed meanwhile
+                    continue
+            return out
+
+    def owned(self, team: str = "", *, kind: str = SCOPE) -> Iterator[tuple[str, Mark]]:
+        """(path, mark) of every marked slice or scope: a directory scan, for GC and reconcile."""
+        slices = [self.slice_path(team)] if team else [
+            os.path.join(self.root, e) for e in subdirs(self.root) if e.endswith(".slice")]
+        for s in slices:
+            smark = decode_mark(fs.getxattr(s, MARK_XATTR)) if os.path.isdir(s) else None
+            if smark is None or smark.kind != SLICE:
+                continue
+            if kind == SLICE:
+                yield s, smark
+                continue
+            for e in subdirs(s):
+                p = os.path.join(s, e)
+                m = decode_mark(fs.getxattr(p, MARK_XATTR))
+                if m is not None and m.kind == SCOPE and m.team == smark.team:
+                    yield p, m
+
+    def stats(self, team: str, instance: str = "") -> Stats:
+        """Usage counters and pressure of a slice/scope. Read-only. Raises NotFound."""
+        with self._time("stats"):
+            self._require()
+            path, _ = self._existing(team, instance)
+            return read_stats(path, self.page_sizes())
+
+    # ------------------------------------------------------------ processes
+
+    def attach(self, team: str, instance: str, pids: list[int]) -> tuple[int, ...]:
+        """Move processes (whole thread groups) into a scope; returns the scope's pids.
+
+        Idempotent (a pid already there is fine). Raises NotFound (scope or
+        process missing), InvalidArgument (pid <= 1 or the agent itself),
+        FailedPrecondition (scope not ours).
+        """
+        with self._time("attach"):
+            self._require()
+            if not instance:
+                raise InvalidArgument.for_field("instance", "processes go into an instance scope, not a team slice")
+            path, _ = self._existing(team, instance)
+            for i, pid in enumerate(pids):
+                if pid <= 1 or pid == os.getpid():
+                    raise InvalidArgument.for_field(f"pids[{i}]", f"pid {pid} cannot be moved (init or the agent itself)")
+            for pid in pids:
+                fs.write(os.path.join(path, "cgroup.procs"), str(pid), create=self._plain)
+            return self._pids(path)
+
+    def freeze(self, team: str, instance: str, deadline: float | None) -> float:
+        """Freeze every process of the slice/scope and wait until cgroup.events says frozen 1.
+
+        Idempotent. Returns seconds waited. Raises NotFound, DeadlineExceeded
+        (the freeze stays requested), FailedPrecondition (not ours).
+        """
+        with self._time("freeze"):
+            self._require()
+            path, _ = self._existing(team, instance)
+            fs.write(os.path.join(path, "cgroup.freeze"), "1")
+            return fs.wait_events(path, "frozen", 1, deadline, "freeze")
+
+    def thaw(self, team: str, instance: str, deadline: float | None) -> float:
+        """Thaw and wait until cgroup.events says frozen 0. Idempotent.
+
+        Raises FailedPrecondition if an ancestor (the team slice) is frozen:
+        thaw that first. NotFound, DeadlineExceeded as freeze().
+        """
+        with self._time("thaw"):
+            self._require()
+            path, _ = self._existing(team, instance)
+            parent = os.path.dirname(path)
+            if instance and (fs.read(os.path.join(parent, "cgroup.freeze")) or "0").strip() == "1":
+                raise FailedPrecondition(f"the team slice {parent} is frozen; thaw the team first",
+                                         reason="PARENT_FROZEN")
+            fs.write(os.path.join(path, "cgroup.freeze"), "0")
+            return fs.wait_events(path, "frozen", 0, deadline, "thaw")
+
+    def kill(self, team: str, instance: str, deadline: float | None) -> float:
+        """SIGKILL every process of the slice/scope (cgroup.kill) and wait for populated 0.
+
+        Idempotent (an empty cgroup: nothing to do). Returns seconds waited.
+        Raises NotFound, DeadlineExceeded, FailedPrecondition (not ours, or a
+        kernel without cgroup.kill: Linux < 5.14).
+        """
+        with self._time("kill"):
+            self._require()
+            path, _ = self._existing(team, instance)
+            return self._kill(path, deadline)
+
+    # ------------------------------------------------------------ delete
+
+    def delete(self, team: str, instance: str = "", *, kill: bool = False,
+               deadline: float | None = None) -> bool:
+        """Remove a scope (instance set) or a team slice. Returns False if it was absent.
+
+        Idempotent: absent -> False, no error. A populated scope is refused
+        (FailedPrecondition SCOPE_POPULATED) unless kill=True, which kills its
+        processes first. A slice with scopes is refused (SLICE_NOT_EMPTY)
+        unless kill=True, which kills and removes them; a child without our
+        mark always blocks (NOT_OURS) and is left alone.
+        """
+        with self._time("delete"):
+            self._require()
+            path = self.path(team, instance)
+            if not os.path.isdir(path):
+                return False
+            mark = Mark(SCOPE if instance else SLICE, team, instance)
+            claim(path, mark)
+            if instance:
+                self._delete_scope(path, kill, deadline)
+                return True
+            scopes = []
+            for e in subdirs(path):
+                p = os.path.join(path, e)
+                if not is_ours_or_pending(p):
+                    raise FailedPrecondition(f"{p} is in the team slice but does not carry the agent's mark; "
+                                             "it is left alone and blocks removing the slice",
+                                             reason="NOT_OURS", metadata={"cgroup": p})
+                scopes.append(p)
+            if scopes and not kill:
+                raise FailedPrecondition(f"team slice {path} still has {len(scopes)} scope(s) "
+                                         f"({', '.join(os.path.basename(s) for s in scopes[:5])}); delete them "
+                                         "or pass kill", reason="SLICE_NOT_EMPTY", metadata={"cgroup": path})
+            if scopes and self._populated(path):
+                self._kill(path, deadline)
+            for s in scopes:
+                self._remove_tree(s, deadline)
+                forget_intent(path, os.path.basename(s))
+            self._remove_tree(path, deadline)
+            return True
+
+    def delete_many(self, refs: list[tuple[str, str]], *, kill: bool = False,
+                    deadline: float | None = None) -> list[tuple[str, str, bool, Exception | None]]:
+        """Bulk scope removal: kill all first (one cgroup.kill each), wait for all, then rmdir.
+
+        Returns (team, instance, deleted, error) per ref; errors are per item, never raised.
+        """
+        with self._time("delete_many"):
+            self._require()
+            results: dict[tuple[str, str], Exception | None] = {}
+            live = []
+            for team, inst in refs:
+                try:
+                    path = self.path(team, inst)
+                    if not inst:
+                        raise InvalidArgument.for_field("instance", "delete_many removes scopes")
+                    if not os.path.isdir(path):
+                        results[(team, inst)] = None
+                        continue
+                    claim(path, Mark(SCOPE, team, inst))
+                    if self._populated(path):
+                        if not kill:
+                            raise FailedPrecondition(f"scope {path} holds processes; pass kill",
+                                                     reason="SCOPE_POPULATED")
+                        fs.write(os.path.join(path, "cgroup.kill"), "1")
+                    live.append((team, inst, path))
+                except Exception as exc:     # per-item outcome
+                    results[(team, inst)] = exc
+            for team, inst, path in live:
+                try:
+                    self._delete_scope(path, kill, deadline)
+                    results[(team, inst)] = None
+                except Exception as exc:
+                    results[(team, inst)] = exc
+            done = {(t, i) for t, i, _ in live}
+            return [(t, i, (t, i) in done and results[(t, i)] is None, results.get((t, i)))
+                    for t, i in refs]
+
+    def sweep_pending(self) -> int:
+        """Drop intent records (pending xattrs) whose directory never came to exist. Returns how many."""
+        return sweep_pending([self.root] + [os.path.join(self.root, e) for e in subdirs(self.root)
+                                            if e.endswith(".slice")])
+
+    # ------------------------------------------------------------ internals
+
+    def _existing(self, team: str, instance: str) -> tuple[str, Mark]:
+        path = self.path(team, instance)
+        if not os.path.isdir(path):
+            what = f"scope of instance {instance!r} in team {team!r}" if instance else f"slice of team {team!r}"
+            raise NotFound(f"no {what} ({path})", reason="CGROUP_NOT_FOUND", metadata={"cgroup": path})
+        mark = Mark(SCOPE if instance else SLICE, team, instance)
+        claim(path, mark)
+        return path, mark
+
+    def _slice_for_scope(self, team: str) -> None:
+        s = self.slice_path(team)
+        if not os.path.isdir(s):
+            raise FailedPrecondition(f"team {team!r} has no slice ({s}); EnsureSlice first",
+                                     reason="SLICE_NOT_FOUND", metadata={"cgroup": s})
+        claim(s, Mark(SLICE, team))
+
+    def _check_unique_instance(self, team: str, instance: str) -> None:
+        for e in subdirs(self.root):
+            if e.endswith(".slice") and e != f"{team}.slice" and \
+                    os.path.isdir(os.path.join(self.root, e, f"{instance}.scope")):
+                raise AlreadyExists(f"instance {instance!r} already has a scope in team {e[:-6]!r}",
+                                    reason="INSTANCE_IN_OTHER_TEAM", metadata={"team": e[:-6]})
+
+    def _observed(self, path: str, parent: str) -> dict[str, str | None]:
+        enabled = self._enabled(parent) & set(LIMIT_CONTROLLERS)
+        out = {}
+        for f in files_for(enabled, self.page_sizes()):
+            text = fs.read(os.path.join(path, f))
+            out[f] = default_text(f) if text is None and self._plain else text
+        return out
+
+    def _apply(self, path: str, parent: str, limits: Limits, *, full: bool) -> bool:
+        observed = self._observed(path, parent)
+        try:
+            writes = plan(limits, observed, full=full)
+        except MissingFile as exc:
+            raise FailedPrecondition(
+                f"{exc.file} does not exist in {path} although its controller is enabled: this kernel lacks the "
+                "feature (swap accounting for memory.swap.max, CFS bandwidth for cpu.max, blk-iocost or BFQ "
+                "for io.weight)", reason="LIMIT_FILE_MISSING", metadata={"file": exc.file}) from None
+        for w in writes:
+            # (a plain tree keeps only the last line written to io.max / io.weight)
+            fs.write(os.path.join(path, w.file), w.payload, create=self._plain)
+        return bool(writes)
+
+    def _info(self, path: str, mark: Mark) -> CgroupInfo:
+        parent = os.path.dirname(path)
+        events = fs.parse_events(fs.read(os.path.join(path, "cgroup.events")) or "")
+        return CgroupInfo(
+            path=path, mark=mark,
+            controllers=tuple(sorted(self._enabled(parent))),
+            limits=observed_limits(self._observed(path, parent)),
+            populated=bool(events.get("populated", 0)), frozen=bool(events.get("frozen", 0)),
+            pids=self._pids(path) if mark.kind == SCOPE else (),
+            children=len(subdirs(path)))
+
+    def _kill(self, path: str, deadline: float | None) -> float:
+        if not self._populated(path):
+            return 0.0
+        if not os.path.exists(os.path.join(path, "cgroup.kill")):
+            raise FailedPrecondition("this kernel has no cgroup.kill (Linux >= 5.14 needed)",
+                                     reason="KILL_UNSUPPORTED")
+        fs.write(os.path.join(path, "cgroup.kill"), "1")
+        return fs.wait_events(path, "populated", 0, deadline, "kill")
+
+    def _delete_scope(self, path: str, kill: bool, deadline: float | None) -> None:
+        if self._populated(path):
+            if not kill:
+                n = len(self._pids(path))
+                raise FailedPrecondition(f"scope {path} holds processes ({n} in the scope itself); "
+                                         "pass kill to kill them first", reason="SCOPE_POPULATED",
+                                         metadata={"cgroup": path})
+            self._kill(path, deadline)
+        self._remove_tree(path, deadline)
+
+    def _remove_tree(self, path: str, deadline: float | None) -> None:
+        """rmdir bottom-up (a workload may have made nested cgroups inside its scope)."""
+        if self._plain:
+            shutil.rmtree(path, ignore_errors=False)
+            return
+        for dirpath, _, _ in os.walk(path, topdown=False):
+            while True:
+                try:
+                    os.rmdir(dirpath)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    # A just-killed cgroup can stay busy for a moment while its tasks finish exiting.
+                    if exc.errno == errno.EBUSY and deadline is not None and time.monotonic() < deadline \
+                            and not self._populated(dirpath):
+                        time.sleep(0.001)
+                        continue
+                    raise from_oserror(exc, f"rmdir {dirpath}") from None
+
+    def _remove_dir(self, path: str) -> None:
+        try:
+            if self._plain:
+                shutil.rmtree(path)
+            else:
+                os.rmdir(path)
+        except OSError:
+            pass
+
+

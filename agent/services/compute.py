@@ -1,0 +1,263 @@
+"""Compute plane: a cgroup v2 slice per team, a scope per instance.
+
+Use cases over the cgroup driver, with per-group locks (a second mutating
+call on the same slice/scope while one is in flight -> ABORTED), validation
+of limits against this node (online CPUs, block devices, hugepage sizes),
+bounded waits (freeze, thaw, kill honour the caller's deadline, and never
+wait longer than MAX_WAIT_SECONDS), and the API the instance plane composes
+in-process: deterministic paths computable before creation, bulk delete,
+enumeration of everything we own (GC), and desired-vs-live comparison
+(Diff/Repair). Plain dataclasses in and out.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from agent.drivers.base import Availability
+from agent.drivers.cgroup import CgroupDriver, CgroupInfo, LimitDrift, Limits, Stats, validate
+from agent.drivers.cgroup.model import SCOPE, SLICE
+from agent.errors import AgentError, FailedPrecondition, Internal, InvalidArgument
+from agent.services.locks import KeyedLocks
+
+MAX_WAIT_SECONDS = 30.0        # freeze/thaw/kill never wait longer, whatever the deadline
+MAX_ATTACH = 1024              # pids per AttachProcesses
+PID_MAX = 4_194_304            # kernel PID_MAX_LIMIT
+
+
+@dataclass(frozen=True)
+class EnsureResult:
+    cgroup: CgroupInfo         # as the kernel reports it after the call
+    changed: bool              # created, or a limit file written
+
+
+@dataclass(frozen=True)
+class OwnedCgroup:
+    """One group carrying our mark (for garbage collection)."""
+
+    path: str
+    kind: str                  # "slice" | "scope"
+    team: str
+    instance_id: str           # "" for slices
+
+
+@dataclass(frozen=True)
+class DeleteOutcome:
+    team: str
+    instance_id: str
+    deleted: bool              # False: it was absent (or the error below)
+    error: AgentError | None
+
+
+class ComputeService:
+    """Slices, scopes, limits, stats, freeze/thaw/kill. Thread-safe."""
+
+    def __init__(self, driver: CgroupDriver | None, *, disabled_reason: str = "") -> None:
+        """driver=None: the plane is disabled; every call raises FailedPrecondition with disabled_reason."""
+        self._driver = driver
+        self._disabled = disabled_reason or "the compute plane is disabled ([compute].enabled = false)"
+        self._locks = KeyedLocks("cgroup")
+
+    # ------------------------------------------------------------ facility
+
+    @property
+    def driver(self) -> CgroupDriver:
+        if self._driver is None:
+            raise FailedPrecondition(self._disabled, reason="PLANE_DISABLED")
+        return self._driver
+
+    def probe(self) -> Availability:
+        """The cgroup driver's probe (never raises)."""
+        if self._driver is None:
+            return Availability.missing(self._disabled)
+        return self._driver.probe()
+
+    @property
+    def subtree(self) -> str:
+        """The agent's cgroup subtree ("" when disabled)."""
+        return self._driver.root if self._driver is not None else ""
+
+    # ------------------------------------------------------------ names (pure)
+
+    def slice_path(self, team: str) -> str:
+        """Where the team's slice is or will be. Pure; raises InvalidArgument for a bad name."""
+        return self.driver.slice_path(team)
+
+    def scope_path(self, team: str, instance_id: str) -> str:
+        """Where the instance's scope is or will be. Pure; raises InvalidArgument for a bad name."""
+        return self.driver.scope_path(team, instance_id)
+
+    def check_limits(self, limits: Limits, prefix: str = "limits") -> None:
+        """Ranges and this node's facts (CPUs, memory nodes, block devices, hugepage sizes).
+        Raises InvalidArgument with every violation, field names as in the proto."""
+        bad = validate(limits, self.driver.host_facts(), prefix)
+        if bad:
+            more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise InvalidArgument(f"{bad[0].field}: {bad[0].description}{more}", violations=bad)
+
+    # ------------------------------------------------------------ create / update
+
+    def ensure_slice(self, team: str, limits: Limits) -> EnsureResult:
+        """Create the team slice if missing; its limit files then say `limits`.
+        Idempotent (changed=False when nothing was written). Raises
+        InvalidArgument, FailedPrecondition, Aborted."""
+        d = self.driver
+        d.slice_path(team)
+        self.check_limits(limits)
+        with self._locks.hold((team, "")):
+            info, changed = d.ensure(team, "", limits)
+            return EnsureResult(info, changed)
+
+    def ensure_scope(self, team: str, instance_id: str, limits: Limits) -> EnsureResult:
+        """Create the instance scope in its team slice if missing; limits as ensure_slice.
+        Nothing is left behind when it fails. Raises InvalidArgument,
+        FailedPrecondition (SLICE_NOT_FOUND, CONTROLLER_UNAVAILABLE, NOT_OURS),
+        AlreadyExists (instance in another team), Aborted."""
+        d = self.driver
+        d.scope_path(team, instance_id)
+        self.check_limits(limits)
+        with self._locks.hold((team, instance_id)):
+            info, changed = d.ensure(team, instance_id, limits)
+            return EnsureResult(info, changed)
+
+    def update_limits(self, team: str, instance_id: str, limits: Limits) -> EnsureResult:
+        """Write only the requested limits of an existing slice ("" instance) or scope.
+        Idempotent. Raises NotFound, InvalidArgument, FailedPrecondition, Aborted."""
+        d = self.driver
+        d.path(team, instance_id)
+        self.check_limits(limits)
+        with self._locks.hold((team, instance_id)):
+            info, changed = d.update(team, instance_id, limits)
+            return EnsureResult(info, changed)
+
+    def attach(self, team: str, instance_id: str, pids: list[int]) -> tuple[int, ...]:
+        """Move processes into a scope; returns the scope's pids. Idempotent.
+        Raises NotFound, InvalidArgument, FailedPrecondition, Aborted."""
+        d = self.driver
+        d.path(team, instance_id)
+        if not pids:
+            raise InvalidArgument.for_field("pids", "at least one pid is required")
+        if len(pids) > MAX_ATTACH:
+            raise InvalidArgument.for_field("pids", f"at most {MAX_ATTACH} pids per call, got {len(pids)}")
+        for i, pid in enumerate(pids):
+            if not 1 < pid <= PID_MAX:
+                raise InvalidArgument.for_field(f"pids[{i}]", f"{pid} is not a process id that can be moved")
+        with self._locks.hold((team, instance_id)):
+            return d.attach(team, instance_id, list(pids))
+
+    # ------------------------------------------------------------ read
+
+    def get(self, team: str, instance_id: str = "") -> CgroupInfo:
+        """A slice ("" instance) or scope as the kernel reports it. Raises NotFound, FailedPrecondition."""
+        return self.driver.get(team, instance_id)
+
+    def list_slices(self) -> list[CgroupInfo]:
+        """Every slice carrying our mark."""
+        return self.driver.list(kind=SLICE)
+
+    def list_scopes(self, team: str = "") -> list[CgroupInfo]:
+        """Every scope carrying our mark, of `team` or of all teams."""
+        d = self.driver
+        if team:
+            d.slice_path(team)
+        return d.list(team, kind=SCOPE)
+
+    def stats(self, team: str, instance_id: str = "") -> Stats:
+        """Usage counters and PSI. Read-only. Raises NotFound, FailedPrecondition."""
+        return self.driver.stats(team, instance_id)
+
+    def owned(self) -> list[OwnedCgroup]:
+        """Every slice and scope carrying our mark, with the mark: input to GarbageCollect."""
+        d = self.driver
+        out = [OwnedCgroup(p, m.kind, m.team, "") for p, m in d.owned(kind=SLICE)]
+        out += [OwnedCgroup(p, m.kind, m.team, m.instance) for p, m in d.owned(kind=SCOPE)]
+        return out
+
+    def diff(self, team: str, instance_id: str, limits: Limits) -> list[LimitDrift]:
+        """Kernel files that differ from `limits` (empty: in sync). Read-only; repair = ensure_*.
+        Raises NotFound."""
+        return self.driver.drift(team, instance_id, limits)
+
+    # ------------------------------------------------------------ freeze / thaw / kill
+
+    def freeze(self, team: str, instance_id: str = "", deadline: float | None = None) -> float:
+        """Freeze and wait for frozen; returns seconds waited. Idempotent.
+        Raises NotFound, DeadlineExceeded, FailedPrecondition, Aborted."""
+        d = self.driver
+        d.path(team, instance_id)
+        with self._locks.hold((team, instance_id)):
+            return d.freeze(team, instance_id, _bounded(deadline))
+
+    def thaw(self, team: str, instance_id: str = "", deadline: float | None = None) -> float:
+        """Thaw and wait for not frozen; returns seconds waited. Idempotent.
+        Raises NotFound, DeadlineExceeded, FailedPrecondition (PARENT_FROZEN), Aborted."""
+        d = self.driver
+        d.path(team, instance_id)
+        with self._locks.hold((team, instance_id)):
+            return d.thaw(team, instance_id, _bounded(deadline))
+
+    def kill(self, team: str, instance_id: str = "", deadline: float | None = None) -> float:
+        """SIGKILL every process and wait for unpopulated; returns seconds waited. Idempotent.
+        Raises NotFound, DeadlineExceeded, FailedPrecondition, Aborted."""
+        d = self.driver
+        d.path(team, instance_id)
+        with self._locks.hold((team, instance_id)):
+            return d.kill(team, instance_id, _bounded(deadline))
+
+    # ------------------------------------------------------------ delete
+
+    def delete_scope(self, team: str, instance_id: str, *, kill: bool = False,
+                     deadline: float | None = None) -> bool:
+        """Remove a scope; False if it was absent (idempotent). Populated without
+        kill -> FailedPrecondition SCOPE_POPULATED. Raises InvalidArgument,
+        FailedPrecondition, DeadlineExceeded, Aborted."""
+        d = self.driver
+        d.scope_path(team, instance_id)
+        with self._locks.hold((team, instance_id)):
+            return d.delete(team, instance_id, kill=kill, deadline=_bounded(deadline))
+
+    def delete_slice(self, team: str, *, kill: bool = False, deadline: float | None = None) -> bool:
+        """Remove a team slice; False if absent. With scopes and without kill ->
+        FailedPrecondition SLICE_NOT_EMPTY; kill removes them first. Raises as delete_scope."""
+        d = self.driver
+        d.slice_path(team)
+        with self._locks.hold((team, "")):
+            return d.delete(team, "", kill=kill, deadline=_bounded(deadline))
+
+    def delete_scopes(self, refs: list[tuple[str, str]], *, kill: bool = False,
+                      deadline: float | None = None) -> list[DeleteOutcome]:
+        """Bulk removal of many scopes: all kills are sent first, then each is
+        awaited and removed. Per-item outcomes, never raises for one item; a
+        scope with an operation in flight is reported ABORTED."""
+        d = self.driver
+        results: dict[tuple[str, str], DeleteOutcome] = {}
+        with ExitStack() as stack:
+            held: list[tuple[str, str]] = []
+            seen: set[tuple[str, str]] = set()
+            for team, inst in refs:
+                if (team, inst) in seen:
+                    continue
+                seen.add((team, inst))
+                try:
+                    d.scope_path(team, inst)
+                    stack.enter_context(self._locks.hold((team, inst)))
+                    held.append((team, inst))
+                except AgentError as exc:
+                    results[(team, inst)] = DeleteOutcome(team, inst, False, exc)
+            for team, inst, deleted, err in d.delete_many(held, kill=kill, deadline=_bounded(deadline)):
+                if err is not None and not isinstance(err, AgentError):
+                    err = Internal(f"deleting scope {inst!r} of team {team!r} failed: {err}")
+                results[(team, inst)] = DeleteOutcome(team, inst, deleted, err)
+        return [results[(t, i)] for t, i in refs]
+
+    def reconcile(self) -> int:
+        """Startup: drop intent records of groups that never came to exist. Returns how many."""
+        if self._driver is None or not self._driver.probe().available or not self._driver.root:
+            return 0
+        return self._driver.sweep_pending()
+
+
+def _bounded(deadline: float | None) -> float:
+    cap = time.monotonic() + MAX_WAIT_SECONDS
+    return cap if deadline is None else min(deadline, cap)
