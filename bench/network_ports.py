@@ -114,6 +114,9 @@ def main() -> int:
     print(f"\nnetwork plane bench: {args.ports} ports per team network, agent over gRPC (unix socket)\n")
     print(row("EnsurePort(wait_ready) to up, peer in place", a["lat"]))
     print(row("  of which readiness wait (server side)", a["waited"]))
+    buckets = [a["lat"][i:i + 50] for i in range(0, len(a["lat"]), 50)]
+    print(f"{'  p50 by 50-port slice (peer in place)':<44} " +
+          "  ".join(f"{i * 50}-{i * 50 + len(bk)}: {statistics.median(bk):.1f}" for i, bk in enumerate(buckets)))
     print(row("EnsurePort(wait_ready) to up, peer in netns", b["lat"]))
     print(row("  of which readiness wait (server side)", b["waited"]))
     if cli:
