@@ -12,7 +12,7 @@ from agent.drivers.ovsdb.nb import AclRule, NetworkRows, OvnNb, PortRow
 from agent.drivers.ovsdb.vswitch import OvsDb
 from agent.errors import AlreadyExists, FailedPrecondition, ResourceExhausted
 from agent.metrics import Metrics
-from tests.support.ovn import as_list, uniq
+from tests.support.ovn import as_list, uniq, wait_until
 
 OWNER = "devcloud-test"
 
@@ -133,6 +133,7 @@ def test_foreign_switch_with_our_name_is_never_touched(nb_pair, ovn_tools):
     a, _ = nb_pair
     name = uniq("f")
     ovn_tools.nbctl("ls-add", f"sw-{name}", "--", "set", "Logical_Switch", f"sw-{name}", "external_ids:owner=someone")
+    assert wait_until(lambda: a.db.lookup("Logical_Switch", "name", f"sw-{name}") is not None)   # pre-existing
     try:
         rows = NetworkRows(switch=f"sw-{name}", port_group=f"pg_{name.replace('-', '_')}",
                            marks={"devcloud-owner": OWNER, "devcloud-network": name}, immutable={})
@@ -166,6 +167,7 @@ def test_bind_replaces_our_stale_claimant_but_not_a_foreign_one(ovsdb, ovn_tools
     # a foreign interface claiming the same iface-id under another owner
     ovn_tools.vsctl("add-port", "br-int", "foreign1", "--", "set", "Interface", "foreign1",
                     f"external_ids:iface-id={iface_id}-2", "external_ids:devcloud-owner=someone-else")
+    assert wait_until(lambda: ovsdb.interface_cached("foreign1") is not None)                   # pre-existing
     try:
         with pytest.raises(FailedPrecondition) as e:
             ovsdb.bind("br-int", "dcnew2", {"iface-id": f"{iface_id}-2"})

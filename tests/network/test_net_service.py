@@ -143,6 +143,8 @@ def test_failure_after_nb_row_rolls_everything_back(net_svc, cleanup_networks, o
     # binding refused (a foreign interface claims the iface-id): netdev and NB row undone
     ovn_tools.vsctl("add-port", "br-int", f"fx{names.host[2:12]}", "--", "set", "Interface", f"fx{names.host[2:12]}",
                     "type=internal", f"external_ids:iface-id={names.lsp}", "external_ids:devcloud-owner=other")
+    from tests.support.ovn import wait_until      # pre-existing: our cache has seen it
+    assert wait_until(lambda: net_svc.ovs.interface_cached(f"fx{names.host[2:12]}") is not None)
     try:
         with pytest.raises(FailedPrecondition) as e:
             net_svc.ensure_port(PortSpec(network=net.name, name="p1"))
@@ -160,7 +162,7 @@ def test_foreign_netdev_with_our_name_is_left_alone(net_svc, cleanup_networks, o
     net = _net(cleanup_networks, net_svc, subnet="10.37.0.0/24")
     names = net_svc.port_names(net.name, "p1")
     subprocess.run(["ip", "-n", ovn_stack.netns, "link", "add", names.host, "type", "veth", "peer", "name",
-                    names.host[:-1] + "z"], check=True)
+                    "fy" + names.host[2:]], check=True)
     try:
         with pytest.raises(FailedPrecondition) as e:
             net_svc.ensure_port(PortSpec(network=net.name, name="p1"))
@@ -324,7 +326,8 @@ def test_stale_ports_of_a_network_deleted_elsewhere(net_svc, cleanup_networks, o
     assert (net.name, "s1") not in net_svc.stale_ports()
     # another node deleted the team network: NB rows gone, our local port remains
     ovn_tools.nbctl("ls-del", f"dc-{net.name}")
-    assert (net.name, "s1") in net_svc.stale_ports()
+    from tests.support.ovn import wait_until      # our NB cache learns of the deletion asynchronously
+    assert wait_until(lambda: (net.name, "s1") in net_svc.stale_ports(), timeout=10)
     assert net_svc.delete_ports(net_svc.stale_ports()) >= 1
     assert ovn_tools.link(p.host_netdev, ovn_stack.netns) is None
     assert not ovn_tools.ovs_rows("Interface", f"name={p.host_netdev}")
