@@ -2,3 +2,4 @@
 Plane fixtures live in tests/support/<plane>.py and are imported here."""
 
 from tests.support.cgroup import *  # noqa: E402,F401,F403
+from tests.support.ovn import netns_factory, ovn_stack, ovn_tools, private_ovn_stack  # noqa: E402,F401
