@@ -76,6 +76,10 @@ class NetworkConfig:
     netdev_prefix: str = "dc"                          # every host-side netdev the agent creates starts with it
     ovsdb_timeout: float = 5.0                         # deadline of one OVSDB transaction, seconds
     ovsdb_probe_interval_ms: int = 5000                # inactivity probe on OVSDB connections
+    host_netns: str = ""                               # netns where host-side netdevs live / OVS sees them ("" = agent's)
+    embedded_ovn: bool = True                          # ovn_nb empty: start the local OVN stack (false = bridge only)
+    embedded_netns: str = "devcloud-ovs"               # netns of the embedded ovs-vswitchd (userspace datapath)
+    ready_timeout: float = 30.0                        # EnsurePort readiness wait bound when the call has no deadline
 
 
 @dataclass
@@ -202,7 +206,21 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("[network].netdev_prefix: 1-4 letters or digits (netdev names are limited to 15 bytes)")
     if cfg.network.datapath_type not in ("", "system", "netdev"):
         raise ConfigError(f"[network].datapath_type: expected \"\", system or netdev, got {cfg.network.datapath_type!r}")
+    _validate_network(cfg.network)
     return cfg
+
+
+def _validate_network(n: NetworkConfig) -> None:
+    import re
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", n.embedded_netns) or n.embedded_netns in (".", ".."):
+        raise ConfigError(f"[network].embedded_netns: {n.embedded_netns!r} is not a netns name (letters, digits, '_.-')")
+    if n.host_netns and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}|/[A-Za-z0-9_./-]{1,200}", n.host_netns):
+        raise ConfigError(f"[network].host_netns: {n.host_netns!r} is not a netns name or absolute path")
+    for key in ("ovsdb_timeout", "ready_timeout"):
+        if not 0 < getattr(n, key) <= 600:
+            raise ConfigError(f"[network].{key}: expected seconds in (0, 600], got {getattr(n, key)}")
+    if not 0 <= n.ovsdb_probe_interval_ms <= 600_000:
+        raise ConfigError("[network].ovsdb_probe_interval_ms: expected 0 (off) to 600000")
 
 
 def load(path: Path | None = None, overrides: list[str] | None = None,

@@ -145,6 +145,36 @@ def enum(field: str, value: int, allowed: dict[int, str] | list[int] | set[int])
     return value
 
 
+def ip_address(field: str, value: str, *, version: int | None = None):
+    """A single IP address (no prefix), optionally of one version."""
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        raise InvalidArgument.for_field(field, f"{value!r} is not an IP address")
+    if version and addr.version != version:
+        raise InvalidArgument.for_field(field, f"{value!r} is not an IPv{version} address")
+    return addr
+
+
+_NETNS_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_NETNS_PATH_RE = re.compile(r"^/(proc/[0-9]+(/task/[0-9]+)?/ns/net|(var/)?run/netns/[A-Za-z0-9_.-]{1,64})$")
+
+
+def netns_ref(field: str, value: str) -> str:
+    """A network namespace: a name under /run/netns, or /proc/<pid>/ns/net, or /run/netns/<name>."""
+    if value in (".", "..") or not (_NETNS_NAME_RE.fullmatch(value) or _NETNS_PATH_RE.fullmatch(value)):
+        raise InvalidArgument.for_field(
+            field, f"{value!r} must be a netns name (letters, digits, '_.-') or /proc/<pid>/ns/net or /run/netns/<name>")
+    return value
+
+
+def int_range(field: str, value: int, lo: int, hi: int, *, zero_ok: bool = True) -> int:
+    """An integer within [lo, hi] (0 also allowed when zero_ok: 'not set')."""
+    if (value == 0 and zero_ok) or lo <= value <= hi:
+        return value
+    raise InvalidArgument.for_field(field, f"must be between {lo} and {hi}{' (or 0)' if zero_ok else ''}, got {value}")
+
+
 def cgroup_name(field: str, value: str) -> str:
     """A team/instance name that becomes a cgroup directory: name() rules, one path
     component, and matched in full (NAME_RE's '$' alone would let a trailing newline through)."""

@@ -20,7 +20,7 @@ from grpc_status import rpc_status
 from agent import __version__
 
 DEFAULT_SOCKET = "/run/devcloud-agent/agent.sock"
-COMMAND_MODULES = ["agent.cli.ctl_identity", "agent.cli.ctl_host", "agent.cli.ctl_compute",
+COMMAND_MODULES = ["agent.cli.ctl_identity", "agent.cli.ctl_host", "agent.cli.ctl_compute", "agent.cli.ctl_network",
                    "agent.cli.ctl_storage"]
 
 

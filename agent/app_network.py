@@ -1,0 +1,75 @@
+"""Composition of the network plane (called by agent/app.py).
+
+[network].ovn_nb set      -> use that NB and the local Open_vSwitch db; start nothing.
+ovn_nb empty, embedded_ovn -> start the embedded local OVN stack under
+                              <state_dir>/ovn (supervised, stopped with the agent,
+                              its netns and netdevs kept so the data plane survives).
+ovn_nb empty, no embedded  -> bridge backend only.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from agent._proto.devcloud.agent.v1 import network_pb2_grpc
+from agent.api.network import NetworkServicer
+from agent.api.server import Registration
+from agent.config import Config
+from agent.drivers.base import Availability
+from agent.drivers.embedded.ovn_stack import OvnStack
+from agent.drivers.netlink import Netlink
+from agent.drivers.ovsdb.nb import OvnNb
+from agent.drivers.ovsdb.vswitch import OvsDb
+from agent.metrics import Metrics
+from agent.services.identity import all_of, from_facility
+from agent.services.network import NetworkService
+from agent.services.network_model import OWNER
+
+DEFAULT_OVS_DB = "unix:/var/run/openvswitch/db.sock"
+
+
+def build_network(cfg: Config, planes, metrics: Metrics) -> NetworkService | None:
+    """Build drivers and the service, register the servicer, startup and shutdown steps."""
+    n = cfg.network
+    if not n.enabled:
+        return None
+    stack = None
+    nb_remote, ovs_remote, host_netns = n.ovn_nb, n.ovs_db or DEFAULT_OVS_DB, n.host_netns
+    if not n.ovn_nb and n.embedded_ovn:
+        stack = OvnStack(Path(cfg.node.state_dir) / "ovn", system_id=cfg.node_name, netns=n.embedded_netns,
+                         datapath_type=n.datapath_type or "netdev", bridge=n.integration_bridge)
+        nb_remote, ovs_remote, host_netns = stack.nb_remote, stack.ovs_remote, n.host_netns or stack.netns
+    netlink = Netlink(metrics, host_netns=host_netns)
+    nb = ovs = None
+    if nb_remote:
+        kw = dict(metrics=metrics, owner=OWNER, timeout=n.ovsdb_timeout, probe_interval_ms=n.ovsdb_probe_interval_ms)
+        nb, ovs = OvnNb(nb_remote, **kw), OvsDb(ovs_remote, **kw)
+    service = NetworkService(netlink=netlink, nb=nb, ovs=ovs, metrics=metrics, node=cfg.node_name,
+                             netdev_prefix=n.netdev_prefix, integration_bridge=n.integration_bridge,
+                             ready_timeout=n.ready_timeout)
+
+    planes.facilities["netlink"] = netlink.probe
+    if stack is not None:
+        planes.facilities["ovn-stack"] = stack.health
+        planes.startup.append(_step("network.embedded-ovn", lambda: (stack.start(), stack.supervise())))
+        planes.shutdown.append(stack.stop)                 # runs last: after the drivers closed
+    if nb is not None:
+        planes.facilities["ovn-nb"] = nb.probe
+        planes.facilities["ovsdb"] = ovs.probe
+        planes.shutdown.extend([nb.close, ovs.close])
+        planes.capabilities["network_ovn"] = all_of("netlink", "ovn-nb", "ovsdb")
+    else:
+        planes.capabilities["network_ovn"] = lambda f: Availability.missing(
+            "OVN is not configured: set [network].ovn_nb or embedded_ovn = true")
+    planes.capabilities["network_bridge"] = from_facility("netlink")
+    planes.startup.append(_step("network.reconcile", lambda: service.reconcile(time.monotonic() + 30)))
+    planes.shutdown.extend([service.close, netlink.close])
+    planes.registrations.append(Registration(
+        "devcloud.agent.v1.NetworkService",
+        lambda s: network_pb2_grpc.add_NetworkServiceServicer_to_server(NetworkServicer(service), s)))
+    return service
+
+
+def _step(name: str, fn):
+    from agent.app import Step
+    return Step(name, fn)

@@ -1,0 +1,130 @@
+"""Running small steps inside another network namespace without forking.
+
+setns(CLONE_NEWNET) changes the namespace of the calling THREAD only, so one
+helper thread hops into a namespace, runs a step (open a netlink socket, write
+a sysctl, create a tap with ioctl), and hops back. Steps are microseconds;
+they are serialised through that one thread. A step for the agent's own
+namespace runs directly in the caller's thread.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import queue
+import socket
+import struct
+import threading
+from typing import Any, Callable
+
+from pyroute2 import netns as pr_netns
+
+NETNS_DIR = "/run/netns"
+_TUNSETIFF = 0x400454CA
+_TUNSETPERSIST = 0x400454CB
+_IFF_TAP = 0x0002
+_IFF_NO_PI = 0x1000
+_IFF_VNET_HDR = 0x4000
+_IFF_MULTI_QUEUE = 0x0100
+_NETLINK_ROUTE = 0
+
+
+def netns_path(target: str) -> str:
+    """A namespace given by name (under /run/netns) or by absolute path."""
+    return target if target.startswith("/") else os.path.join(NETNS_DIR, target)
+
+
+class NsExec:
+    """A helper thread that runs callables inside a given network namespace."""
+
+    def __init__(self) -> None:
+        self._home = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self._home_ino = os.fstat(self._home).st_ino
+        self._q: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="netns-exec", daemon=True)
+        self._thread.start()
+
+    def is_home(self, target: str | None) -> bool:
+        """True when `target` is the agent's own namespace (or empty)."""
+        if not target:
+            return True
+        try:
+            return os.stat(netns_path(target)).st_ino == self._home_ino
+        except OSError:
+            return False
+
+    def run(self, target: str | None, fn: Callable[[], Any]) -> Any:
+        """fn() inside namespace `target` (None/"" = ours). Re-raises fn's exception;
+        OSError(ENOENT) when the namespace does not exist."""
+        if self.is_home(target):
+            return fn()
+        done = threading.Event()
+        box: dict[str, Any] = {}
+        self._q.put((netns_path(target), fn, box, done))
+        done.wait()
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def _loop(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            path, fn, box, done = item
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    pr_netns.setns(fd, flags=0)
+                finally:
+                    os.close(fd)
+                try:
+                    box["value"] = fn()
+                finally:
+                    pr_netns.setns(self._home, flags=0)
+            except BaseException as exc:  # handed back to the caller
+                box["error"] = exc
+            finally:
+                done.set()
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._thread.join(2)
+        try:
+            os.close(self._home)
+        except OSError:
+            pass
+
+    # -- steps -------------------------------------------------------------
+    def netlink_socket(self, target: str | None) -> socket.socket:
+        """An rtnetlink socket bound to namespace `target` for its whole life."""
+        return self.run(target, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE))
+
+    def write_sysctl(self, target: str | None, path: str, value: str) -> None:
+        """Write a /proc/sys file as seen from namespace `target` (unbuffered, errors raised)."""
+        def write() -> None:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+        self.run(target, write)
+
+    def read_sysctl(self, target: str | None, path: str) -> str:
+        def read() -> str:
+            with open(path) as f:
+                return f.read().strip()
+        return self.run(target, read)
+
+    def create_tap(self, target: str | None, name: str, *, multiqueue: bool) -> None:
+        """A persistent tap (no packet info, vnet header) like `ip tuntap add mode tap`."""
+        flags = _IFF_TAP | _IFF_NO_PI | _IFF_VNET_HDR | (_IFF_MULTI_QUEUE if multiqueue else 0)
+        ifr = struct.pack("16sH", name.encode(), flags)
+
+        def create() -> None:
+            fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+            try:
+                fcntl.ioctl(fd, _TUNSETIFF, ifr)
+                fcntl.ioctl(fd, _TUNSETPERSIST, 1)
+            finally:
+                os.close(fd)
+        self.run(target, create)

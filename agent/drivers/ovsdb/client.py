@@ -1,0 +1,409 @@
+"""One persistent OVSDB connection (ovsdbapp + the OVS Python IDL).
+
+The IDL keeps a local replica of the tables we register; reads come from that
+cache (no round trip), writes are transactions with a deadline. The
+connection has an inactivity probe (a half-open TCP connection is detected
+and re-established instead of hanging writes forever) and reconnects on its
+own; on reconnect the IDL re-downloads the monitored tables (resync) and
+listeners get a "resync" event.
+
+Errors: a server that is down, slow or unreachable -> Unavailable within the
+caller's deadline. Exceptions raised by commands inside a transaction
+(AgentError) propagate unchanged; an OVSDB constraint violation (e.g. a
+duplicate indexed name) -> Aborted (reason OVSDB_CONFLICT) so the caller can
+re-read and retry.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from ovs import poller as ovs_poller
+from ovs.db import idl as ovs_idl
+from ovsdbapp.backend.ovs_idl import command as ovsdbapp_command
+from ovsdbapp.backend.ovs_idl import connection as ovsdbapp_connection
+from ovsdbapp.backend.ovs_idl import idlutils
+from ovsdbapp.backend.ovs_idl import transaction as ovsdbapp_txn
+
+from agent.drivers.base import Availability
+from agent.errors import AgentError, Aborted, Internal, Unavailable
+from agent.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[str, str, Any], None]       # (event, table, row) ; event in create|update|delete|resync
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table to replicate: its columns (None = all) and the columns to index."""
+
+    columns: tuple[str, ...] | None = None
+    indexes: tuple[str, ...] = ()
+
+
+class Command(ovsdbapp_command.BaseCommand):
+    """A write step run inside a transaction on the IDL thread.
+
+    Subclasses implement run(txn, idl) and may set self.result. They may raise
+    AgentError to abort the whole transaction. They run again from scratch when
+    the transaction is retried (TRY_AGAIN after a verify() conflict), so they
+    must derive everything from the current cache.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(api=None)
+
+    def run_idl(self, txn):  # ovsdbapp entry point
+        self.run(txn, self.api.idl)
+
+    def run(self, txn: ovs_idl.Transaction, idl: ovs_idl.Idl) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class _Idl(ovsdbapp_connection.OvsdbIdl):
+    """IDL that reports row changes and reconnections to the client."""
+
+    def __init__(self, remote, helper, *, probe_interval: int, on_event: Listener) -> None:
+        super().__init__(remote, helper, probe_interval=probe_interval)
+        self._on_event = on_event
+        self._session_seqno = None
+        self.resyncs = 0
+        # reconnect quickly after a server restart (defaults back off up to 8 s)
+        self._session.reconnect.set_backoff(100, 1000)
+
+    def notify(self, event, row, updates=None):
+        self._on_event(event, row._table.name, row)
+
+    def run(self):
+        changed = super().run()
+        if not (self._session.is_connected() and self.state == self.IDL_S_MONITORING):
+            return changed
+        seqno = self._session.get_seqno()
+        if seqno != self._session_seqno:          # a new session reached the monitoring state
+            first = self._session_seqno is None
+            self._session_seqno = seqno
+            if not first:
+                self.resyncs += 1
+                self._on_event("resync", "", self)      # the tables are already reloaded: row = the IDL
+        return changed
+
+
+class _Api:
+    """The minimal 'api' object ovsdbapp's Transaction/Command expect."""
+
+    def __init__(self, idl: _Idl) -> None:
+        self.idl = idl
+
+
+class _Transaction(ovsdbapp_txn.Transaction):
+    """A transaction bounded by a deadline at every wait (ovsdbapp's own loop
+    can wait unbounded for a change once its time is used up)."""
+
+    def __init__(self, api, conn, timeout: float, db: str) -> None:
+        super().__init__(api, conn, timeout=timeout, check_error=True, log_errors=False)
+        self.deadline = time.monotonic() + timeout
+        self.abandoned = False
+        self.db = db
+
+    def _left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def _unavailable(self, what: str) -> Unavailable:
+        return Unavailable(f"OVSDB {self.db}: {what}", reason="OVSDB_UNAVAILABLE", metadata={"db": self.db})
+
+    def _wait_change(self, seqno: int) -> None:
+        idl = self.api.idl
+        while True:
+            idl.run()
+            if idl.change_seqno != seqno and idl.state == idl.IDL_S_MONITORING:
+                return
+            left = self._left()
+            if left <= 0:
+                raise self._unavailable("not connected (deadline reached while waiting for the server)")
+            p = ovs_poller.Poller()
+            idl.wait(p)
+            p.timer_wait(max(1, int(min(left, 0.5) * 1000)))
+            p.block()
+
+    def do_commit(self):
+        idl = self.api.idl
+        if self.abandoned:
+            raise self._unavailable("caller gave up before the transaction started")
+        while True:
+            if self._left() <= 0:
+                raise self._unavailable("transaction deadline reached")
+            if idl.state != idl.IDL_S_MONITORING:
+                self._wait_change(idl.change_seqno)
+                continue
+            seqno = idl.change_seqno
+            txn = ovs_idl.Transaction(idl)
+            try:
+                for command in self.commands:
+                    command.api = self.api
+                    command.run_idl(txn)
+            except BaseException:
+                txn.abort()
+                raise
+            status = txn.commit()
+            while status == txn.INCOMPLETE:
+                left = self._left()
+                if left <= 0:
+                    txn.abort()
+                    raise self._unavailable("no reply from the server before the deadline")
+                p = ovs_poller.Poller()
+                idl.wait(p)
+                txn.wait(p)
+                p.timer_wait(max(1, int(min(left, 0.5) * 1000)))
+                p.block()
+                idl.run()
+                status = txn.commit()
+            if status == txn.TRY_AGAIN:
+                self._wait_change(seqno)
+                continue
+            if status == txn.ERROR:
+                err = txn.get_error() or "unknown error"
+                if "constraint violation" in err or "referential integrity" in err:
+                    raise Aborted(f"OVSDB {self.db}: concurrent change conflicts with this one: {err}",
+                                  reason="OVSDB_CONFLICT", metadata={"db": self.db})
+                raise Internal(f"OVSDB {self.db} transaction failed: {err}", reason="OVSDB_ERROR")
+            if status in (txn.ABORTED, txn.NOT_LOCKED):
+                raise self._unavailable(f"transaction {status}")
+            if status == txn.SUCCESS:
+                self.post_commit(txn)
+            return [cmd.result for cmd in self.commands]
+
+    def commit(self):
+        try:
+            self.ovsdb_connection.txns.put(self, timeout=max(0.001, self._left()))
+        except Exception:
+            raise self._unavailable("another transaction is stuck; server slow or unreachable") from None
+        try:
+            result = self.results.get(timeout=max(0.001, self._left() + 0.05))
+        except Exception:
+            self.abandoned = True
+            raise self._unavailable("transaction deadline reached (server slow or unreachable)") from None
+        if isinstance(result, idlutils.ExceptionResult):
+            if isinstance(result.ex, AgentError):
+                raise result.ex
+            raise Internal(f"OVSDB {self.db} transaction failed: {result.ex}", reason="OVSDB_ERROR") from result.ex
+        return result
+
+
+class OvsdbClient:
+    """A persistent, lazily connected IDL connection to one OVSDB database.
+
+    Thread-safe: any thread may read, transact or wait. Reads never block on a
+    transaction in flight.
+    """
+
+    def __init__(self, remote: str, schema: str, tables: dict[str, Table], *,
+                 metrics: Metrics, label: str, timeout: float = 5.0, probe_interval_ms: int = 5000) -> None:
+        """tables: what to replicate (a small set keeps the cache and the update traffic small)."""
+        self.remote = remote
+        self.schema = schema
+        self.tables = tables
+        self.label = label                     # metrics label and error text ("nb", "ovs")
+        self.timeout = timeout
+        self.probe_interval_ms = probe_interval_ms
+        self._metrics = metrics
+        self._conn: ovsdbapp_connection.Connection | None = None
+        self._idl: _Idl | None = None
+        self._connect_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._version = 0                      # bumped on every row event
+        self._listeners: list[Listener] = []
+        self._last_error = ""
+
+    # -- connection --------------------------------------------------------
+    def connect(self, deadline: float | None = None) -> None:
+        """Connect and download the monitored tables if not done yet.
+
+        Idempotent. Raises Unavailable when the server cannot be reached before
+        the deadline (default: now + timeout)."""
+        if self._conn is not None:
+            return
+        deadline = deadline if deadline is not None else time.monotonic() + self.timeout
+        if not self._connect_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise Unavailable(f"OVSDB {self.label}: connection attempt in progress", reason="OVSDB_UNAVAILABLE")
+        try:
+            if self._conn is not None:
+                return
+            helper = self._fetch_schema(deadline)
+            for name, spec in self.tables.items():
+                if spec.columns is None:
+                    helper.register_table(name)
+                else:
+                    helper.register_columns(name, list(spec.columns))
+            idl = _Idl(self.remote, helper, probe_interval=self.probe_interval_ms, on_event=self._on_event)
+            for name, spec in self.tables.items():
+                for column in spec.indexes:
+                    idl.tables[name].rows.index_create(column).add_column(column)
+            conn = ovsdbapp_connection.Connection(idl, timeout=max(0.05, deadline - time.monotonic()))
+            try:
+                conn.start()
+            except Exception as exc:
+                idl.close()
+                self._last_error = str(exc)
+                raise Unavailable(f"OVSDB {self.label} at {self.remote}: initial sync failed: {exc}",
+                                  reason="OVSDB_UNAVAILABLE") from None
+            conn.timeout = self.timeout
+            self._idl, self._conn = idl, conn
+            self._last_error = ""
+        finally:
+            self._connect_lock.release()
+
+    def _fetch_schema(self, deadline: float):
+        box: dict[str, Any] = {}
+
+        def fetch() -> None:
+            try:
+                box["helper"] = idlutils.get_schema_helper(self.remote, self.schema)
+            except Exception as exc:
+                box["error"] = exc
+
+        # the OVS library blocks without timeout on a server that accepts but does not answer
+        t = threading.Thread(target=fetch, name=f"ovsdb-schema-{self.label}", daemon=True)
+        t.start()
+        t.join(max(0.0, deadline - time.monotonic()))
+        if "helper" in box:
+            return box["helper"]
+        self._last_error = str(box.get("error", "timed out"))
+        raise Unavailable(f"OVSDB {self.label} at {self.remote} is unreachable: {self._last_error}",
+                          reason="OVSDB_UNAVAILABLE", metadata={"remote": self.remote})
+
+    @property
+    def connected(self) -> bool:
+        idl = self._idl
+        return bool(idl and idl._session.is_connected() and idl.state == idl.IDL_S_MONITORING)
+
+    @property
+    def resyncs(self) -> int:
+        return self._idl.resyncs if self._idl else 0
+
+    def probe(self) -> Availability:
+        """Never raises: available when connected (tries to connect once, briefly)."""
+        try:
+            self.connect(time.monotonic() + min(self.timeout, 2.0))
+        except Unavailable as exc:
+            return Availability.missing(exc.message)
+        if not self.connected:
+            return Availability.missing(f"OVSDB {self.label} at {self.remote}: connection lost, reconnecting")
+        return Availability.ok(self._idl._db.version if self._idl else "")
+
+    def close(self) -> None:
+        """Stop the IDL thread and close the connection (idempotent)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.stop(timeout=2)
+        self._idl = None
+
+    def require_connected(self, deadline: float | None) -> _Idl:
+        """The IDL, connected and in sync; waits for a reconnect up to the deadline,
+        else Unavailable (a read must not silently serve a stale cache)."""
+        self.connect(deadline)
+        if self.connected:
+            return self._idl
+        end = deadline if deadline is not None else time.monotonic() + self.timeout
+        with self._cond:
+            while not self.connected:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise Unavailable(f"OVSDB {self.label} at {self.remote}: not connected (reconnecting)",
+                                      reason="OVSDB_UNAVAILABLE", metadata={"remote": self.remote})
+                self._cond.wait(min(left, 0.05))
+        return self._idl
+
+    # -- writes ------------------------------------------------------------
+    def transact(self, commands: Iterable[Command], deadline: float | None = None) -> list:
+        """Run `commands` in ONE transaction, retried on verify conflicts until
+        the deadline (default now + timeout). Returns each command's result.
+
+        Raises Unavailable (server down/slow), Aborted (constraint conflict) or
+        whatever AgentError a command raised."""
+        commands = list(commands)
+        if not commands:
+            return []
+        end = min(deadline, time.monotonic() + self.timeout) if deadline else time.monotonic() + self.timeout
+        idl = self.require_connected(end)
+        txn = _Transaction(_Api(idl), self._conn, max(0.001, end - time.monotonic()), self.label)
+        for c in commands:
+            txn.add(c)
+        with self._metrics.time(self._metrics.ovsdb_txn, db=self.label):
+            return txn.commit()
+
+    # -- cached reads ------------------------------------------------------
+    def rows(self, table: str, deadline: float | None = None) -> list:
+        """A snapshot list of every cached row of `table` (startup/GC use)."""
+        idl = self.require_connected(deadline)
+        return _retry(lambda: list(idl.tables[table].rows.values()))
+
+    def lookup(self, table: str, column: str, value, deadline: float | None = None):
+        """The first cached row with column == value via the index, or None."""
+        idl = self.require_connected(deadline)
+        return _retry(lambda: next(idlutils.index_lookup_all(idl.tables[table], **{column: value}), None))
+
+    def lookup_all(self, table: str, column: str, value, deadline: float | None = None) -> list:
+        """Every cached row with column == value (indexed)."""
+        idl = self.require_connected(deadline)
+        return _retry(lambda: list(idlutils.index_lookup_all(idl.tables[table], **{column: value})))
+
+    def get(self, table: str, row_uuid: uuid.UUID):
+        """The cached row with this UUID, or None."""
+        idl = self._idl
+        return idl.tables[table].rows.get(row_uuid) if idl else None
+
+    # -- change notification ----------------------------------------------
+    def _on_event(self, event: str, table: str, row) -> None:
+        with self._cond:
+            self._version += 1
+            self._cond.notify_all()
+        for fn in list(self._listeners):
+            try:
+                fn(event, table, row)
+            except Exception:  # a listener bug must not kill the IDL thread
+                log.exception("OVSDB %s listener failed", self.label)
+
+    def add_listener(self, fn: Listener) -> None:
+        """Call fn(event, table, row) on the IDL thread for every change; fn must be quick."""
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        try:
+            self._listeners.remove(fn)
+        except ValueError:
+            pass
+
+    def wait_for(self, predicate: Callable[[], Any], deadline: float | None) -> Any:
+        """Re-evaluate predicate() on every change until it returns a truthy value
+        (returned) or the deadline passes (returns the last falsy value)."""
+        with self._cond:
+            while True:
+                value = _retry(predicate)
+                if value:
+                    return value
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return value
+                self._cond.wait(0.5 if left is None else min(left, 0.5))
+
+
+def _retry(fn: Callable[[], Any], attempts: int = 5) -> Any:
+    """Run a cache read; retry when the IDL thread mutated a dict mid-iteration."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except RuntimeError:
+            if i == attempts - 1:
+                raise
+            time.sleep(0)
+
+
+def ext(row, key: str, default: str = "") -> str:
+    """external_ids[key] of a row (default when absent)."""
+    return row.external_ids.get(key, default)
+

@@ -1,0 +1,175 @@
+"""OVN Northbound rows of team networks and their ports.
+
+The driver makes rows look like a desired description (the network service
+computes the description: names, marks, ACL policy); every write is ONE
+transaction. Rows are recognised as ours by external_ids devcloud-owner; a
+row with our name but without our mark is never modified.
+
+Idempotency: ensure_* on rows already matching -> changed=False. NB is
+shared by all nodes' agents: two agents ensuring the same network converge
+(the Port_Group name is a unique index, so concurrent creators conflict and
+the loser re-reads and finds the winner's rows).
+"""
+from __future__ import annotations
+
+import ipaddress
+import time
+
+from agent.drivers.base import Availability
+from agent.drivers.ovsdb.client import OvsdbClient
+from agent.drivers.ovsdb.nb_commands import (
+    _AddressBook, _DeleteNetwork, _DeletePorts, _EnsureNetwork, _EnsurePort)
+from agent.drivers.ovsdb.nb_types import (  # noqa: F401 - re-exported for callers
+    KIND_KEY, NETWORK_KEY, NODE_KEY, OWNER_KEY, PG_KEY, TABLES, AclRule, NetworkRows, PortRow, _addresses, _ours,
+    mac_from_ip4)
+from agent.errors import Aborted, FailedPrecondition
+from agent.metrics import Metrics
+
+
+class OvnNb:
+    """OVN Northbound: team network rows and logical switch ports."""
+
+    def __init__(self, remote: str, *, metrics: Metrics, owner: str, timeout: float = 5.0,
+                 probe_interval_ms: int = 5000) -> None:
+        self.owner = owner
+        self.db = OvsdbClient(remote, "OVN_Northbound", TABLES, metrics=metrics, label="nb",
+                              timeout=timeout, probe_interval_ms=probe_interval_ms)
+        self._book = _AddressBook()
+        self.db.add_listener(self._book.on_event)
+
+    def probe(self) -> Availability:
+        """Connected to NB (never raises)."""
+        return self.db.probe()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- writes ------------------------------------------------------------
+    def _transact(self, make, deadline: float | None):
+        """One transaction; on a unique-index conflict with a concurrent writer
+        (another node creating the same network) re-read and retry, bounded."""
+        for attempt in range(3):
+            try:
+                return self.db.transact([make()], deadline)[0]
+            except Aborted:
+                if attempt == 2 or (deadline is not None and time.monotonic() >= deadline):
+                    raise
+                self.db.wait_for(lambda: False, time.monotonic() + 0.05)
+
+    def ensure_network(self, desired: NetworkRows, deadline: float | None = None) -> bool:
+        """Make the switch, DHCP options, port group and ACLs match `desired` in one
+        transaction. Returns changed. Idempotent.
+
+        Raises FailedPrecondition (a same-named row is not ours), AlreadyExists
+        (an immutable mark differs), Unavailable (NB down)."""
+        return self._transact(lambda: _EnsureNetwork(desired, self.owner), deadline)
+
+    def delete_network(self, switch: str, port_group: str, network: str, deadline: float | None = None) -> list[str]:
+        """Delete the switch (with all its ports), port group, ACLs and DHCP rows in
+        one transaction. Absent -> no-op. Returns the deleted port names.
+        Raises FailedPrecondition when a same-named row is not ours, Unavailable."""
+        return self._transact(lambda: _DeleteNetwork(switch, port_group, network, self.owner), deadline)
+
+    def ensure_ports(self, desired: list[PortRow], deadline: float | None = None) -> list[tuple[bool, str, list[str]]]:
+        """Create or reconcile logical switch ports in ONE transaction; addresses not
+        given are allocated from the subnet, never twice (the switch's port list
+        is verified, so concurrent writers retry). Returns (changed, mac, ips)
+        per port. Raises NotFound (no such network), AlreadyExists (address/MAC
+        in use, immutable field differs), ResourceExhausted (subnet full),
+        FailedPrecondition (same name, not ours), Unavailable."""
+        return self.db.transact([_EnsurePort(d, self.owner, self._book) for d in desired], deadline)
+
+    def delete_ports(self, names: list[str], deadline: float | None = None) -> list[str]:
+        """Delete our logical switch ports in one transaction; absent names are
+        skipped. Returns deleted names. Raises FailedPrecondition when one is not
+        ours (nothing is deleted then), Unavailable."""
+        return self._transact(lambda: _DeletePorts(names, self.owner), deadline)
+
+    # -- cached reads ------------------------------------------------------
+    def network(self, switch: str, deadline: float | None = None) -> NetworkRows | None:
+        """Observed rows of one network from the cache; None when the switch is absent.
+        Raises FailedPrecondition when the switch is not ours, Unavailable."""
+        ls = self.db.lookup("Logical_Switch", "name", switch, deadline)
+        if ls is None:
+            return None
+        if not _ours(ls, self.owner):
+            raise FailedPrecondition(f"logical switch {switch} is not ours", reason="NOT_OURS")
+        pg_name = ls.external_ids.get(PG_KEY, "")
+        return self._network_rows(ls, self.db.lookup("Port_Group", "name", pg_name) if pg_name else None)
+
+    def switch_marks(self, switch: str, deadline: float | None = None) -> dict[str, str] | None:
+        """external_ids of one of our switches (cheap: no port or ACL reads), None when absent.
+        Raises FailedPrecondition when the switch is not ours, Unavailable."""
+        ls = self.db.lookup("Logical_Switch", "name", switch, deadline)
+        if ls is None:
+            return None
+        if not _ours(ls, self.owner):
+            raise FailedPrecondition(f"logical switch {switch} is not ours", reason="NOT_OURS")
+        return dict(ls.external_ids)
+
+    def _network_rows(self, ls, pg) -> NetworkRows:
+        ext = dict(ls.external_ids)
+        dhcp = [r for r in self.db.rows("DHCP_Options") if _ours(r, self.owner)
+                and r.external_ids.get(NETWORK_KEY) == ext.get(NETWORK_KEY)]
+        acls = [AclRule(a.external_ids.get("devcloud-acl", ""), a.direction, a.priority, a.match, a.action)
+                for a in (pg.acls if pg is not None else [])]
+        return NetworkRows(
+            switch=ls.name, port_group=pg.name if pg is not None else "",
+            marks={k: v for k, v in ext.items()}, immutable={}, mutable={},
+            dhcp4_cidr=dhcp[0].cidr if dhcp else "", dhcp4_options=dict(dhcp[0].options) if dhcp else {},
+            acls=sorted(acls, key=lambda a: a.key), ports=sorted(p.name for p in ls.ports))
+
+    def networks(self, deadline: float | None = None) -> list[NetworkRows]:
+        """Every switch of ours (cache scan; for List and GC)."""
+        out = []
+        for ls in self.db.rows("Logical_Switch", deadline):
+            if _ours(ls, self.owner) and ls.external_ids.get(KIND_KEY) == "network":
+                pg_name = ls.external_ids.get(PG_KEY, "")
+                out.append(self._network_rows(ls, self.db.lookup("Port_Group", "name", pg_name) if pg_name else None))
+        return sorted(out, key=lambda n: n.switch)
+
+    def port(self, name: str, deadline: float | None = None) -> PortRow | None:
+        """Observed LSP from the cache (None when absent, or not ours)."""
+        lsp = self.db.lookup("Logical_Switch_Port", "name", name, deadline)
+        if lsp is None or not _ours(lsp, self.owner):
+            return None
+        return self._port_row(lsp)
+
+    def _port_row(self, lsp, switch: str = "") -> PortRow:
+        mac, addrs = _addresses(lsp)
+        ip4 = next((a for a in addrs if ipaddress.ip_address(a).version == 4), "")
+        ip6 = next((a for a in addrs if ipaddress.ip_address(a).version == 6), "")
+        return PortRow(name=lsp.name, switch=switch, port_group="", marks=dict(lsp.external_ids),
+                       mac=mac, ip4=ip4, ip6=ip6, port_security=bool(lsp.port_security),
+                       up=bool(lsp.up and lsp.up[0]), dhcp4=bool(lsp.dhcpv4_options))
+
+    def ports(self, *, node: str | None = None, network: str | None = None,
+              deadline: float | None = None) -> list[PortRow]:
+        """Our LSPs, optionally only those of one node and/or network (cache scan)."""
+        out = []
+        for lsp in self.db.rows("Logical_Switch_Port", deadline):
+            ext = lsp.external_ids
+            if ext.get(OWNER_KEY) != self.owner or ext.get(KIND_KEY) != "port":
+                continue
+            if node is not None and ext.get(NODE_KEY) != node:
+                continue
+            if network is not None and ext.get(NETWORK_KEY) != network:
+                continue
+            out.append(self._port_row(lsp))
+        return sorted(out, key=lambda p: p.name)
+
+    def port_marks(self, *, network: str, node: str, deadline: float | None = None) -> list[dict[str, str]]:
+        """external_ids of our LSPs of one network bound to one node (one read per row)."""
+        out = []
+        for lsp in self.db.rows("Logical_Switch_Port", deadline):
+            ext = lsp.external_ids
+            if ext.get(OWNER_KEY) == self.owner and ext.get(NETWORK_KEY) == network and ext.get(NODE_KEY) == node:
+                out.append(dict(ext))
+        return out
+
+    def port_up(self, name: str) -> bool | None:
+        """NB up of an LSP from the cache without waiting (None when absent)."""
+        lsp = self.db.lookup("Logical_Switch_Port", "name", name, None) if self.db.connected else None
+        if lsp is None:
+            return None
+        return bool(lsp.up and lsp.up[0])

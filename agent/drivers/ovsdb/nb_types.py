@@ -1,0 +1,91 @@
+"""OVN Northbound row descriptions shared by the NB commands and the facade:
+ownership keys, the replicated tables, desired/observed row dataclasses."""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from agent.drivers.ovsdb.client import Table
+
+OWNER_KEY = "devcloud-owner"
+NETWORK_KEY = "devcloud-network"
+KIND_KEY = "devcloud-kind"
+NODE_KEY = "devcloud-node"
+PG_KEY = "devcloud-port-group"
+
+TABLES = {
+    "Logical_Switch": Table(None, ("name",)),
+    "Logical_Switch_Port": Table(None, ("name",)),
+    "Port_Group": Table(None, ("name",)),
+    "ACL": Table(),
+    "DHCP_Options": Table(None, ("cidr",)),
+}
+
+
+@dataclass(frozen=True)
+class AclRule:
+    """One ACL row; `key` (external_ids devcloud-acl) identifies it across updates."""
+
+    key: str
+    direction: str          # from-lport | to-lport
+    priority: int
+    match: str
+    action: str             # allow-related | allow | drop | reject
+
+
+@dataclass
+class NetworkRows:
+    """Desired (or observed) NB rows of one team network."""
+
+    switch: str                                 # Logical_Switch.name
+    port_group: str                             # Port_Group.name (an identifier: no '-')
+    marks: dict[str, str]                       # external_ids on every row (owner, network, ...)
+    immutable: dict[str, str]                   # external_ids that may never change (subnets)
+    mutable: dict[str, str] = field(default_factory=dict)  # external_ids that may be updated (mtu)
+    dhcp4_cidr: str = ""                        # "" = no DHCPv4 options row
+    dhcp4_options: dict[str, str] = field(default_factory=dict)
+    acls: list[AclRule] = field(default_factory=list)
+    ports: list[str] = field(default_factory=list)   # observed only: LSP names on the switch
+
+
+@dataclass
+class PortRow:
+    """Desired (or observed) NB logical switch port."""
+
+    name: str                                   # LSP name == OVS iface-id
+    switch: str
+    port_group: str
+    marks: dict[str, str]
+    immutable: tuple[str, ...] = ()             # keys of `marks` that may never change
+    mac: str = ""                               # "" = derive from the IPv4 address
+    ip4: str = ""                               # "" = allocate from subnet4
+    ip6: str = ""                               # "" = allocate from subnet6 (when set)
+    subnet4: str = ""
+    subnet6: str = ""
+    reserved: tuple[str, ...] = ()              # addresses never handed out (gateways)
+    port_security: bool = True
+    up: bool = False                            # observed: NB up
+    dhcp4: bool = True
+
+
+def _ours(row, owner: str) -> bool:
+    return row.external_ids.get(OWNER_KEY) == owner
+
+
+def _one(row_list):
+    return row_list[0] if row_list else None
+
+
+def _addresses(row) -> tuple[str, list[str]]:
+    """(mac, [ips]) from the first entry of LSP.addresses ("" when none)."""
+    # rows inserted earlier in the same transaction lack unset columns
+    for entry in list(getattr(row, "addresses", [])) + list(getattr(row, "dynamic_addresses", None) or []):
+        parts = entry.split()
+        if parts and parts[0] not in ("unknown", "router", "dynamic"):
+            return parts[0], parts[1:]
+    return "", []
+
+
+def mac_from_ip4(ip: str) -> str:
+    """0a:58:<4 bytes of the IPv4 address>: locally administered, unique per address."""
+    return "0a:58:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)

@@ -1,0 +1,214 @@
+"""Port readiness (ovn-installed on the OVS Interface + up in NB) from the IDL
+caches, waits bounded by a deadline, WatchPorts subscriptions; and the
+network gate that keeps port operations and network deletion apart.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+from agent.drivers.ovsdb.nb import OvnNb
+from agent.drivers.ovsdb.vswitch import OvsDb
+from agent.errors import Aborted, Unavailable
+from agent.services.network_model import PortEvent, PortStatus
+
+_NET = "devcloud-network"
+_PORT = "devcloud-port"
+_NETDEV = "devcloud-netdev"
+
+
+class ReadinessHub:
+    """Turns NB/OVS row events into readiness waits and PortEvent streams."""
+
+    def __init__(self, nb: OvnNb, ovs: OvsDb, owner: str) -> None:
+        self.nb, self.ovs, self.owner = nb, ovs, owner
+        self._cond = threading.Condition()
+        self._subs: list[Subscription] = []
+        self._lock = threading.Lock()
+        nb.db.add_listener(self._on_nb)
+        ovs.db.add_listener(self._on_ovs)
+
+    def close(self) -> None:
+        self.nb.db.remove_listener(self._on_nb)
+        self.ovs.db.remove_listener(self._on_ovs)
+        for sub in list(self._subs):
+            sub.close()
+
+    # -- state -------------------------------------------------------------
+    def status(self, lsp: str, host: str) -> PortStatus:
+        """Readiness from the caches right now (never waits)."""
+        iface = self.ovs.interface_cached(host)
+        up = self.nb.port_up(lsp)
+        installed = bool(iface and iface.ovn_installed)
+        missing = []
+        if iface is None:
+            missing.append("ovs-port")
+        elif not installed:
+            missing.append("ovn-installed")
+        if not up:
+            missing.append("up")
+        return PortStatus(ovn_installed=installed, up=bool(up), missing=tuple(missing), ready=not missing)
+
+    def wait(self, lsp: str, host: str, end: float) -> PortStatus:
+        """Wait until the port is ready or `end` (monotonic) passes; the returned
+        status names what is still missing. Raises Unavailable when a database
+        connection is down at the end (the caches cannot be trusted)."""
+        start = time.monotonic()
+        with self._cond:
+            while True:
+                st = self.status(lsp, host)
+                left = end - time.monotonic()
+                if st.ready or left <= 0:
+                    break
+                self._cond.wait(min(left, 0.25))
+        st.waited_seconds = time.monotonic() - start
+        if not st.ready and not (self.nb.db.connected and self.ovs.db.connected):
+            raise Unavailable("lost the OVSDB connection while waiting for the port to become ready",
+                              reason="OVSDB_UNAVAILABLE")
+        return st
+
+    # -- events ------------------------------------------------------------
+    def _on_nb(self, event: str, table: str, row) -> None:
+        if event == "resync":
+            self._resync()
+            return
+        if table != "Logical_Switch_Port" or row.external_ids.get("devcloud-owner") != self.owner:
+            return
+        self._changed(row.external_ids.get(_NET, ""), row.external_ids.get(_PORT, ""), row.name,
+                      row.external_ids.get(_NETDEV, ""), deleted=(event == "delete"))
+
+    def _on_ovs(self, event: str, table: str, row) -> None:
+        if event == "resync":
+            self._resync()
+            return
+        if table != "Interface" or row.external_ids.get("devcloud-owner") != self.owner:
+            return
+        self._changed(row.external_ids.get(_NET, ""), row.external_ids.get(_PORT, ""),
+                      row.external_ids.get("iface-id", ""), row.name, deleted=False)
+
+    def _changed(self, network: str, port: str, lsp: str, host: str, *, deleted: bool) -> None:
+        with self._cond:
+            self._cond.notify_all()
+        if not self._subs or not network or not port:
+            return
+        st = PortStatus() if deleted else self.status(lsp, host)
+        for sub in list(self._subs):
+            sub.offer(PortEvent(network, port, st, deleted=deleted))
+
+    def _resync(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+        for sub in list(self._subs):
+            sub.resynced()
+
+    def subscribe(self, network: str = "", maxsize: int = 10000) -> "Subscription":
+        """A stream of readiness changes of our ports (of one network, or all)."""
+        sub = Subscription(self, network, maxsize)
+        with self._lock:
+            self._subs.append(sub)
+        return sub
+
+    def _drop(self, sub: "Subscription") -> None:
+        with self._lock:
+            if sub in self._subs:
+                self._subs.remove(sub)
+
+
+class Subscription:
+    """Deduplicated readiness events; iterate with next_event(timeout)."""
+
+    def __init__(self, hub: ReadinessHub, network: str, maxsize: int) -> None:
+        self.hub, self.network = hub, network
+        self._q: queue.Queue = queue.Queue(maxsize)
+        self._last: dict[tuple[str, str], tuple] = {}
+        self._closed = False
+        self.overflowed = False
+
+    def offer(self, ev: PortEvent) -> None:
+        if self._closed or (self.network and ev.network != self.network):
+            return
+        key = (ev.network, ev.name)
+        sig = (ev.deleted, ev.status.ovn_installed, ev.status.up)
+        if self._last.get(key) == sig:
+            return
+        self._last[key] = sig
+        if ev.deleted:
+            self._last.pop(key, None)
+        try:
+            self._q.put_nowait(ev)
+        except queue.Full:
+            self.overflowed = True          # a stuck reader: the stream ends with an error
+
+    def prime(self, ev: PortEvent) -> None:
+        """Record an initial snapshot entry (sent by the caller) for deduplication."""
+        self._last[(ev.network, ev.name)] = (ev.deleted, ev.status.ovn_installed, ev.status.up)
+
+    def resynced(self) -> None:
+        self._last.clear()                  # after a reconnect every port is re-announced once
+
+    def next_event(self, timeout: float) -> PortEvent | None:
+        if self.overflowed:
+            raise Unavailable("the port watch fell too far behind; reconnect and re-read",
+                              reason="WATCH_OVERFLOW")
+        try:
+            return self._q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self._closed = True
+        self.hub._drop(self)
+
+
+class NetworkGate:
+    """Port operations share a network; deleting or re-creating the network is
+    exclusive. A port op during an exclusive op -> Aborted; the exclusive op
+    waits (bounded) for port ops in flight to finish."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared: dict[str, int] = {}
+        self._exclusive: set[str] = set()
+
+    @contextmanager
+    def shared(self, network: str) -> Iterator[None]:
+        with self._cond:
+            if network in self._exclusive:
+                raise Aborted(f"network {network} is being changed or deleted; retry later",
+                              metadata={"network": network})
+            self._shared[network] = self._shared.get(network, 0) + 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared[network] -= 1
+                if not self._shared[network]:
+                    del self._shared[network]
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self, network: str, deadline: float | None) -> Iterator[None]:
+        with self._cond:
+            if network in self._exclusive:
+                raise Aborted(f"another operation on network {network} is in flight; retry later",
+                              metadata={"network": network})
+            self._exclusive.add(network)
+            try:
+                while self._shared.get(network):
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise Aborted(f"port operations on network {network} still in flight; retry later",
+                                      metadata={"network": network})
+                    self._cond.wait(0.1 if left is None else min(left, 0.1))
+            except BaseException:
+                self._exclusive.discard(network)
+                raise
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive.discard(network)
+                self._cond.notify_all()
