@@ -12,13 +12,15 @@ simply not chosen (probe in __init__.py says why).
 """
 from __future__ import annotations
 
+import ctypes
 import errno
+import os
 from typing import Mapping, Sequence
 
 from agent.errors import (AgentError, AlreadyExists, FailedPrecondition, Internal, InvalidArgument,
                           NotFound, ResourceExhausted, Unavailable)
 
-from .backend import ZfsBackend
+from .backend import _libc, ZfsBackend
 
 # Index properties take numbers in an nvlist (what libzfs converts strings to).
 _INDEX = {"readonly": {"on": 1, "off": 0}, "canmount": {"off": 0, "on": 1, "noauto": 2},
@@ -92,6 +94,7 @@ class LzcBackend(ZfsBackend):
     def __init__(self, metrics, *, lzc_module, **kw) -> None:
         super().__init__(metrics, **kw)
         self.lzc = lzc_module
+        self._parent_mp: dict[str, str] = {}     # parent dataset -> its mountpoint (children inherit it)
 
     def _call(self, op: str, what: str, fn, *args, **kwargs):
         try:
@@ -102,9 +105,40 @@ class LzcBackend(ZfsBackend):
         except NotImplementedError as exc:
             raise FailedPrecondition(f"{what}: libzfs_core lacks {exc}", reason="NOT_SUPPORTED") from None
 
+    def _mount_new(self, name: str) -> None:
+        """Mount a dataset we just created (its mountpoint is inherited: <parent's>/<leaf>).
+
+        On OpenZFS with mount(2) directly, as libzfs does ("zfsutil" lets the module mount a
+        non-legacy dataset; it applies the dataset's properties itself): no fork. Anything
+        unusual (parent mountpoint none/legacy: nothing to mount; a failing syscall) goes the
+        CLI's way."""
+        parent, _, leaf = name.rpartition("/")
+        pmp = self._parent_mp.get(parent)
+        if pmp is None:
+            info = self.get(parent)
+            pmp = info.mountpoint if info else ""
+            self._parent_mp[parent] = pmp
+        if pmp in ("none", "legacy"):
+            return                                  # like `zfs create` there: not mounted
+        if self.flavor == "openzfs" and pmp.startswith("/"):
+            mp = f"{pmp.rstrip('/')}/{leaf}"
+            try:
+                os.makedirs(mp, exist_ok=True)
+                with self.metrics.time(self.metrics.zfs_op, op="mount", backend=self.name):
+                    rc = _libc.mount(name.encode(), mp.encode(), b"zfs", 0, b"zfsutil")
+                if rc == 0:
+                    return
+                err = ctypes.get_errno()
+                if err == errno.EBUSY and os.path.ismount(mp):
+                    return
+            except OSError:
+                pass
+            self._parent_mp.pop(parent, None)       # maybe stale: ask again next time
+        self.mount(name)
+
     def _mount_or_undo(self, name: str) -> None:
         try:
-            self.mount(name)
+            self._mount_new(name)
         except AgentError:
             try:
                 self._call("destroy", f"undo create {name}", self.lzc.lzc_destroy, name.encode())
