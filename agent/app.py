@@ -23,6 +23,7 @@ from agent.api.compute import ComputeServicer
 from agent.api.host import HostServicer
 from agent.api.identity import IdentityServicer
 from agent.api.server import AgentServer, Registration
+from agent.app_instances import build_instances
 from agent.app_network import build_network
 from agent.config import Config
 from agent.drivers.base import Availability
@@ -115,7 +116,7 @@ class App:
         self.planes = Planes()
         # One builder per plane: drivers from the config, services by constructor,
         # then facilities, capabilities, startup/shutdown steps and the servicer.
-        for build in (_build_host, _build_compute, build_network, _build_storage):
+        for build in (_build_host, _build_compute, build_network, _build_storage, build_instances):
             build(cfg, self.planes, self.metrics)
         self.readiness = Readiness([s.name for s in self.planes.startup])
         self.identity = IdentityService(cfg.node_name, self.readiness, self.planes.facilities,
