@@ -175,10 +175,11 @@ def foreign_objects(env: Env, team: str) -> dict[str, str]:
     cgroup in the team slice, a netdev with our prefix, an LSP on the team switch and an OVS
     port with another owner. Returns their names (check them with foreign_intact)."""
     tag = secrets.token_hex(2)
-    objs = {"dataset": f"{env.parent}/instances/{team}/foreign{tag}",
+    team_dir = f"{env.parent}/instances/{team}"          # inside our team directory once it exists
+    objs = {"dataset": f"{team_dir}/foreign{tag}" if env.dataset(team_dir) else f"{team_dir}-foreign{tag}",
             "cgroup": os.path.join(env.cgroup_root, f"{team}.slice", f"foreign{tag}.scope"),
             "netdev": f"{env.prefix}f{tag}", "lsp": f"foreign-{team}-{tag}", "ovs": f"fovs{tag}"}
-    zfs_run("create", "-p", objs["dataset"])
+    zfs_run("create", objs["dataset"])
     os.mkdir(objs["cgroup"])
     subprocess.run(["ip", "-n", env.stack.netns, "link", "add", objs["netdev"], "type", "veth", "peer", "name",
                     f"fp{tag}"], check=True)
