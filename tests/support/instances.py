@@ -145,16 +145,23 @@ class Env:
         for l in self.tools.links(self.stack.netns):
             if l["ifname"].startswith(self.prefix) and "devcloud" in l.get("ifalias", ""):
                 out.append(f"netdev {l['ifname']}")
-        for row in self.tools.ovs_rows("Interface", f"external_ids:devcloud-node={self.node}"):
-            out.append(f"ovs {row['name']}")
-        for row in self.tools.nb_rows("Logical_Switch_Port", f"external_ids:devcloud-node={self.node}"):
-            out.append(f"lsp {row['name']}")
+        mark = ("external_ids:devcloud-owner=devcloud-agent", f"external_ids:devcloud-node={self.node}")
+        out += [f"ovs {row['name']}" for row in self.tools.ovs_rows("Interface", *mark)]
+        out += [f"lsp {row['name']}" for row in self.tools.nb_rows("Logical_Switch_Port", *mark)]
         if os.path.isdir(self.cgroup_root):
             for s in os.listdir(self.cgroup_root):
                 p = os.path.join(self.cgroup_root, s)
                 if s.endswith(".slice") and os.path.isdir(p):
-                    out += [f"scope {p}/{c}" for c in os.listdir(p) if c.endswith(".scope")]
+                    out += [f"scope {p}/{c}" for c in os.listdir(p) if c.endswith(".scope") and _marked(f"{p}/{c}")]
         return sorted(out)
+
+
+def _marked(path: str) -> bool:
+    """The compute plane's ownership xattr on a cgroup dir (read with os.getxattr, not the agent)."""
+    try:
+        return b"owner=devcloud-agent" in os.getxattr(path, "user.devcloud.owner")
+    except OSError:
+        return False
 
 
 def nic(name: str, network: str, **kw) -> ipb.NicSpec:
@@ -231,3 +238,34 @@ def instance_agent(zfs_pool, ovn_stack, ovn_tools, cgroup_session_dir):
         env.delete_networks(agent.channel)
         agent.stop()
         env.cleanup()
+
+
+class AgentRun:
+    """The agent as a real process on an Env, restartable (same state dir), optionally
+    with the test-only fault hook set (DEVCLOUD_AGENT_FAULT)."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.proc = None
+
+    def start(self, fault: str = "", timeout: float = 120.0) -> "AgentRun":
+        from tests.support.server import AgentProcess
+        extra = {"DEVCLOUD_AGENT_FAULT": fault} if fault else {}
+        self.proc = AgentProcess(self.env.tmp, self.env.overrides(), env=extra).start(timeout=timeout)
+        return self
+
+    def channel(self) -> grpc.Channel:
+        return self.proc.channel()
+
+    def wait_exit(self, timeout: float = 60.0) -> int:
+        """The process's exit code once it exited by itself (e.g. at a fault step)."""
+        code = self.proc.proc.wait(timeout)
+        self.proc.stop()
+        return code
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+    def log(self) -> str:
+        return self.proc.log() if self.proc else ""
