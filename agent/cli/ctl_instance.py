@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import grpc
+
 from agent import validation
 from agent._proto.devcloud.agent.v1 import instance_pb2 as pb
 from agent._proto.devcloud.agent.v1 import instance_pb2_grpc as pb_grpc
@@ -138,7 +140,8 @@ def _list(ctx, args):
 
 
 def _watch(ctx, args):
-    stream = _stub(ctx).WatchInstances(pb.WatchInstancesRequest(team=args.team or "", id=args.id or ""))
+    stream = _stub(ctx).WatchInstances(pb.WatchInstancesRequest(team=args.team or "", id=args.id or ""),
+                                       timeout=args.duration)
     try:
         for ev in stream:
             if ctx.json:
@@ -151,6 +154,9 @@ def _watch(ctx, args):
                       + (" [snapshot]" if ev.snapshot else "") + (f" {ev.message}" if ev.message else ""), flush=True)
     except KeyboardInterrupt:
         stream.cancel()
+    except grpc.RpcError as err:
+        if err.code() != grpc.StatusCode.DEADLINE_EXCEEDED or args.duration is None:
+            raise
 
 
 def _drift_rows(instances, attr: str):
@@ -226,6 +232,7 @@ def register(sub) -> None:
     p = ic.add_parser("watch", help="stream state and NIC readiness changes")
     p.add_argument("--team")
     p.add_argument("--id")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long (default: until ^C)")
     p.set_defaults(func=_watch)
     p = ic.add_parser("diff", help="recorded spec vs live objects (exit 3 when something differs)")
     p.add_argument("id", nargs="?")

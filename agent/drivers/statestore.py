@@ -168,11 +168,15 @@ class StateStore:
                     db.execute("UPDATE instances SET state=?, message=?, updated_at=? WHERE id=?",
                                (state, message, now, instance_id))
 
-    def set_state(self, instance_id: str, state: str, message: str = "") -> None:
-        """Set an instance's state outside an operation (e.g. failed after a reconcile)."""
+    def set_state(self, instance_id: str, state: str, message: str = "", names: dict | None = None) -> None:
+        """Set an instance's state (and names, when given) outside an operation (e.g. after a Repair)."""
         with self._lock:
-            self._conn().execute("UPDATE instances SET state=?, message=?, updated_at=? WHERE id=?",
-                                 (state, message, time.time(), instance_id))
+            if names is None:
+                self._conn().execute("UPDATE instances SET state=?, message=?, updated_at=? WHERE id=?",
+                                     (state, message, time.time(), instance_id))
+            else:
+                self._conn().execute("UPDATE instances SET state=?, message=?, names=?, updated_at=? WHERE id=?",
+                                     (state, message, json.dumps(names, sort_keys=True), time.time(), instance_id))
 
     def finish_many(self, op_ids: dict[str, int], status: str) -> None:
         """Close many release operations and delete their instances, in one transaction."""

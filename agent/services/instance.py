@@ -29,7 +29,7 @@ from agent.errors import AgentError, AlreadyExists, FailedPrecondition, NotFound
 from agent.metrics import Metrics
 from agent.services.instance_faults import Faults
 from agent.services.instance_model import (FAILED, PREPARED, PREPARING, Allocation, Event, Instance, InstanceNames,
-                                           InstanceSpec, NicState, incompatible, keep_allocations, names_from_dict,
+                                           InstanceSpec, NicState, incompatible, names_from_dict,
                                            names_to_dict, spec_from_dict, spec_to_dict)
 from agent.services.instance_planes import PlaneSet
 from agent.services.instance_reconcile import ReconcileOps
@@ -175,7 +175,9 @@ class InstanceService(ReleaseOps, ReconcileOps, RepairOps):
             self.hub.index(spec.id, spec.team, PREPARING, names.nics)
             self.hub.publish(Event(spec.id, spec.team, PREPARING))
         try:
-            inst = self._run_planes(keep_allocations(spec, allocs), names, deadline, wait_ready, ready_timeout)
+            # addresses are not pinned: an existing port keeps its own (the network plane restores them
+            # from its mark), a port that vanished gets a free one (its old one may be taken meanwhile)
+            inst = self._run_planes(spec, names, deadline, wait_ready, ready_timeout)
         except PlanesFailed as pf:
             err = pf.first()
             if op is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 
-from agent.services.instance_model import (FAILED, PREPARED, Allocation, Event, ReleaseResult, keep_allocations,
+from agent.services.instance_model import (FAILED, PREPARED, Allocation, Event, ReleaseResult,
                                            names_from_dict, names_to_dict, spec_from_dict)
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class ReconcileOps:
         spec = spec_from_dict(rec.spec)
         names, allocs = names_from_dict(rec.names)
         try:
-            inst = self._run_planes(keep_allocations(spec, allocs), names, end, False, None)
+            inst = self._run_planes(spec, names, end, False, None)
         except Exception as exc:             # noqa: BLE001 - PlanesFailed or a bug: recorded, never raised
             err = exc.first() if hasattr(exc, "first") else exc
             msg = f"update interrupted by a restart and could not be completed: {getattr(err, 'message', err)}"

@@ -16,8 +16,9 @@ import time
 from typing import Iterable
 
 from agent.errors import AgentError, FailedPrecondition, NotFound
-from agent.services.instance_model import (FAILED, PART_COMPUTE, PART_NETWORK, PART_STORAGE, PREPARED, InstanceDrift,
-                                           Orphan, RepairResult, keep_allocations, names_from_dict, spec_from_dict)
+from agent.services.instance_model import (FAILED, PART_COMPUTE, PREPARED, Allocation, InstanceDrift, Orphan,
+                                           RepairResult, keep_allocations, names_from_dict, names_to_dict,
+                                           spec_from_dict)
 from agent.services.locks import remaining
 from agent.services.storage_model import P_INSTANCE, P_TEAM, P_TYPE
 
@@ -85,31 +86,34 @@ class RepairOps:
             self._timed("repair", started, ok)
 
     def _repair_one(self, rec, deadline: float | None) -> RepairResult:
-        spec = self._pinned(rec)
-        plan = self.planes.drift(spec, deadline)
+        spec = spec_from_dict(rec.spec)              # ensure unpinned: a recreated port takes a free address
+        plan = self.planes.drift(self._pinned(rec), deadline)
         planned = tuple((k, d) for k, ds in plan.items() for d in ds)
         if not plan:
             return RepairResult(rec.id, rec.team, (), (), ())
         repaired, error, reason = [], "", ""
+        names, allocs = names_from_dict(rec.names)
         for key, drifts in plan.items():
             if not any(d.repairable for d in drifts):
                 continue
             try:
-                if key == PART_STORAGE:
+                if key == "storage":
                     self.planes.ensure_storage(spec, self.storage_wait)
                 elif key == PART_COMPUTE:
                     self.planes.ensure_scope(spec)
                 else:
                     nic = key.split(":", 1)[1]
                     i = next(i for i, n in enumerate(spec.nics) if n.name == nic)
-                    self.planes.ensure_nic(spec, i, deadline, wait_ready=False, ready_timeout=None)
+                    port = self.planes.ensure_nic(spec, i, deadline, wait_ready=False, ready_timeout=None)
+                    allocs[nic] = Allocation(port.mac, port.ip4, port.ip6)
                 repaired.append(key)
             except AgentError as exc:
                 error, reason = error or exc.message, reason or exc.reason
-        left = self.planes.drift(spec, deadline)
+        left = self.planes.drift(keep_allocations(spec, allocs), deadline)
         remaining_ = tuple((k, d) for k, ds in left.items() for d in ds)
-        if rec.state == FAILED and not left:
-            self.store.set_state(rec.id, PREPARED)
+        state = PREPARED if rec.state == FAILED and not error and not left else rec.state
+        self.store.set_state(rec.id, state, rec.message if state == rec.state else "",
+                             names=names_to_dict(names, allocs))
         return RepairResult(rec.id, rec.team, planned, tuple(repaired), remaining_, error, reason)
 
     # -- garbage collection -------------------------------------------------------------------

@@ -51,6 +51,7 @@ class StorageService(ImageOps, SnapshotDeleteOps):
         self.wait_timeout = wait_timeout
         self.volume_locks = KeyedLocks("volume")
         self.image_locks = KeyedLocks("image")
+        self.team_locks = KeyedLocks("team directory")
         self._capacity = (0.0, 0)      # (monotonic time, bytes)
         self._dirs_ready = False
         self._dirs_lock = threading.Lock()
@@ -244,8 +245,7 @@ class StorageService(ImageOps, SnapshotDeleteOps):
     def _create_volume(self, spec: VolumeSpec, dataset: str, found: dict[str, DatasetInfo]) -> None:
         team_dir = self.layout.team(spec.team)
         if team_dir not in self._teams:
-            self._ensure_dir(team_dir, found.get(team_dir), **{P_TEAM: spec.team})
-            self._teams.add(team_dir)
+            self._ensure_team_dir(spec.team, team_dir, found.get(team_dir))
         props = self._volume_props(spec)
         try:
             self._create_dataset(spec, dataset, props, found)
@@ -253,9 +253,20 @@ class StorageService(ImageOps, SnapshotDeleteOps):
             if exc.reason != "PARENT_NOT_FOUND":
                 raise
             self._teams.discard(team_dir)          # removed behind our back: create it again, once
-            self._ensure_dir(team_dir, self.zfs.get(team_dir, MARKS), **{P_TEAM: spec.team})
-            self._teams.add(team_dir)
+            self._ensure_team_dir(spec.team, team_dir, None)
             self._create_dataset(spec, dataset, props, found)
+
+    def _ensure_team_dir(self, team: str, team_dir: str, info: DatasetInfo | None) -> None:
+        """Create the team's directory once, even when volumes of a new team are created
+        concurrently: zfs-fuse sets the properties of `zfs create -o` after the dataset
+        appears, so a racing creator would see it without our mark (NOT_OURS)."""
+        with self.team_locks.hold(team, wait=True, timeout=self.wait_timeout):
+            if team_dir in self._teams:
+                return
+            if info is None or not is_ours(info):          # read again under the lock
+                info = self.zfs.get(team_dir, MARKS)
+            self._ensure_dir(team_dir, info, **{P_TEAM: team})
+            self._teams.add(team_dir)
 
     def _create_dataset(self, spec: VolumeSpec, dataset: str, props: dict,
                         found: dict[str, DatasetInfo] | None) -> None:
