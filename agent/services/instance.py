@@ -196,34 +196,33 @@ class InstanceService(ReleaseOps, ReconcileOps, RepairOps):
 
     def _run_planes(self, spec: InstanceSpec, names: InstanceNames, deadline: float | None, wait_ready: bool,
                     ready_timeout: float | None) -> Instance:
-        """Storage || compute in the pool, NICs here; then the readiness wait. Raises
+        """NICs (and their readiness wait) || compute scope in the pool, the root volume here:
+        the ZFS clone, the longest part, starts first and the rest hides behind it. Raises
         PlanesFailed after every plane finished (so the undo knows what exists)."""
         f = self.faults
         wait_s = self.storage_wait if deadline is None else max(0.0, min(self.storage_wait, remaining(deadline)))
 
-        def storage():
-            out = self.planes.ensure_storage(spec, wait_s)
-            f.hit("prepare", "storage.volume-created")
-            return out
-
-        futures: dict[str, Future] = {
-            "storage": self.pool.submit(storage),
-            "compute": self.pool.submit(self.planes.ensure_scope, spec, f.checkpoint("prepare", "compute.")),
-        }
-        errors: dict[str, BaseException] = {}
-        results: dict[str, object] = {}
-        ports = []
-        try:
-            for i in range(len(spec.nics)):
-                ports.append(self.planes.ensure_nic(spec, i, deadline, wait_ready=False, ready_timeout=None,
-                                                    checkpoint=f.checkpoint("prepare", "network.")))
+        def network():
+            ports = [self.planes.ensure_nic(spec, i, deadline, wait_ready=False, ready_timeout=None,
+                                            checkpoint=f.checkpoint("prepare", "network."))
+                     for i in range(len(spec.nics))]
             if wait_ready:
                 for p in ports:
                     p.status = self.planes.network.wait_port_ready(p.network, p.name, deadline,
                                                                    ready_timeout or self.ready_timeout)
-            results["network"] = ports
+            return ports
+
+        futures: dict[str, Future] = {}
+        if spec.nics:
+            futures["network"] = self.pool.submit(network)
+        futures["compute"] = self.pool.submit(self.planes.ensure_scope, spec, f.checkpoint("prepare", "compute."))
+        errors: dict[str, BaseException] = {}
+        results: dict[str, object] = {"network": []}
+        try:
+            results["storage"] = self.planes.ensure_storage(spec, wait_s)
+            f.hit("prepare", "storage.volume-created")
         except BaseException as exc:                # noqa: BLE001 - re-raised through PlanesFailed
-            errors["network"] = exc
+            errors["storage"] = exc
         for key, fut in futures.items():
             try:
                 results[key] = fut.result()
@@ -235,6 +234,7 @@ class InstanceService(ReleaseOps, ReconcileOps, RepairOps):
                     log.error("instance %s: %s failed unexpectedly", spec.id, key, exc_info=exc)
             raise PlanesFailed(errors, results)
         (volume, v_changed), (scope, s_changed) = results["storage"], results["compute"]
+        ports = results["network"]
         nics = [NicState(n.name, p) for n, p in zip(spec.nics, ports)]
         inst = Instance(id=spec.id, team=spec.team, kind=spec.kind, state=PREPARING, spec=spec, names=names,
                         volume=volume, nics=nics, scope=scope, observed=True,
