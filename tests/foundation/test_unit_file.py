@@ -86,3 +86,5 @@ def test_setuid_bits_stay_possible():
     # Image import recreates setuid/setgid binaries (su, passwd, mount ...): RestrictSUIDSGID=
     # made them land without the bits under real systemd (integration/node guest).
     assert _directives().get("RestrictSUIDSGID", ["no"]) in (["no"], ["false"])
+    # and without CAP_FSETID the kernel silently clears setgid on files of another group
+    assert "CAP_FSETID" in " ".join(_directives()["CapabilityBoundingSet"])
