@@ -94,7 +94,7 @@ class _StructuredJournalHandler(logging.Handler):
             extra = {k.upper(): str(v) for k, v in getattr(record, "fields", {}).items()}
             _journal.send(self.format(record), PRIORITY=str(_priority(record.levelno)),
                           SYSLOG_IDENTIFIER=self._identifier, LOGGER=record.name,
-                          CODE_FILE=record.pathname, CODE_LINE=str(record.lineno),
+                          CODE_FILE=record.pathname, CODE_LINE=record.lineno,   # int: send() formats it with {:d}
                           CODE_FUNC=record.funcName, **extra)
         except Exception:  # logging must never take the agent down
             self.handleError(record)

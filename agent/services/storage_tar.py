@@ -14,7 +14,10 @@ Refused members (InvalidArgument naming the member):
 - device nodes unless `allow_devices` (privileged agent), and any other
   type tarfile cannot represent safely.
 Ownership (numeric uid/gid) and mode bits (setuid included) are kept: this is
-a root filesystem.
+a root filesystem. Failing to set them is an error (FailedPrecondition
+EXTRACT_ATTRIBUTES), never a silently different image: tarfile's default
+errorlevel ignores a failed chown/chmod/utime (a setuid binary then lands as
+0600 under the unit's UMask when seccomp refuses the setuid bit).
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ import tarfile
 import time
 from typing import Callable, Iterator
 
-from agent.errors import DataLoss, InvalidArgument, ResourceExhausted
+from agent.errors import DataLoss, FailedPrecondition, InvalidArgument, ResourceExhausted
 
 from .storage_model import ImportProgress
 
@@ -181,6 +184,7 @@ def extract_stream(reader: ChunkReader, root: str, *, allow_devices: bool,
     last_bytes, last_time = 0, time.monotonic()
     try:
         with tarfile.open(fileobj=reader, mode="r|*") as tar:
+            tar.errorlevel = 2          # chown/chmod/utime failures raise ExtractError (default: ignored)
             for member in tar:
                 try:
                     if _HAS_FILTER:
@@ -195,6 +199,12 @@ def extract_stream(reader: ChunkReader, root: str, *, allow_devices: bool,
                                                 reason="NO_SPACE") from None
                     raise InvalidArgument.for_field(
                         "tarball", f"cannot extract member {member.name!r}: {exc.strerror or exc}") from None
+                except tarfile.ExtractError as exc:
+                    raise FailedPrecondition(
+                        f"cannot set the owner, mode or times of {member.name!r} ({exc}): the agent needs "
+                        "CAP_CHOWN and CAP_FOWNER and may not be barred from setuid/setgid bits "
+                        "(systemd RestrictSUIDSGID=)", reason="EXTRACT_ATTRIBUTES",
+                        metadata={"member": member.name[:256]}) from None
                 entries += 1
                 extracted += member.size if member.isreg() else 0
                 now = time.monotonic()

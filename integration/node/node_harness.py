@@ -176,3 +176,12 @@ def parse_junit(path):
         else:
             cases.passed.append(name)
     return cases
+
+
+def suite_times(path):
+    """Seconds per guest test module (setup + call + teardown of its tests), in run order."""
+    out = {}
+    for case in ET.parse(path).iter("testcase"):
+        module = (case.get("classname") or "?").rsplit(".", 1)[-1]
+        out[module] = out.get(module, 0.0) + float(case.get("time") or 0)
+    return out

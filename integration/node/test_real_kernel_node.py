@@ -89,6 +89,9 @@ def test_real_kernel_node(say):
         assert junit.exists(), (f"guest suite left no JUnit report (VM rc={rc}); {run}/share/out.log:\n"
                                 f"{nh.tail(run / 'share' / 'out.log')}\nconsole:\n{nh.tail(run / 'console.log', 25)}")
         cases = nh.parse_junit(junit)
+        times = nh.suite_times(junit)
+        say("NODE TIER suite times: " + ", ".join(f"{m} {t:.0f}s" for m, t in times.items())
+            + f" (sum {sum(times.values()):.0f}s)", bold=True)
         for name, reason in cases.skipped:
             say(f"!!!!! NODE TIER GUEST TEST SKIPPED: {name}: {reason}", yellow=True, bold=True)
         say(f"node tier guest suite: {len(cases.passed)} passed, {len(cases.failed)} failed, "

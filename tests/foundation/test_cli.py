@@ -91,3 +91,32 @@ def test_validators_reject_trailing_newline():
             fn("f", value)
     with pytest.raises(errors.InvalidArgument):
         validation.labels("labels", {"k\n": "v"})
+
+
+def test_journal_handler_sends_structured_fields(monkeypatch):
+    """The real python-systemd send() validates its arguments (CODE_LINE must be an
+    int): found under real journald in the node tier, where every record failed."""
+    import logging
+    from agent.drivers import systemd as sd
+    sent, errors = [], []
+    real_send = sd._journal.send
+
+    def send(message, **fields):
+        sent.append((message, fields))
+        return real_send(message, **fields)   # argument checks of the real library; no journald here: dropped
+    monkeypatch.setattr(sd._journal, "send", send)
+    handler = sd.journal_handler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    monkeypatch.setattr(handler, "handleError", lambda record: errors.append(record))
+    log = logging.getLogger("test.journal")
+    log.addHandler(handler)
+    try:
+        log.warning("rpc %s", "x", extra={"fields": {"method": "/m", "code": "OK", "duration_ms": 1.5}})
+    finally:
+        log.removeHandler(handler)
+    assert errors == [], "the journal handler failed to send"
+    (message, fields), = sent
+    assert message == "rpc x"
+    assert fields["METHOD"] == "/m" and fields["CODE"] == "OK" and fields["DURATION_MS"] == "1.5"
+    assert fields["PRIORITY"] == "4" and fields["SYSLOG_IDENTIFIER"] == "devcloud-agent"
+    assert isinstance(fields["CODE_LINE"], int)

@@ -60,7 +60,9 @@ def test_security_exposure_score(unit_copy, capsys):
         print(f"\n[unit] systemd-analyze security exposure: {score} (goal <= 3.0; the rest needs a mount "
               "namespace, which would hide /dev/zfs, /dev/kvm and our mounts)")
     # Regression guard at the score we reached; loosening the hardening fails here.
-    assert score <= 4.7
+    # 4.6 -> 4.8: RestrictSUIDSGID= is gone (image import must recreate setuid/setgid
+    # binaries; under real systemd in the node tier it stripped them, see the unit).
+    assert score <= 4.8
 
 
 def test_notify_watchdog_restart_runtime_dir():
@@ -78,3 +80,11 @@ def test_no_filesystem_namespacing():
     d = _directives()
     present = [k for k in MOUNT_NAMESPACING if k in d and d[k] not in (["no"], ["false"], [""])]
     assert present == [], f"these options give the agent a private mount namespace: {present}"
+
+
+def test_setuid_bits_stay_possible():
+    # Image import recreates setuid/setgid binaries (su, passwd, mount ...): RestrictSUIDSGID=
+    # made them land without the bits under real systemd (integration/node guest).
+    assert _directives().get("RestrictSUIDSGID", ["no"]) in (["no"], ["false"])
+    # and without CAP_FSETID the kernel silently clears setgid on files of another group
+    assert "CAP_FSETID" in " ".join(_directives()["CapabilityBoundingSet"])

@@ -160,6 +160,26 @@ def test_unsafe_members_refused(svc, zfs_parent, members, needle, tar_filter):
     _nothing_left(zfs_parent)
 
 
+def test_attributes_that_cannot_be_set_fail_the_import(svc, zfs_parent, tar_filter, monkeypatch):
+    """A refused chmod (here: a stand-in for seccomp's RestrictSUIDSGID=, which made a
+    04755 binary land as 0600 in the real-kernel guest) fails the import instead of
+    producing a silently different image; nothing is left behind."""
+    import errno
+    import tarfile
+    real_chmod = tarfile.os.chmod
+
+    def chmod(path, mode, *a, **kw):
+        if mode & 0o6000:
+            raise PermissionError(errno.EPERM, "Operation not permitted", path)
+        return real_chmod(path, mode, *a, **kw)
+    monkeypatch.setattr(tarfile.os, "chmod", chmod)
+    data, sha = make_tarball()
+    with pytest.raises(FailedPrecondition) as e:
+        svc.ensure_image("suid", sha, chunked(data))
+    assert e.value.reason == "EXTRACT_ATTRIBUTES" and "bin/tool" in e.value.message
+    _nothing_left(zfs_parent)
+
+
 def test_not_a_tarball_with_right_sha_is_invalid(svc, zfs_parent):
     import hashlib
     data = b"this is not a tar archive" * 100
