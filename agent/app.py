@@ -23,6 +23,7 @@ from agent.api.compute import ComputeServicer
 from agent.api.host import HostServicer
 from agent.api.identity import IdentityServicer
 from agent.api.server import AgentServer, Registration
+from agent.app_instances import build_instances
 from agent.app_network import build_network
 from agent.config import Config
 from agent.drivers.base import Availability
@@ -55,6 +56,7 @@ class Planes:
     capabilities: dict = field(default_factory=dict)
     startup: list[Step] = field(default_factory=list)
     shutdown: list[Callable[[], None]] = field(default_factory=list)   # run in reverse order
+    services: dict[str, object] = field(default_factory=dict)   # built services, for planes composing others
 
 
 def _cgroup_subtree(cfg: Config) -> str:
@@ -65,6 +67,7 @@ def _cgroup_subtree(cfg: Config) -> str:
 def _build_host(cfg: Config, planes: Planes, metrics: Metrics) -> None:
     kvm, kernel = KvmDriver(), KernelDriver()
     host = HostService(kvm, kernel, cgroup_subtree=lambda: _cgroup_subtree(cfg))
+    planes.services["host"] = host
     planes.facilities["kvm"] = kvm.probe
     planes.capabilities["host_facts"] = lambda f: Availability.ok()
     planes.capabilities["kvm"] = from_facility("kvm")
@@ -76,6 +79,8 @@ def _build_host(cfg: Config, planes: Planes, metrics: Metrics) -> None:
 def _build_compute(cfg: Config, planes: Planes, metrics: Metrics) -> None:
     svc = ComputeService(CgroupDriver(metrics, root=cfg.compute.cgroup_root) if cfg.compute.enabled else None)
     planes.facilities["cgroup"] = svc.probe
+    if cfg.compute.enabled:
+        planes.services["compute"] = svc
     planes.capabilities["compute_cgroup_v2"] = from_facility("cgroup")
     if cfg.compute.enabled:
         planes.startup.append(Step("compute: sweep cgroup intents", svc.reconcile))
@@ -90,6 +95,7 @@ def _build_storage(cfg: Config, planes: Planes, metrics: Metrics) -> None:
     from agent.api.storage import register
     from agent.services import storage_setup
     plane = storage_setup.build(cfg, metrics)
+    planes.services["storage"] = plane
     planes.facilities["zfs"] = plane.probe
     planes.capabilities["storage_zfs"] = from_facility("zfs")
     planes.capabilities["storage_zvol"] = plane.zvol
@@ -110,7 +116,7 @@ class App:
         self.planes = Planes()
         # One builder per plane: drivers from the config, services by constructor,
         # then facilities, capabilities, startup/shutdown steps and the servicer.
-        for build in (_build_host, _build_compute, build_network, _build_storage):
+        for build in (_build_host, _build_compute, build_network, _build_storage, build_instances):
             build(cfg, self.planes, self.metrics)
         self.readiness = Readiness([s.name for s in self.planes.startup])
         self.identity = IdentityService(cfg.node_name, self.readiness, self.planes.facilities,

@@ -89,6 +89,13 @@ class ComputeConfig:
 
 
 @dataclass
+class InstancesConfig:
+    enabled: bool = True                               # needs the storage, network and compute planes
+    workers: int = 32                                  # threads running plane work of instance operations
+    ready_timeout: float = 30.0                        # PrepareInstance readiness wait bound when the call has no deadline
+
+
+@dataclass
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -97,6 +104,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    instances: InstancesConfig = field(default_factory=InstancesConfig)
 
     @property
     def node_name(self) -> str:
@@ -207,6 +215,10 @@ def validate(cfg: Config) -> Config:
     if cfg.network.datapath_type not in ("", "system", "netdev"):
         raise ConfigError(f"[network].datapath_type: expected \"\", system or netdev, got {cfg.network.datapath_type!r}")
     _validate_network(cfg.network)
+    if not 2 <= cfg.instances.workers <= 512:
+        raise ConfigError(f"[instances].workers: expected 2..512 threads, got {cfg.instances.workers}")
+    if not 0 < cfg.instances.ready_timeout <= 600:
+        raise ConfigError(f"[instances].ready_timeout: expected seconds in (0, 600], got {cfg.instances.ready_timeout}")
     return cfg
 
 

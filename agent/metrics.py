@@ -39,6 +39,9 @@ class Metrics:
         self.port_ready_wait = Histogram("devcloud_agent_port_ready_wait_seconds",
                                          "Time from port binding to ovn-installed and up",
                                          buckets=_BUCKETS, registry=r)
+        self.instance_op = Histogram("devcloud_agent_instance_operation_duration_seconds",
+                                     "Instance plane operation time (prepare, release, bulk_release, repair, gc)",
+                                     ["op", "result"], buckets=_BUCKETS, registry=r)
         self.reconcile_total = Counter("devcloud_agent_reconcile_total", "Reconcile runs",
                                        ["plane", "result"], registry=r)
         self.orphans_total = Counter("devcloud_agent_orphans_removed_total",

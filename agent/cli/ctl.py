@@ -21,7 +21,7 @@ from agent import __version__
 
 DEFAULT_SOCKET = "/run/devcloud-agent/agent.sock"
 COMMAND_MODULES = ["agent.cli.ctl_identity", "agent.cli.ctl_host", "agent.cli.ctl_compute", "agent.cli.ctl_network",
-                   "agent.cli.ctl_storage"]
+                   "agent.cli.ctl_storage", "agent.cli.ctl_instance"]
 
 
 @dataclass

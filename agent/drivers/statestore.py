@@ -151,8 +151,9 @@ class StateStore:
                 db.execute("UPDATE operations SET steps=? WHERE id=?", (json.dumps(steps), op_id))
 
     def finish(self, op_id: int, status: str, *, instance_id: str, state: str | None,
-               message: str = "") -> None:
-        """Close an operation; set the instance state, or delete the row when state is None."""
+               message: str = "", names: dict | None = None) -> None:
+        """Close an operation; set the instance state (and `names`, when given: e.g. what was
+        allocated), or delete the row when state is None."""
         now = time.time()
         with self._lock:
             db = self._conn()
@@ -160,9 +161,18 @@ class StateStore:
                 db.execute("UPDATE operations SET status=?, finished_at=? WHERE id=?", (status, now, op_id))
                 if state is None:
                     db.execute("DELETE FROM instances WHERE id=?", (instance_id,))
+                elif names is not None:
+                    db.execute("UPDATE instances SET state=?, message=?, names=?, updated_at=? WHERE id=?",
+                               (state, message, json.dumps(names, sort_keys=True), now, instance_id))
                 else:
                     db.execute("UPDATE instances SET state=?, message=?, updated_at=? WHERE id=?",
                                (state, message, now, instance_id))
+
+    def set_state(self, instance_id: str, state: str, message: str = "") -> None:
+        """Set an instance's state outside an operation (e.g. failed after a reconcile)."""
+        with self._lock:
+            self._conn().execute("UPDATE instances SET state=?, message=?, updated_at=? WHERE id=?",
+                                 (state, message, time.time(), instance_id))
 
     def finish_many(self, op_ids: dict[str, int], status: str) -> None:
         """Close many release operations and delete their instances, in one transaction."""

@@ -14,13 +14,16 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Callable
 
 from agent.drivers.base import Availability
 from agent.drivers.cgroup import CgroupDriver, CgroupInfo, LimitDrift, Limits, Stats, validate
 from agent.drivers.cgroup.model import SCOPE, SLICE
-from agent.errors import AgentError, FailedPrecondition, Internal, InvalidArgument
+from agent.errors import AgentError, FailedPrecondition, Internal, InvalidArgument, NotFound
+from agent.services.drift import Drift
 from agent.services.locks import KeyedLocks
 
+SCOPE_ENSURE_STEPS = ("scope-created",)   # boundaries announced to ensure_scope's checkpoint
 MAX_WAIT_SECONDS = 30.0        # freeze/thaw/kill never wait longer, whatever the deadline
 MAX_ATTACH = 1024              # pids per AttachProcesses
 PID_MAX = 4_194_304            # kernel PID_MAX_LIMIT
@@ -109,16 +112,18 @@ class ComputeService:
             info, changed = d.ensure(team, "", limits)
             return EnsureResult(info, changed)
 
-    def ensure_scope(self, team: str, instance_id: str, limits: Limits) -> EnsureResult:
+    def ensure_scope(self, team: str, instance_id: str, limits: Limits,
+                     checkpoint: Callable[[str], None] | None = None) -> EnsureResult:
         """Create the instance scope in its team slice if missing; limits as ensure_slice.
         Nothing is left behind when it fails. Raises InvalidArgument,
         FailedPrecondition (SLICE_NOT_FOUND, CONTROLLER_UNAVAILABLE, NOT_OURS),
-        AlreadyExists (instance in another team), Aborted."""
+        AlreadyExists (instance in another team), Aborted. `checkpoint` is called at
+        SCOPE_ENSURE_STEPS."""
         d = self.driver
         d.scope_path(team, instance_id)
         self.check_limits(limits)
         with self._locks.hold((team, instance_id)):
-            info, changed = d.ensure(team, instance_id, limits)
+            info, changed = d.ensure(team, instance_id, limits, checkpoint)
             return EnsureResult(info, changed)
 
     def update_limits(self, team: str, instance_id: str, limits: Limits) -> EnsureResult:
@@ -178,6 +183,28 @@ class ComputeService:
         """Kernel files that differ from `limits` (empty: in sync). Read-only; repair = ensure_*.
         Raises NotFound."""
         return self.driver.drift(team, instance_id, limits)
+
+    def scope_drift(self, team: str, instance_id: str, limits: Limits) -> list[Drift]:
+        """diff() as Drift items with reason codes: SCOPE_MISSING, NOT_OURS (not repairable),
+        CONTROLLER_NOT_ENABLED, LIMIT_DRIFT (one per kernel file). Read-only; repair = ensure_scope."""
+        path = self.driver.scope_path(team, instance_id)
+        try:
+            drifts = self.driver.drift(team, instance_id, limits)
+        except NotFound:
+            return [Drift("compute", path, "SCOPE_MISSING", "scope: missing")]
+        except FailedPrecondition as exc:
+            if exc.reason != "NOT_OURS":
+                raise
+            return [Drift("compute", path, "NOT_OURS", exc.message, repairable=False)]
+        out = []
+        for d in drifts:
+            if d.file.endswith("cgroup.subtree_control"):
+                out.append(Drift("compute", d.file, "CONTROLLER_NOT_ENABLED", f"{d.file}: {d.desired} missing",
+                                 d.desired, d.observed))
+            else:
+                out.append(Drift("compute", d.file, "LIMIT_DRIFT", f"{d.file}: {d.observed!r}, want {d.desired!r}",
+                                 d.desired, d.observed))
+        return out
 
     # ------------------------------------------------------------ freeze / thaw / kill
 

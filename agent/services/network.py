@@ -336,7 +336,7 @@ class NetworkService(PortsMixin):
             for i in self.ovs.interfaces(deadline):
                 e = i.external_ids
                 out.append(OwnedObject("ovs-interface", i.name, e.get(NETWORK_KEY, ""), e.get("devcloud-port", ""),
-                                       e.get("devcloud-instance", ""), self.node))
+                                       e.get("devcloud-instance", ""), e.get("devcloud-node", self.node)))
             for p in self.nb.ports(node=self.node, deadline=deadline):
                 e = p.marks
                 out.append(OwnedObject("logical-port", p.name, e.get(NETWORK_KEY, ""), e.get("devcloud-port", ""),

@@ -17,15 +17,27 @@ from contextlib import ExitStack
 from typing import Callable
 
 from agent.drivers.ovsdb.nb import NETWORK_KEY, PortRow
+from agent.drivers.ovsdb.nb_types import ADDR_KEY
 from agent import validation
 from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from agent.services.network_model import (
     BACKEND_BRIDGE, BACKEND_OVN, DEFAULT_MTU_BRIDGE, DEFAULT_MTU_OVN, KIND_TAP, KIND_VETH, Network, Port,
     PortEvent, PortNames, PortSpec, PortStatus, encode_mark, mac_from_hash, parse_mark, port_names, switch_name)
+from agent.services.drift import Drift
 from agent.services.network_watch import Subscription
 
 log = logging.getLogger(__name__)
 _READY_MARGIN = 0.5                  # at most this much of the call deadline is kept to send the reply
+
+# Step boundaries inside ensure_port / delete_ports, announced through the optional
+# `checkpoint(step)` callback (the instance plane's crash tests stop the process there).
+PORT_ENSURE_STEPS = ("lsp-created", "netdev-created", "ovs-bound")
+PORT_DELETE_STEPS = ("ovs-unbound", "netdevs-deleted", "lsps-deleted")
+Checkpoint = Callable[[str], None]
+
+
+def _nothing(step: str) -> None:
+    return None
 
 
 def _with_prefix(ip: str, subnet: str) -> str:
@@ -61,7 +73,7 @@ class PortsMixin:
 
     # -- ensure --------------------------------------------------------------
     def ensure_port(self, spec: PortSpec, deadline: float | None = None, *, wait_ready: bool = False,
-                    ready_timeout: float | None = None) -> Port:
+                    ready_timeout: float | None = None, checkpoint: Checkpoint | None = None) -> Port:
         """Create or reconcile one NIC. Idempotent (changed=False the second time).
         With wait_ready, waits (bounded by the deadline and ready_timeout, default
         the service's) for ovn-installed and NB up; on timeout the returned
@@ -71,16 +83,17 @@ class PortsMixin:
         differs, address or MAC in use), ResourceExhausted (subnet full),
         FailedPrecondition (an object with our name or the same iface-id is
         not ours, netns missing), Aborted (same port or its network busy),
-        Unavailable (OVSDB down)."""
+        Unavailable (OVSDB down). `checkpoint` is called at PORT_ENSURE_STEPS."""
         names = self.port_names(spec.network, spec.name)
+        checkpoint = checkpoint or _nothing
         with self._gate.shared(spec.network), self._port_locks.hold((spec.network, spec.name)):
             net = self._port_network(spec.network, deadline)
             undo: list[Callable[[], object]] = []
             try:
                 if net.backend == BACKEND_OVN:
-                    port = self._ensure_ovn_port(spec, net, names, undo, deadline)
+                    port = self._ensure_ovn_port(spec, net, names, undo, deadline, checkpoint)
                 else:
-                    port = self._ensure_bridge_port(spec, net, names, undo)
+                    port = self._ensure_bridge_port(spec, net, names, undo, checkpoint)
             except BaseException:
                 for step in reversed(undo):
                     try:
@@ -99,6 +112,21 @@ class PortsMixin:
                 port.status = self.hub.status(names.lsp, names.host)
         return port
 
+    def wait_port_ready(self, network: str, name: str, deadline: float | None = None,
+                        ready_timeout: float | None = None) -> PortStatus:
+        """Wait (bounded by the deadline and ready_timeout, default the service's) until the
+        port is ovn-installed and up; the status names what is still missing. Bridge
+        ports are ready at once. Raises Unavailable when OVSDB is down at the end."""
+        if not self.ovn_enabled or self._bridges.get(network) is not None:
+            return PortStatus(ready=True)
+        names = self.port_names(network, name)
+        end = time.monotonic() + (ready_timeout or self.ready_timeout)
+        if deadline is not None:
+            end = min(end, deadline - min(_READY_MARGIN, 0.1 * max(0.0, deadline - time.monotonic())))
+        status = self.hub.wait(names.lsp, names.host, end)
+        self.metrics.port_ready_wait.observe(status.waited_seconds)
+        return status
+
     @staticmethod
     def _check_addresses(spec: PortSpec, net: Network) -> None:
         """Given addresses must sit inside the network's subnets, not on the gateway."""
@@ -114,7 +142,7 @@ class PortsMixin:
             validation.ip_in("spec.ip6", spec.ip6, ipaddress.ip_network(net.subnet6))
 
     def _ensure_ovn_port(self, spec: PortSpec, net: Network, names: PortNames, undo: list,
-                         deadline: float | None) -> Port:
+                         deadline: float | None, checkpoint: Checkpoint) -> Port:
         self._check_addresses(spec, net)
         mtu = spec.mtu or net.mtu or DEFAULT_MTU_OVN
         existed = self.nb.port(names.lsp, deadline) is not None
@@ -129,9 +157,11 @@ class PortsMixin:
         changed, mac, ips = self.nb.ensure_ports([row], deadline)[0]
         if not existed:
             undo.append(lambda: self.nb.delete_ports([names.lsp], self._undo_deadline()))
+        checkpoint("lsp-created")
         ip4, ip6 = _split_ips(ips)
         addrs = [a for a in (_with_prefix(ip4, net.subnet4), _with_prefix(ip6, net.subnet6)) if a]
         changed |= self._ensure_netdev(spec, names, mtu, mac, addrs, undo)
+        checkpoint("netdev-created")
         bound_before = self.ovs.interface_cached(names.host) is not None
         ext = {"iface-id": names.lsp, "attached-mac": mac, NETWORK_KEY: spec.network, "devcloud-port": spec.name,
                "devcloud-instance": spec.instance, "devcloud-node": self.node}
@@ -141,9 +171,11 @@ class PortsMixin:
                      removed, names.lsp)
         if not bound_before:
             undo.append(lambda: self.ovs.unbind([names.host], self._undo_deadline()))
+        checkpoint("ovs-bound")
         return self._port(spec, names, net, mac, ip4, ip6, mtu, changed or bound)
 
-    def _ensure_bridge_port(self, spec: PortSpec, net: Network, names: PortNames, undo: list) -> Port:
+    def _ensure_bridge_port(self, spec: PortSpec, net: Network, names: PortNames, undo: list,
+                            checkpoint: Checkpoint) -> Port:
         self._check_addresses(spec, net)
         mtu = spec.mtu or net.mtu or DEFAULT_MTU_BRIDGE
         mac = spec.mac or mac_from_hash(spec.network, spec.name)
@@ -153,6 +185,7 @@ class PortsMixin:
                            reason="NETWORK_INCOMPLETE")
         addrs = [a for a in (_with_prefix(spec.ip4, net.subnet4), _with_prefix(spec.ip6, net.subnet6)) if a]
         changed = self._ensure_netdev(spec, names, mtu, mac, addrs, undo, master=bridge.index, vlan=net.vlan)
+        checkpoint("netdev-created")
         port = self._port(spec, names, net, mac, spec.ip4, spec.ip6, mtu, changed)
         port.bridge = net.bridge
         port.status = PortStatus(ready=True)
@@ -248,12 +281,15 @@ class PortsMixin:
         Aborted, Unavailable."""
         return self.delete_ports([(network, name)], deadline) > 0
 
-    def delete_ports(self, ports: list[tuple[str, str]], deadline: float | None = None) -> int:
+    def delete_ports(self, ports: list[tuple[str, str]], deadline: float | None = None, *,
+                     checkpoint: Checkpoint | None = None) -> int:
         """Delete many NICs of this node in bulk: one OVS transaction, one
         link-group delete, one NB transaction. Absent ones are skipped; objects
         that carry no mark of ours are never touched. Returns how many ports had
-        something deleted. Raises like delete_port (nothing deleted then)."""
+        something deleted. Raises like delete_port (nothing deleted then).
+        `checkpoint` is called at PORT_DELETE_STEPS."""
         ports = sorted(set(ports))
+        checkpoint = checkpoint or _nothing
         with ExitStack() as stack:
             for network in sorted({n for n, _ in ports}):
                 stack.enter_context(self._gate.shared(network))
@@ -279,9 +315,12 @@ class PortsMixin:
                                                    ports={(n, p) for n, p, _ in named})
             if ifaces:
                 self.ovs.unbind(ifaces, deadline)
+            checkpoint("ovs-unbound")
             self.nl.delete_many(indexes)
+            checkpoint("netdevs-deleted")
             if lsps:
                 self.nb.delete_ports(lsps, deadline)
+            checkpoint("lsps-deleted")
             return sum(1 for _, _, names in named
                        if names.lsp in lsps or names.host in ifaces or names.host in deleted)
 
@@ -380,42 +419,61 @@ class PortsMixin:
     def diff_port(self, spec: PortSpec, deadline: float | None = None) -> list[str]:
         """What differs between `spec` and the live objects of this node ([] = in
         sync). Repair = ensure_port(spec). Raises Unavailable."""
+        return [d.detail for d in self.port_drift(spec, deadline)]
+
+    def port_drift(self, spec: PortSpec, deadline: float | None = None) -> list[Drift]:
+        """Like diff_port, as Drift items with reason codes: LSP_MISSING, LSP_OTHER_NODE,
+        LSP_ADDRESS_CHANGED, PORT_SECURITY_OFF, OVS_PORT_MISSING, IFACE_ID_MISMATCH,
+        VETH_MISSING / TAP_MISSING, NETDEV_NOT_OURS, NETDEV_DOWN, MTU_DRIFT,
+        IPV6_ENABLED, PEER_MISSING. Read-only: caches and name lookups, no dumps."""
         names = self.port_names(spec.network, spec.name)
-        drift = []
-        net_ovn = self.ovn_enabled and self.nb.network(switch_name(spec.network), deadline) is not None
+        drift: list[Drift] = []
+
+        def add(obj: str, reason: str, detail: str, desired: str = "", observed: str = "", fix: bool = True):
+            drift.append(Drift("network", obj, reason, detail, desired, observed, fix))
+
+        net_ovn = self.ovn_enabled and self.nb.switch_marks(switch_name(spec.network), deadline) is not None
         if net_ovn:
             row = self.nb.port(names.lsp, deadline)
             if row is None:
-                drift.append("logical-port: missing")
+                add(names.lsp, "LSP_MISSING", "logical-port: missing")
             else:
-                if row.marks.get("devcloud-node") != self.node:
-                    drift.append(f"logical-port: bound to node {row.marks.get('devcloud-node')!r}")
-                for want, have, what in ((spec.mac, row.mac, "mac"), (spec.ip4, row.ip4, "ip4"),
-                                         (spec.ip6, row.ip6, "ip6")):
+                node = row.marks.get("devcloud-node")
+                if node != self.node:
+                    add(names.lsp, "LSP_OTHER_NODE", f"logical-port: bound to node {node!r}", self.node, node or "",
+                        False)
+                recorded = row.marks.get(ADDR_KEY, "").split()      # the addresses it was created with
+                rec_ips = {ipaddress.ip_address(a).version: a for a in recorded[1:]}
+                for want, have, what in ((spec.mac or (recorded[0] if recorded else ""), row.mac, "mac"),
+                                         (spec.ip4 or rec_ips.get(4, ""), row.ip4, "ip4"),
+                                         (spec.ip6 or rec_ips.get(6, ""), row.ip6, "ip6")):
                     if want and want != have:
-                        drift.append(f"logical-port: {what} is {have!r}, want {want!r}")
+                        add(names.lsp, "LSP_ADDRESS_CHANGED", f"logical-port: {what} is {have!r}, want {want!r}",
+                            want, have)
                 if not row.port_security:
-                    drift.append("logical-port: port security off")
+                    add(names.lsp, "PORT_SECURITY_OFF", "logical-port: port security off")
             iface = self.ovs.interface(names.host, deadline)
             if iface is None:
-                drift.append("ovs-interface: missing")
+                add(names.host, "OVS_PORT_MISSING", "ovs-interface: missing")
             elif iface.iface_id != names.lsp:
-                drift.append(f"ovs-interface: iface-id is {iface.iface_id!r}, want {names.lsp!r}")
+                add(names.host, "IFACE_ID_MISMATCH", f"ovs-interface: iface-id is {iface.iface_id!r}, want "
+                                                     f"{names.lsp!r}", names.lsp, iface.iface_id)
         link = self.nl.link(names.host)
         if link is None:
-            drift.append("netdev: missing")
+            add(names.host, "TAP_MISSING" if spec.kind == KIND_TAP else "VETH_MISSING", "netdev: missing")
         else:
             mark = parse_mark(link.alias)
             if not mark or mark.get("port") != spec.name or mark.get("net") != spec.network:
-                drift.append(f"netdev: {names.host} is not ours")
+                add(names.host, "NETDEV_NOT_OURS", f"netdev: {names.host} is not ours", fix=False)
             if not link.up:
-                drift.append("netdev: down")
+                add(names.host, "NETDEV_DOWN", "netdev: down", "up", "down")
             if spec.mtu and link.mtu != spec.mtu:
-                drift.append(f"netdev: mtu {link.mtu}, want {spec.mtu}")
+                add(names.host, "MTU_DRIFT", f"netdev: mtu {link.mtu}, want {spec.mtu}", str(spec.mtu), str(link.mtu))
             if not self.nl.ipv6_disabled(names.host):
-                drift.append("netdev: IPv6 enabled on the host side")
+                add(names.host, "IPV6_ENABLED", "netdev: IPv6 enabled on the host side")
             if spec.kind == KIND_VETH and spec.peer_netns:
                 peer = self.nl.peer_link(spec.peer_netns, spec.peer_name or "eth0")
                 if peer is None or peer.peer_index != link.index:
-                    drift.append(f"peer: not in netns {spec.peer_netns}")
+                    add(spec.peer_name or "eth0", "PEER_MISSING", f"peer: not in netns {spec.peer_netns}",
+                        spec.peer_netns)
         return drift

@@ -25,6 +25,7 @@ from typing import Sequence
 
 from agent.drivers.zfs import MAX_NAME_LEN, DatasetInfo, ZfsBackend
 from agent.errors import AgentError, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from agent.services.drift import Drift
 from agent.services.locks import KeyedLocks
 
 from .storage_model import (BASE_SNAPSHOT, MARKS, OWNER, P_IMAGE, P_INSTANCE, P_KIND, P_NAME, P_OWNER, P_TEAM,
@@ -319,26 +320,40 @@ class StorageService(ImageOps, SnapshotDeleteOps):
 
     def diff_volume(self, spec: VolumeSpec) -> list[str]:
         """Differences between `spec` and the live volume ([] = in sync; ["absent"] if missing)."""
-        info = self.zfs.get(self.layout.volume(spec.team, spec.name), MARKS)
+        return [d.detail for d in self.volume_drift(spec)]
+
+    def volume_drift(self, spec: VolumeSpec) -> list[Drift]:
+        """Differences between `spec` and the live volume as Drift items with reason codes
+        (VOLUME_MISSING, NOT_OURS, KIND/IMAGE/INSTANCE_MISMATCH (not repairable),
+        REFQUOTA/QUOTA/RESERVATION/VOLSIZE_DRIFT, NOT_MOUNTED). Read-only: one read.
+        Repair = ensure_volume(spec)."""
+        dataset = self.layout.volume(spec.team, spec.name)
+        info = self.zfs.get(dataset, MARKS)
         if info is None:
-            return ["absent"]
+            return [Drift("storage", dataset, "VOLUME_MISSING", "absent")]
         if not is_ours(info):
-            return ["not ours"]
+            return [Drift("storage", dataset, "NOT_OURS", "not ours", repairable=False)]
         out = []
         m = info.user_props
-        for label, have, want in (("kind", m.get(P_KIND, ""), spec.kind.value),
-                                  ("image_id", m.get(P_IMAGE, ""), spec.image_id),
-                                  ("instance", m.get(P_INSTANCE, ""), spec.instance),
-                                  ("quota_bytes", info.quota, spec.quota_bytes),
-                                  ("reservation_bytes", info.reservation, spec.reservation_bytes)):
+        for label, code, have, want, fix in (
+                ("kind", "KIND_MISMATCH", m.get(P_KIND, ""), spec.kind.value, False),
+                ("image_id", "IMAGE_MISMATCH", m.get(P_IMAGE, ""), spec.image_id, False),
+                ("instance", "INSTANCE_MISMATCH", m.get(P_INSTANCE, ""), spec.instance, False),
+                ("quota_bytes", "QUOTA_DRIFT", info.quota, spec.quota_bytes, True),
+                ("reservation_bytes", "RESERVATION_DRIFT", info.reservation, spec.reservation_bytes, True)):
             if have != want:
-                out.append(f"{label}: live {have!r}, wanted {want!r}")
+                out.append(Drift("storage", dataset, code, f"{label}: live {have!r}, wanted {want!r}",
+                                 str(want), str(have), fix))
         if spec.kind != VolumeKind.BLOCK and info.refquota != spec.refquota_bytes:
-            out.append(f"refquota_bytes: live {info.refquota}, wanted {spec.refquota_bytes}")
+            out.append(Drift("storage", dataset, "REFQUOTA_DRIFT",
+                             f"refquota_bytes: live {info.refquota}, wanted {spec.refquota_bytes}",
+                             str(spec.refquota_bytes), str(info.refquota)))
         if spec.kind == VolumeKind.BLOCK and info.volsize != spec.size_bytes:
-            out.append(f"size_bytes: live {info.volsize}, wanted {spec.size_bytes}")
+            out.append(Drift("storage", dataset, "VOLSIZE_DRIFT",
+                             f"size_bytes: live {info.volsize}, wanted {spec.size_bytes}",
+                             str(spec.size_bytes), str(info.volsize), spec.size_bytes > info.volsize))
         if info.type == "filesystem" and not info.mounted and info.mountpoint.startswith("/"):
-            out.append("not mounted")
+            out.append(Drift("storage", dataset, "NOT_MOUNTED", "not mounted", "mounted", "unmounted"))
         return out
 
     def _observe(self, dataset: str) -> Volume:

@@ -15,6 +15,7 @@ import errno
 import os
 import shutil
 import time
+from typing import Callable, Iterator
 
 from agent import validation
 from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, from_oserror
@@ -49,7 +50,8 @@ class CgroupDriver(Hierarchy):
 
     # ------------------------------------------------------------ create / update
 
-    def ensure(self, team: str, instance: str, limits: Limits) -> tuple[CgroupInfo, bool]:
+    def ensure(self, team: str, instance: str, limits: Limits,
+               checkpoint: Callable[[str], None] | None = None) -> tuple[CgroupInfo, bool]:
         """Create the slice (instance="") or scope if missing and make its limit
         files say `limits` (limits not requested go back to kernel defaults).
 
@@ -60,7 +62,8 @@ class CgroupDriver(Hierarchy):
         A new cgroup is removed again if anything fails: nothing half-created.
         Every check (controllers, kernel files) precedes the first write; if the
         kernel still refuses one, an existing group keeps the writes made before
-        it and a retry converges.
+        it and a retry converges. `checkpoint("scope-created")` runs between a new
+        group's mkdir+mark and its limit writes (crash tests stop there).
         """
         with self._time("ensure"):
             self._require()
@@ -83,6 +86,8 @@ class CgroupDriver(Hierarchy):
             if not exists:
                 create(path, mark, self._remove_dir)
                 created = True
+                if checkpoint is not None:
+                    checkpoint("scope-created" if instance else "slice-created")
             try:
                 changed = self._apply(path, parent, limits, full=True)
             except BaseException:

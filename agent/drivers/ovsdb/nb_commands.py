@@ -7,7 +7,7 @@ import ipaddress
 
 from agent.drivers.ovsdb.client import Command
 from agent.drivers.ovsdb.nb_types import (
-    KIND_KEY, NETWORK_KEY, OWNER_KEY, PG_KEY, AclRule, NetworkRows, PortRow, _addresses, _one, _ours,
+    ADDR_KEY, KIND_KEY, NETWORK_KEY, OWNER_KEY, PG_KEY, AclRule, NetworkRows, PortRow, _addresses, _one, _ours,
     mac_from_ip4)
 from agent.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted
 
@@ -233,7 +233,7 @@ class _EnsurePort(Command):
         lsp.name = d.name
         lsp.addresses = [" ".join([mac, *addrs])]
         lsp.port_security = [" ".join([mac, *addrs])] if d.port_security else []
-        lsp.external_ids = {**d.marks, KIND_KEY: "port"}
+        lsp.external_ids = {**d.marks, KIND_KEY: "port", ADDR_KEY: " ".join([mac, *addrs])}
         dhcp = self._dhcp_row(idl)
         if dhcp is not None:
             lsp.dhcpv4_options = dhcp
@@ -274,17 +274,23 @@ class _EnsurePort(Command):
             if have != want:
                 raise AlreadyExists(f"port exists with {key}={have!r}, requested {want!r}",
                                     reason="IMMUTABLE_FIELD", metadata={"field": key, "existing": have})
-        mac, addrs = _addresses(lsp)
+        live_mac, live_addrs = _addresses(lsp)
+        recorded = lsp.external_ids.get(ADDR_KEY, "").split()
+        # the addresses given at creation are the spec; a changed addresses column is drift put back
+        mac, addrs = (recorded[0], recorded[1:]) if recorded else (live_mac, live_addrs)
         for given, kind in ((d.mac, "mac"), (d.ip4, "ip4"), (d.ip6, "ip6")):
             if given and given not in ([mac] if kind == "mac" else addrs):
                 raise AlreadyExists(f"port exists with {kind} {mac if kind == 'mac' else ' '.join(addrs)}, "
                                     f"requested {given}", reason="IMMUTABLE_FIELD", metadata={"field": kind})
         changed = False
+        if (live_mac.lower(), sorted(live_addrs)) != (mac.lower(), sorted(addrs)):
+            lsp.addresses = [" ".join([mac, *addrs])]
+            changed = True
         want_sec = [" ".join([mac, *addrs])] if d.port_security else []
         if list(lsp.port_security) != want_sec:
             lsp.port_security = want_sec
             changed = True
-        want_ext = {**d.marks, KIND_KEY: "port"}
+        want_ext = {**d.marks, KIND_KEY: "port", ADDR_KEY: " ".join([mac, *addrs])}
         if dict(lsp.external_ids) != want_ext:
             lsp.external_ids = want_ext
             changed = True

@@ -12,6 +12,7 @@ NETWORK_KEY = "devcloud-network"
 KIND_KEY = "devcloud-kind"
 NODE_KEY = "devcloud-node"
 PG_KEY = "devcloud-port-group"
+ADDR_KEY = "devcloud-addresses"        # LSP: "mac ip..." as created; a changed addresses column is drift
 
 TABLES = {
     "Logical_Switch": Table(None, ("name",)),

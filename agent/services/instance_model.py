@@ -1,0 +1,314 @@
+"""The instance plane's data: specs in, observed state out, the names of every
+object an instance owns (computable before anything exists), and the JSON
+forms kept in the intent store. Pure: no I/O.
+
+An instance is one root dataset (a clone of an image for a container, a zvol
+for a VM), one NIC per entry of `nics` (a logical switch port + a veth or a
+tap on this node), and one cgroup scope in its team's slice. Team networks,
+team slices and images belong to the team, not to an instance: they must
+exist before PrepareInstance and are never removed by the instance plane.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from agent.drivers.cgroup import (CgroupInfo, CpuLimits, CpusetLimits, HugetlbLimit, IoDeviceLimits, IoLimits,
+                                  Limits, MemoryLimits, PidsLimits)
+from agent.services.drift import Drift
+from agent.services.network_model import Port
+from agent.services.storage_model import Volume
+
+KIND_CONTAINER = "container"
+KIND_VM = "vm"
+KINDS = (KIND_CONTAINER, KIND_VM)
+
+# Instance states (the record's `state` column).
+PREPARING = "preparing"        # a prepare (or a converging re-prepare) is running
+PREPARED = "prepared"          # every part exists as the spec says (as of the last operation)
+RELEASING = "releasing"        # a release is running
+RELEASED = "released"          # only in events: the record is gone
+FAILED = "failed"              # the last operation failed and could not be undone completely
+STATES = (PREPARING, PREPARED, RELEASING, RELEASED, FAILED)
+
+PART_STORAGE = "storage"
+PART_NETWORK = "network"
+PART_COMPUTE = "compute"
+PARTS = (PART_STORAGE, PART_NETWORK, PART_COMPUTE)
+
+MAX_ID_LEN = 40                # "<id>-<nic>" must stay a valid port name (63) in every consumer
+MAX_NIC_NAME_LEN = 15
+MAX_NICS = 16
+
+
+# -- desired state -------------------------------------------------------------
+@dataclass(frozen=True)
+class RootSpec:
+    """The root volume. Immutable: image_id (containers), size_bytes may only grow (VMs).
+    Mutable (converged): refquota, quota, reservation."""
+
+    image_id: str = ""             # container: image to clone (required); vm: must be empty
+    size_bytes: int = 0            # vm: block device size (required); container: must be 0
+    refquota_bytes: int = 0        # container: limit of the root's own data; 0 = none
+    quota_bytes: int = 0           # limit including snapshots; 0 = none
+    reservation_bytes: int = 0     # guaranteed space; 0 = none
+
+
+@dataclass(frozen=True)
+class NicSpec:
+    """One NIC. Immutable: name, network, mac, ip4, ip6, queues. Mutable: mtu, peer placement."""
+
+    name: str                      # e.g. "eth0"; the port is "<instance>-<name>"
+    network: str                   # the team network (must exist)
+    mac: str = ""                  # "" = derived from the address
+    ip4: str = ""                  # "" = allocated
+    ip6: str = ""
+    mtu: int = 0                   # 0 = the network's
+    peer_netns: str = ""           # container: put the instance end there
+    peer_name: str = ""            # container: its name there ("" = the NIC name)
+    queues: int = 0                # vm: tap queues (>1 = multiqueue)
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    id: str
+    team: str
+    kind: str = KIND_CONTAINER
+    root: RootSpec = field(default_factory=RootSpec)
+    nics: tuple[NicSpec, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    labels: tuple[tuple[str, str], ...] = ()      # sorted (key, value) pairs
+    kubernetes_node: bool = False                 # container meant to run Kubernetes: nesting preflight first
+
+    def port_name(self, nic: NicSpec) -> str:
+        return f"{self.id}-{nic.name}"
+
+
+# -- names (recorded before creation) --------------------------------------------
+@dataclass(frozen=True)
+class NicNames:
+    nic: str
+    network: str
+    port: str                      # network plane port name "<instance>-<nic>"
+    lsp: str                       # logical switch port (== OVS iface-id)
+    host: str                      # host-side netdev (veth end or tap)
+    peer: str                      # veth: the instance end's name ("" for taps)
+
+
+@dataclass(frozen=True)
+class InstanceNames:
+    """Every object an instance owns; computed before anything is created and recorded."""
+
+    dataset: str
+    volume_team: str
+    volume_name: str
+    scope: str
+    nics: tuple[NicNames, ...] = ()
+
+    def ports(self) -> list[tuple[str, str]]:
+        return [(n.network, n.port) for n in self.nics]
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Addresses the network plane handed out to a NIC (recorded after prepare)."""
+
+    mac: str = ""
+    ip4: str = ""
+    ip6: str = ""
+
+
+# -- observed state --------------------------------------------------------------
+@dataclass
+class PartStatus:
+    part: str                      # storage | network | compute
+    object: str                    # dataset, NIC name, scope path
+    present: bool
+    ready: bool
+    detail: str = ""               # what is missing
+
+
+@dataclass
+class NicState:
+    nic: str
+    port: Port | None              # observed port (None: absent)
+
+
+@dataclass
+class Instance:
+    id: str
+    team: str
+    kind: str
+    state: str
+    spec: InstanceSpec
+    names: InstanceNames
+    allocations: dict[str, Allocation] = field(default_factory=dict)    # by NIC name
+    generation: int = 1
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    message: str = ""
+    volume: Volume | None = None
+    nics: list[NicState] = field(default_factory=list)
+    scope: CgroupInfo | None = None
+    parts: list[PartStatus] = field(default_factory=list)
+    observed: bool = False         # False: record only (List), nothing was looked at
+    changed: bool = False
+
+    @property
+    def ready(self) -> bool:
+        return self.observed and bool(self.parts) and all(p.ready for p in self.parts)
+
+
+PartDrift = tuple[str, Drift]      # (part key: "storage" | "network:<nic>" | "compute", drift)
+
+
+@dataclass(frozen=True)
+class InstanceDrift:
+    id: str
+    team: str
+    drifts: tuple[PartDrift, ...]
+    error: str = ""                # the diff itself failed (backend down...)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RepairResult:
+    id: str
+    team: str
+    planned: tuple[PartDrift, ...]     # what Diff found
+    repaired: tuple[str, ...]          # parts re-ensured ("storage", "network:eth0", "compute")
+    remaining: tuple[PartDrift, ...]   # what Diff finds afterwards
+    error: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    id: str
+    released: bool                 # False: nothing was recorded under this id (still OK)
+    error: str = ""
+    code: str = ""                 # gRPC code name of the error ("" = fine)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """An object carrying our mark whose instance is neither recorded nor kept."""
+
+    plane: str
+    kind: str                      # volume | netdev | veth-peer | ovs-interface | logical-port | scope
+    name: str
+    instance: str
+    team: str = ""
+    network: str = ""
+    removed: bool = False
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A change of one instance (WatchInstances)."""
+
+    id: str
+    team: str
+    state: str
+    ready: bool = False
+    nic: str = ""                  # set for a NIC readiness change
+    nic_ready: bool = False
+    ovn_installed: bool = False
+    up: bool = False
+    message: str = ""
+    snapshot: bool = False         # part of the initial snapshot
+
+
+# -- JSON forms (intent store) ---------------------------------------------------------
+def _limits_to_dict(l: Limits) -> dict:
+    return dataclasses.asdict(l)
+
+
+def _limits_from_dict(d: dict | None) -> Limits:
+    if not d:
+        return Limits()
+
+    def one(cls, key):
+        v = d.get(key)
+        return cls(**v) if v is not None else None
+    io = d.get("io")
+    return Limits(cpu=one(CpuLimits, "cpu"), memory=one(MemoryLimits, "memory"), pids=one(PidsLimits, "pids"),
+                  io=IoLimits(io.get("weight"), tuple(IoDeviceLimits(**x) for x in io.get("devices", ())))
+                  if io is not None else None,
+                  cpuset=one(CpusetLimits, "cpuset"),
+                  hugetlb=tuple(HugetlbLimit(**h) for h in d.get("hugetlb", ())))
+
+
+def spec_to_dict(s: InstanceSpec) -> dict:
+    """Canonical JSON-able form (what the store keeps; equal specs give equal dicts)."""
+    d = {"id": s.id, "team": s.team, "kind": s.kind, "root": dataclasses.asdict(s.root),
+         "nics": [dataclasses.asdict(n) for n in s.nics], "limits": _limits_to_dict(s.limits),
+         "labels": dict(s.labels), "kubernetes_node": s.kubernetes_node}
+    return json.loads(json.dumps(d, sort_keys=True))
+
+
+def spec_from_dict(d: dict) -> InstanceSpec:
+    return InstanceSpec(id=d["id"], team=d["team"], kind=d.get("kind", KIND_CONTAINER),
+                        root=RootSpec(**d.get("root", {})), nics=tuple(NicSpec(**n) for n in d.get("nics", ())),
+                        limits=_limits_from_dict(d.get("limits")),
+                        labels=tuple(sorted(d.get("labels", {}).items())),
+                        kubernetes_node=bool(d.get("kubernetes_node", False)))
+
+
+def names_to_dict(n: InstanceNames, allocations: dict[str, Allocation] | None = None) -> dict:
+    d = dataclasses.asdict(n)
+    d["allocations"] = {k: dataclasses.asdict(v) for k, v in (allocations or {}).items()}
+    return d
+
+
+def names_from_dict(d: dict) -> tuple[InstanceNames, dict[str, Allocation]]:
+    names = InstanceNames(dataset=d["dataset"], volume_team=d["volume_team"], volume_name=d["volume_name"],
+                          scope=d["scope"], nics=tuple(NicNames(**n) for n in d.get("nics", ())))
+    return names, {k: Allocation(**v) for k, v in d.get("allocations", {}).items()}
+
+
+# -- compatibility -------------------------------------------------------------------
+def incompatible(old: InstanceSpec, new: InstanceSpec, allocations: dict[str, Allocation]) -> list[str]:
+    """Immutable fields that differ between the recorded spec and a new one (empty: compatible).
+    A NIC address left empty in `new` keeps the recorded one; a given one must equal it or
+    what was allocated."""
+    out = []
+    if old.team != new.team:
+        out.append(f"spec.team: recorded {old.team!r}, requested {new.team!r}")
+    if old.kind != new.kind:
+        out.append(f"spec.kind: recorded {old.kind}, requested {new.kind}")
+    if old.root.image_id != new.root.image_id:
+        out.append(f"spec.root.image_id: recorded {old.root.image_id!r}, requested {new.root.image_id!r}")
+    if new.root.size_bytes < old.root.size_bytes:
+        out.append(f"spec.root.size_bytes: {new.root.size_bytes} would shrink the recorded {old.root.size_bytes}")
+    before = {n.name: n for n in old.nics}
+    after = {n.name: n for n in new.nics}
+    if sorted(before) != sorted(after):
+        out.append(f"spec.nics: recorded NICs {sorted(before)}, requested {sorted(after)} (NICs are immutable)")
+        return out
+    for i, n in enumerate(new.nics):
+        o, a = before[n.name], allocations.get(n.name, Allocation())
+        if o.network != n.network:
+            out.append(f"spec.nics[{i}].network: recorded {o.network!r}, requested {n.network!r}")
+        if o.queues != n.queues:
+            out.append(f"spec.nics[{i}].queues: recorded {o.queues}, requested {n.queues}")
+        for fld in ("mac", "ip4", "ip6"):
+            want = getattr(n, fld)
+            if want and want not in (getattr(o, fld), getattr(a, fld)):
+                out.append(f"spec.nics[{i}].{fld}: recorded {getattr(o, fld) or getattr(a, fld)!r}, "
+                           f"requested {want!r}")
+    return out
+
+
+def keep_allocations(spec: InstanceSpec, allocations: dict[str, Allocation]) -> InstanceSpec:
+    """The spec with empty NIC addresses filled from what was allocated (for converge and diff)."""
+    nics = []
+    for n in spec.nics:
+        a = allocations.get(n.name)
+        if a is not None:
+            n = dataclasses.replace(n, mac=n.mac or a.mac, ip4=n.ip4 or a.ip4, ip6=n.ip6 or a.ip6)
+        nics.append(n)
+    return dataclasses.replace(spec, nics=tuple(nics))

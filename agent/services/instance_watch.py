@@ -1,0 +1,145 @@
+"""WatchInstances: state changes of instances (preparing, prepared, releasing,
+released, failed) published by the operations, and readiness changes of
+their NICs translated from the network plane's port watch.
+
+The network subscription runs only while someone watches (a pump thread
+started by the first subscriber, stopped after the last one left).
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+from agent.errors import Unavailable
+from agent.services.instance_model import Event, NicNames
+
+log = logging.getLogger(__name__)
+
+
+class Subscription:
+    """Events of one watcher; filter by team and/or instance id. Close it."""
+
+    def __init__(self, hub: "WatchHub", team: str, instance: str, maxsize: int) -> None:
+        self.hub, self.team, self.instance = hub, team, instance
+        self._q: queue.Queue = queue.Queue(maxsize)
+        self.overflowed = False
+        self.closed = False
+
+    def wants(self, ev: Event) -> bool:
+        return (not self.team or ev.team == self.team) and (not self.instance or ev.id == self.instance)
+
+    def offer(self, ev: Event) -> None:
+        if self.closed or not self.wants(ev):
+            return
+        try:
+            self._q.put_nowait(ev)
+        except queue.Full:
+            self.overflowed = True           # a stuck reader: its stream ends with UNAVAILABLE
+
+    def next_event(self, timeout: float) -> Event | None:
+        """The next event, or None after `timeout` seconds. Raises Unavailable after an overflow."""
+        if self.overflowed:
+            raise Unavailable("the instance watch fell too far behind; watch again and re-read",
+                              reason="WATCH_OVERFLOW")
+        try:
+            return self._q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self.closed = True
+        self.hub._drop(self)
+
+
+class WatchHub:
+    """Fan-out of instance events to subscriptions; NIC readiness from the network plane."""
+
+    def __init__(self, network=None) -> None:
+        self._network = network
+        self._lock = threading.Lock()
+        self._subs: list[Subscription] = []
+        self._ports: dict[tuple[str, str], tuple[str, str, str]] = {}   # (network, port) -> (id, team, nic)
+        self._states: dict[str, str] = {}
+        self._pump: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- index of the NICs of recorded instances --------------------------------
+    def index(self, instance: str, team: str, state: str, nics: tuple[NicNames, ...]) -> None:
+        with self._lock:
+            self._states[instance] = state
+            for n in nics:
+                self._ports[(n.network, n.port)] = (instance, team, n.nic)
+
+    def unindex(self, instance: str, nics: tuple[NicNames, ...]) -> None:
+        with self._lock:
+            self._states.pop(instance, None)
+            for n in nics:
+                self._ports.pop((n.network, n.port), None)
+
+    # -- publishing ------------------------------------------------------------------
+    def publish(self, ev: Event) -> None:
+        with self._lock:
+            if ev.state and not ev.nic:
+                self._states[ev.id] = ev.state
+            subs = list(self._subs)
+        for s in subs:
+            s.offer(ev)
+
+    def subscribe(self, team: str = "", instance: str = "", maxsize: int = 10000) -> Subscription:
+        sub = Subscription(self, team, instance, maxsize)
+        with self._lock:
+            self._subs.append(sub)
+            hub = getattr(self._network, "hub", None) if self._network is not None else None
+            self._stop.clear()
+            if hub is not None and self._pump is None:
+                self._pump = threading.Thread(target=self._pump_ports, args=(hub,), name="instance-watch",
+                                              daemon=True)
+                self._pump.start()
+        return sub
+
+    def _drop(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub in self._subs:
+                self._subs.remove(sub)
+            if not self._subs:
+                self._stop.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        for s in list(self._subs):
+            s.close()
+
+    def _pump_ports(self, hub) -> None:
+        """Translate port readiness events into instance events while anyone watches."""
+        sub = hub.subscribe()
+        try:
+            while True:
+                if self._stop.is_set():
+                    with self._lock:
+                        if not self._subs:
+                            self._pump = None
+                            return
+                        self._stop.clear()          # someone subscribed again meanwhile
+                try:
+                    pev = sub.next_event(0.25)
+                except Unavailable:              # fell behind: start over with a fresh subscription
+                    sub.close()
+                    sub = hub.subscribe()
+                    continue
+                if pev is None or pev.deleted:
+                    continue
+                with self._lock:
+                    owner = self._ports.get((pev.network, pev.name))
+                    state = self._states.get(owner[0], "") if owner else ""
+                if owner is None:
+                    continue
+                st = pev.status
+                self.publish(Event(owner[0], owner[1], state, nic=owner[2], nic_ready=st.ready,
+                                   ovn_installed=st.ovn_installed, up=st.up))
+        except Exception:                        # never let the pump die silently
+            log.exception("instance watch pump failed")
+            with self._lock:
+                self._pump = None
+        finally:
+            sub.close()
