@@ -26,13 +26,15 @@ class Template:
     refquota_bytes: int = 1 << 30
     hugetlb: tuple[tuple[str, str], ...] = ()    # (page size, max) written into the scope, if available
     ready_timeout_ms: int = 60000
+    nics: int = 1                                # NICs per instance (eth0, eth1, ...) on the team network
 
 
 def _spec(pb, cpb, tpl: Template, iid: str, team: str, network: str):
     limits = cpb.Limits(hugetlb=[cpb.HugetlbLimit(page_size=p, max=m) for p, m in tpl.hugetlb])
     return pb.InstanceSpec(id=iid, team=team, kind=pb.INSTANCE_KIND_CONTAINER,
                            root=pb.RootVolumeSpec(image_id=tpl.image, refquota_bytes=tpl.refquota_bytes),
-                           nics=[pb.NicSpec(name="eth0", network=network)], limits=limits)
+                           nics=[pb.NicSpec(name=f"eth{i}", network=network) for i in range(tpl.nics)],
+                           limits=limits)
 
 
 def _worker(idx: int, socket: str, echo_socket: str, tpl: Template, conn) -> None:

@@ -30,6 +30,7 @@ from agent._proto.devcloud.agent.v1 import instance_pb2_grpc
 from agent._proto.devcloud.agent.v1 import network_pb2, network_pb2_grpc
 from agent._proto.devcloud.agent.v1 import storage_pb2_grpc
 from bench import env as envmod
+from bench import scrape
 from bench.baseline import Floor, LxdBaseline
 from bench.clients import ClientPool, Template, split
 from bench.sizes import Sizes
@@ -69,6 +70,7 @@ class Run:
         self.fill_next = 0
         self.subnet_next = 20
         self.seq = 0
+        self.nics = int(os.environ.get("BENCH_NICS", "1"))      # experiments only: NICs per instance
 
     # -- plumbing -------------------------------------------------------------------------
     def _ch(self) -> grpc.Channel:
@@ -111,7 +113,9 @@ class Run:
     # -- phases -----------------------------------------------------------------------------
     def setup(self, instance_overrides: list[str], extra: list[str]) -> None:
         say("starting components (zfs-fuse pool, OVN stack, cgroup subtree)")
-        self.c = envmod.start(self.s.pool_bytes, instance_overrides, extra)
+        self.metrics_port = scrape.free_port()
+        self.c = envmod.start(self.s.pool_bytes, instance_overrides,
+                              [f"metrics.listen=127.0.0.1:{self.metrics_port}", *extra])
         agent, ready = envmod.start_agent(self.c)
         self.raw["footprint"]["ready_seconds_empty"] = ready
         say(f"agent READY in {ready:.2f}s (pid {agent.proc.pid})")
@@ -128,7 +132,7 @@ class Run:
         n = max(max(self.s.clients), self.s.fill_clients)
         say(f"starting {n} client processes")
         self.pool = ClientPool(n, self.c.agent.socket, echo_sock,
-                               Template(envmod.IMAGE, hugetlb=tuple(self.hugetlb)))
+                               Template(envmod.IMAGE, hugetlb=tuple(self.hugetlb), nics=self.nics))
         for _ in range(20):
             self.pool.one(("probe",))
         self.raw["footprint"]["rss_idle"] = self.rss()
@@ -175,6 +179,7 @@ class Run:
               "not_ready": 0, "lxd_prepared": [], "lxd_ready": [], "lxd_release": [], "lxd_steps": {},
               "lxd_release_steps": {}, "floor": {}, "floor_release": {}, "errors": 0}
         results = []
+        before = scrape.snapshot(self.metrics_port)
         for r in range(max(s.samples, s.baseline_samples, s.floor_samples)):
             if r < s.samples:
                 a = self.pool.one(("prepare", self._id(f"l{level}p"), "lat", "lat", False))
@@ -206,6 +211,7 @@ class Run:
                 for k, v in self.floor.release_steps(i).items():
                     if not k.startswith("_"):
                         lv["floor_release"].setdefault(k, []).append(v)
+        lv["agent_metrics"] = scrape.delta(before, scrape.snapshot(self.metrics_port))
         lv["errors"] = self._errors(results, f"level {level} samples")
         self.raw["levels"][str(level)] = lv
 
