@@ -10,99 +10,26 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
-from typing import Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import start_http_server
 
 from agent import __version__
-from agent._proto.devcloud.agent.v1 import compute_pb2_grpc, host_pb2_grpc, identity_pb2_grpc
-from agent.api.compute import ComputeServicer
-from agent.api.host import HostServicer
+from agent._proto.devcloud.agent.v1 import identity_pb2_grpc
 from agent.api.identity import IdentityServicer
 from agent.api.server import AgentServer, Registration
-from agent.app_instances import build_instances
-from agent.app_network import build_network
+from agent.composition import Planes
+from agent.composition.host_compute import build_compute, build_host
+from agent.composition.instances import build_instances
+from agent.composition.network import build_network
+from agent.composition.storage import build_storage
 from agent.config import Config
-from agent.drivers.base import Availability
-from agent.drivers.cgroup import CgroupDriver, resolve_root
-from agent.drivers.kernel import KernelDriver
-from agent.drivers.kvm import KvmDriver
 from agent.drivers.systemd import Notifier
 from agent.metrics import Metrics
-from agent.services.compute import ComputeService
-from agent.services.host import HostService
-from agent.services.identity import IdentityService, Readiness, from_facility
+from agent.services.identity import IdentityService, Readiness
 
 log = logging.getLogger("devcloud.agent")
-
-
-@dataclass
-class Step:
-    """A named startup step; failure makes its plane unavailable, never the agent."""
-
-    name: str
-    run: Callable[[], None]
-
-
-@dataclass
-class Planes:
-    """What the composition collects from each plane while building."""
-
-    registrations: list[Registration] = field(default_factory=list)
-    facilities: dict[str, Callable[[], Availability]] = field(default_factory=dict)
-    capabilities: dict = field(default_factory=dict)
-    startup: list[Step] = field(default_factory=list)
-    shutdown: list[Callable[[], None]] = field(default_factory=list)   # run in reverse order
-    services: dict[str, object] = field(default_factory=dict)   # built services, for planes composing others
-
-
-def _cgroup_subtree(cfg: Config) -> str:
-    # The same resolution as the compute plane's driver (delegated own cgroup, or devcloud.slice).
-    return resolve_root(cfg.compute.cgroup_root)
-
-
-def _build_host(cfg: Config, planes: Planes, metrics: Metrics) -> None:
-    kvm, kernel = KvmDriver(), KernelDriver()
-    host = HostService(kvm, kernel, cgroup_subtree=lambda: _cgroup_subtree(cfg))
-    planes.services["host"] = host
-    planes.facilities["kvm"] = kvm.probe
-    planes.capabilities["host_facts"] = lambda f: Availability.ok()
-    planes.capabilities["kvm"] = from_facility("kvm")
-    planes.registrations.append(Registration(
-        "devcloud.agent.v1.HostService",
-        lambda s: host_pb2_grpc.add_HostServiceServicer_to_server(HostServicer(host), s)))
-
-
-def _build_compute(cfg: Config, planes: Planes, metrics: Metrics) -> None:
-    svc = ComputeService(CgroupDriver(metrics, root=cfg.compute.cgroup_root) if cfg.compute.enabled else None)
-    planes.facilities["cgroup"] = svc.probe
-    if cfg.compute.enabled:
-        planes.services["compute"] = svc
-    planes.capabilities["compute_cgroup_v2"] = from_facility("cgroup")
-    if cfg.compute.enabled:
-        planes.startup.append(Step("compute: sweep cgroup intents", svc.reconcile))
-    planes.registrations.append(Registration(
-        "devcloud.agent.v1.ComputeService",
-        lambda s: compute_pb2_grpc.add_ComputeServiceServicer_to_server(ComputeServicer(svc), s)))
-
-
-def _build_storage(cfg: Config, planes: Planes, metrics: Metrics) -> None:
-    if not cfg.storage.enabled:
-        return
-    from agent.api.storage import register
-    from agent.services import storage_setup
-    plane = storage_setup.build(cfg, metrics)
-    planes.services["storage"] = plane
-    planes.facilities["zfs"] = plane.probe
-    planes.capabilities["storage_zfs"] = from_facility("zfs")
-    planes.capabilities["storage_zvol"] = plane.zvol
-    planes.startup.append(Step("storage", plane.start))
-    planes.shutdown.append(plane.release)       # zfs-fuse and every mount stay: they are the data plane
-    planes.registrations.append(Registration("devcloud.agent.v1.StorageService",
-                                             lambda s: register(s, plane.service)))
 
 
 class App:
@@ -116,7 +43,7 @@ class App:
         self.planes = Planes()
         # One builder per plane: drivers from the config, services by constructor,
         # then facilities, capabilities, startup/shutdown steps and the servicer.
-        for build in (_build_host, _build_compute, build_network, _build_storage, build_instances):
+        for build in (build_host, build_compute, build_network, build_storage, build_instances):
             build(cfg, self.planes, self.metrics)
         self.readiness = Readiness([s.name for s in self.planes.startup])
         self.identity = IdentityService(cfg.node_name, self.readiness, self.planes.facilities,

@@ -16,8 +16,8 @@ from agent.api.network import deadline_of, port_pb
 from agent.api.storage import volume_to_pb
 from agent.errors import ErrorReport, InvalidArgument
 from agent.services.drift import Drift
-from agent.services.instance import InstanceService
-from agent.services.instance_model import (KIND_CONTAINER, KIND_VM, MAX_ID_LEN, MAX_NIC_NAME_LEN, MAX_NICS,
+from agent.services.instances.service import InstanceService
+from agent.services.instances.model import (KIND_CONTAINER, KIND_VM, MAX_ID_LEN, MAX_NIC_NAME_LEN, MAX_NICS,
                                            PART_COMPUTE, PART_NETWORK, PART_STORAGE, Event, Instance, InstanceSpec,
                                            NicSpec, Orphan, RootSpec)
 

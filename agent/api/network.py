@@ -9,8 +9,8 @@ from agent import validation as v
 from agent._proto.devcloud.agent.v1 import network_pb2 as pb
 from agent._proto.devcloud.agent.v1 import network_pb2_grpc as pb_grpc
 from agent.errors import ErrorReport, InvalidArgument
-from agent.services.network import NetworkService
-from agent.services.network_model import (
+from agent.services.network.service import NetworkService
+from agent.services.network.model import (
     BACKEND_BRIDGE, BACKEND_OVN, KIND_TAP, KIND_VETH, AllowRule, Chassis, ChassisSpec, Network, NetworkSpec,
     Port, PortSpec, PortStatus)
 

@@ -10,8 +10,8 @@ from agent import validation
 from agent._proto.devcloud.agent.v1 import storage_pb2 as pb
 from agent._proto.devcloud.agent.v1 import storage_pb2_grpc as pb_grpc
 from agent.errors import ErrorReport, InvalidArgument
-from agent.services.storage import DEFAULT_WAIT, StorageService
-from agent.services.storage_model import (Image, ImageState, ImportProgress, PoolStatus, Snapshot, Volume,
+from agent.services.storage.service import DEFAULT_WAIT, StorageService
+from agent.services.storage.model import (Image, ImageState, ImportProgress, PoolStatus, Snapshot, Volume,
                                           VolumeKind, VolumeSpec)
 
 _KIND_FROM_PB = {pb.VOLUME_KIND_ROOT: VolumeKind.ROOT, pb.VOLUME_KIND_FILESYSTEM: VolumeKind.FILESYSTEM,

@@ -73,12 +73,12 @@ def cmd_run(args) -> int:
 
 def cmd_check(args) -> int:
     from agent.api.host import facts_to_pb, preflight_to_pb
-    from agent.app import _cgroup_subtree
+    from agent.composition.host_compute import cgroup_subtree
     from agent.drivers.kernel import KernelDriver
     from agent.drivers.kvm import KvmDriver
     from agent.services.host import HostService, Profile
     cfg = _load_config(args)
-    svc = HostService(KvmDriver(), KernelDriver(), cgroup_subtree=lambda: _cgroup_subtree(cfg))
+    svc = HostService(KvmDriver(), KernelDriver(), cgroup_subtree=lambda: cgroup_subtree(cfg))
     facts, result = svc.facts(), svc.preflight(Profile(args.profile))
     if args.json:
         print(json.dumps({"facts": output.to_dict(facts_to_pb(facts)),

@@ -147,7 +147,7 @@ class HostService:
             have = ctrl in cg.controllers_available
             checks.append(Check(f"cgroup.controller.{ctrl}", "cgroup", "ok" if have else "missing",
                                 f"{ctrl} is {'' if have else 'not '}in the cgroup2 root's cgroup.controllers"
-                                + (f" (bound to cgroup v1)" if ctrl in cg.v1_controllers else ""),
+                                + (" (bound to cgroup v1)" if ctrl in cg.v1_controllers else ""),
                                 f"unbind {ctrl} from cgroup v1 (pure cgroup v2 host) so containers can limit it"))
         return checks
 

@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from agent._proto.devcloud.agent.v1 import instance_pb2 as ipb
-from agent.services.instance_faults import FAULT_EXIT_CODE, PREPARE_STEPS, RELEASE_STEPS
+from agent.services.instances.faults import FAULT_EXIT_CODE, PREPARE_STEPS, RELEASE_STEPS
 from tests.support.instances import AgentRun, Env, foreign_intact, foreign_objects, nic, remove_foreign, spec, stub
 
 CRASH_POINTS = [("prepare", s) for s in PREPARE_STEPS] + [("release", s) for s in RELEASE_STEPS]

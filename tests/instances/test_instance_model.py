@@ -9,10 +9,10 @@ import pytest
 
 from agent.drivers.cgroup import Limits, MemoryLimits, PidsLimits
 from agent.services.compute import SCOPE_ENSURE_STEPS
-from agent.services.instance_faults import FAULT_ENV, FAULT_EXIT_CODE, PREPARE_STEPS, RELEASE_STEPS, Faults
-from agent.services.instance_model import (Allocation, InstanceSpec, NicSpec, RootSpec, incompatible,
+from agent.services.instances.faults import FAULT_ENV, FAULT_EXIT_CODE, PREPARE_STEPS, RELEASE_STEPS, Faults
+from agent.services.instances.model import (Allocation, InstanceSpec, NicSpec, RootSpec, incompatible,
                                            keep_allocations, spec_from_dict, spec_to_dict)
-from agent.services.network_ports import PORT_DELETE_STEPS, PORT_ENSURE_STEPS
+from agent.services.network.ports import PORT_DELETE_STEPS, PORT_ENSURE_STEPS
 from tests.support.server import REPO
 
 
@@ -33,7 +33,7 @@ def test_fault_hook_parsing_and_exit():
     f = Faults("release:planes-done")
     assert f.checkpoint("prepare") is None and f.checkpoint("release") is not None
     f.hit("prepare", "planes-done")           # another op: nothing happens
-    code = ("from agent.services.instance_faults import Faults\n"
+    code = ("from agent.services.instances.faults import Faults\n"
             "f = Faults.from_env()\nf.checkpoint('prepare', 'network.')('netdev-created')\nprint('not reached')")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
                        env={FAULT_ENV: "prepare:network.netdev-created", "PYTHONPATH": str(REPO)})

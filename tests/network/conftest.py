@@ -10,8 +10,8 @@ from agent.drivers.netlink import Netlink
 from agent.drivers.ovsdb.nb import OvnNb
 from agent.drivers.ovsdb.vswitch import OvsDb
 from agent.metrics import Metrics
-from agent.services.network import NetworkService
-from agent.services.network_model import OWNER
+from agent.services.network.service import NetworkService
+from agent.services.network.model import OWNER
 from tests.support.ovn import PID, agent_overrides
 from tests.support.server import start_inprocess, temp_dir
 

@@ -3,7 +3,7 @@ x3 -> changed only the first time; a new integration bridge is created with
 our mark; checked with ovs-vsctl."""
 from __future__ import annotations
 
-from agent.services.network_model import ChassisSpec
+from agent.services.network.model import ChassisSpec
 from tests.network.conftest import close_service, make_service
 from tests.support.ovn import Tools
 

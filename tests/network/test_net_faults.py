@@ -13,7 +13,7 @@ import pytest
 from agent.drivers.ovsdb.nb import NetworkRows, OvnNb, PortRow
 from agent.errors import Unavailable
 from agent.metrics import Metrics
-from agent.services.network_model import NetworkSpec, PortSpec
+from agent.services.network.model import NetworkSpec, PortSpec
 from tests.network.conftest import close_service, make_service
 from tests.support.ovn import wait_until
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from agent.services.network_model import NetworkSpec, PortSpec, port_names
+from agent.services.network.model import NetworkSpec, PortSpec, port_names
 from tests.network.conftest import NODE
 from tests.support.ovn import as_list, uniq
 
@@ -56,7 +56,7 @@ def test_ensure_network_idempotent_and_immutable(net_svc, cleanup_networks, ovn_
 
 
 def test_extra_allow_rules_become_acls(net_svc, cleanup_networks, ovn_tools):
-    from agent.services.network_model import AllowRule
+    from agent.services.network.model import AllowRule
     name = uniq("n")
     cleanup_networks.append(name)
     rules = (AllowRule(source_cidr="192.168.5.0/24", protocol="tcp", port_min=22),

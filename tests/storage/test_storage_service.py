@@ -11,8 +11,8 @@ from agent.drivers.zfs import open_backend
 from agent.errors import (Aborted, AlreadyExists, DataLoss, FailedPrecondition, InvalidArgument,
                           NotFound, ResourceExhausted)
 from agent.metrics import Metrics
-from agent.services.storage import StorageService
-from agent.services.storage_model import ImageState, VolumeKind, VolumeSpec
+from agent.services.storage.service import StorageService
+from agent.services.storage.model import ImageState, VolumeKind, VolumeSpec
 from tests.support.zfs import TEST_BUSY_TIMEOUT, chunked, make_tarball, zfs_destroy_tree, zfs_get, zfs_run
 
 MiB = 1 << 20
@@ -32,7 +32,7 @@ def svc(zfs_pool, zfs_parent):
 def tar_filter(request, monkeypatch):
     """Extraction with tarfile's filter hook (Python >= 3.11.4) and without it (Debian
     bookworm's 3.11.2): the same checks must hold either way."""
-    from agent.services import storage_tar
+    from agent.services.storage import tar as storage_tar
     if request.param == "no-tar-filter":
         monkeypatch.setattr(storage_tar, "_HAS_FILTER", False)
     elif not storage_tar._HAS_FILTER:

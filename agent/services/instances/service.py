@@ -6,9 +6,9 @@ synchronous) naming them -> run the planes concurrently (storage clone in
 the pool || compute scope in the pool || NICs in the calling thread) ->
 record "prepared" with the addresses that were allocated. A failure rolls
 back what this operation created, in reverse plane order, and the error
-names the failed part. Release, bulk release: instance_release.py; startup
-reconcile: instance_reconcile.py; Diff/Repair/GarbageCollect:
-instance_repair.py; WatchInstances: instance_watch.py.
+names the failed part. Release, bulk release: release.py; startup
+reconcile: reconcile.py; Diff/Repair/GarbageCollect:
+repair.py; WatchInstances: watch.py.
 
 Idempotency: the same spec again -> OK, changed=false (the planes' Ensures
 measure and converge, no intent is written); a spec with another immutable
@@ -27,15 +27,15 @@ from agent.drivers.base import Availability
 from agent.drivers.statestore import InstanceRecord, StateStore
 from agent.errors import AgentError, AlreadyExists, FailedPrecondition, NotFound
 from agent.metrics import Metrics
-from agent.services.instance_faults import Faults
-from agent.services.instance_model import (FAILED, PREPARED, PREPARING, Allocation, Event, Instance, InstanceNames,
+from agent.services.instances.faults import Faults
+from agent.services.instances.model import (FAILED, PREPARED, PREPARING, Allocation, Event, Instance, InstanceNames,
                                            InstanceSpec, NicState, incompatible, names_from_dict,
                                            names_to_dict, spec_from_dict, spec_to_dict)
-from agent.services.instance_planes import PlaneSet
-from agent.services.instance_reconcile import ReconcileOps
-from agent.services.instance_release import ReleaseOps
-from agent.services.instance_repair import RepairOps
-from agent.services.instance_watch import WatchHub
+from agent.services.instances.planes import PlaneSet
+from agent.services.instances.reconcile import ReconcileOps
+from agent.services.instances.release import ReleaseOps
+from agent.services.instances.repair import RepairOps
+from agent.services.instances.watch import WatchHub
 from agent.services.locks import KeyedLocks, remaining
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 
-from agent.services.instance_model import (FAILED, PREPARED, Allocation, Event, ReleaseResult,
+from agent.services.instances.model import (FAILED, PREPARED, Allocation, Event, ReleaseResult,
                                            names_from_dict, names_to_dict, spec_from_dict)
 
 log = logging.getLogger(__name__)

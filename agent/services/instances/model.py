@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from agent.drivers.cgroup import (CgroupInfo, CpuLimits, CpusetLimits, HugetlbLimit, IoDeviceLimits, IoLimits,
                                   Limits, MemoryLimits, PidsLimits)
 from agent.services.drift import Drift
-from agent.services.network_model import Port
-from agent.services.storage_model import Volume
+from agent.services.network.model import Port
+from agent.services.storage.model import Volume
 
 KIND_CONTAINER = "container"
 KIND_VM = "vm"

@@ -8,8 +8,8 @@ from typing import Sequence
 from agent.errors import AgentError, AlreadyExists, FailedPrecondition, NotFound
 from agent.services.locks import KeyedLocks
 
-from .storage_model import MARKS, P_TYPE, DeleteResult, Snapshot, Volume
-from .storage_images import is_ours
+from .model import MARKS, P_TYPE, DeleteResult, Snapshot, Volume
+from .images import is_ours
 
 log = logging.getLogger(__name__)
 BULK_WORKERS = 8                     # parallel destroys in bulk deletes

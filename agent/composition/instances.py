@@ -1,5 +1,4 @@
-"""Composition of the instance plane (called by agent/app.py, after the three
-planes it composes were built).
+"""Composition of the instance plane (built after the three planes it composes).
 
 The intent store is <state_dir>/instances.db (SQLite, WAL, synchronous).
 Its startup step "instances: reconcile" runs after the planes' own startup
@@ -13,19 +12,20 @@ from pathlib import Path
 from agent._proto.devcloud.agent.v1 import instance_pb2_grpc
 from agent.api.instance import InstanceServicer
 from agent.api.server import Registration
+from agent.composition import Planes, Step
 from agent.config import Config
 from agent.drivers.base import Availability
 from agent.drivers.statestore import StateStore
 from agent.metrics import Metrics
 from agent.services.identity import all_of
-from agent.services.instance import InstanceService
-from agent.services.instance_faults import Faults
-from agent.services.instance_planes import PlaneSet
+from agent.services.instances.service import InstanceService
+from agent.services.instances.faults import Faults
+from agent.services.instances.planes import PlaneSet
 
 STATE_DB = "instances.db"
 
 
-def build_instances(cfg: Config, planes, metrics: Metrics) -> InstanceService | None:
+def build_instances(cfg: Config, planes: Planes, metrics: Metrics) -> InstanceService | None:
     """Build the store and the service, register the servicer, the reconcile step and shutdown."""
     if not cfg.instances.enabled:
         planes.capabilities["instances"] = lambda f: Availability.missing(
@@ -38,7 +38,6 @@ def build_instances(cfg: Config, planes, metrics: Metrics) -> InstanceService | 
                   f"[{'], ['.join(missing)}]")
         planes.capabilities["instances"] = lambda f: Availability.missing(reason)
         return None
-    from agent.app import Step
     store = StateStore(Path(cfg.node.state_dir) / STATE_DB)
     service = InstanceService(store, PlaneSet(storage.service, network, compute, planes.services.get("host")),
                               metrics, faults=Faults.from_env(), workers=cfg.instances.workers,

@@ -12,7 +12,7 @@ import queue
 import threading
 
 from agent.errors import Unavailable
-from agent.services.instance_model import Event, NicNames
+from agent.services.instances.model import Event, NicNames
 
 log = logging.getLogger(__name__)
 

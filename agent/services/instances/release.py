@@ -18,9 +18,9 @@ from typing import Callable
 
 from agent.drivers.statestore import InstanceRecord
 from agent.errors import AgentError, FailedPrecondition, Internal
-from agent.services.instance_model import (FAILED, RELEASED, RELEASING, Event, InstanceNames, ReleaseResult,
+from agent.services.instances.model import (FAILED, RELEASED, RELEASING, Event, InstanceNames, ReleaseResult,
                                            names_from_dict)
-from agent.services.instance_planes import part, tagged
+from agent.services.instances.planes import part, tagged
 from agent.services.locks import remaining
 
 log = logging.getLogger(__name__)

@@ -14,12 +14,12 @@ from agent.errors import AgentError, FailedPrecondition, FieldViolation, Invalid
 from agent.services.compute import ComputeService
 from agent.services.drift import Drift
 from agent.services.host import HostService, Profile
-from agent.services.instance_model import (KIND_VM, PART_COMPUTE, PART_NETWORK, PART_STORAGE, InstanceNames,
+from agent.services.instances.model import (KIND_VM, PART_COMPUTE, PART_NETWORK, PART_STORAGE, InstanceNames,
                                            InstanceSpec, NicNames, NicSpec, NicState, PartStatus)
-from agent.services.network import NetworkService
-from agent.services.network_model import KIND_TAP, KIND_VETH, Port, PortSpec
-from agent.services.storage import StorageService
-from agent.services.storage_model import VolumeKind, VolumeSpec, Volume
+from agent.services.network.service import NetworkService
+from agent.services.network.model import KIND_TAP, KIND_VETH, Port, PortSpec
+from agent.services.storage.service import StorageService
+from agent.services.storage.model import VolumeKind, VolumeSpec, Volume
 
 Checkpoint = Callable[[str], None] | None
 

@@ -26,7 +26,7 @@ from agent.drivers.base import Availability
 from agent.drivers.embedded import zfs_fuse
 from agent.drivers.zfs import ZfsBackend, open_backend
 from agent.metrics import Metrics
-from agent.services.storage import StorageService
+from agent.services.storage.service import StorageService
 
 log = logging.getLogger(__name__)
 

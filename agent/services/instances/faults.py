@@ -15,7 +15,7 @@ import os
 import sys
 
 from agent.services.compute import SCOPE_ENSURE_STEPS
-from agent.services.network_ports import PORT_DELETE_STEPS, PORT_ENSURE_STEPS
+from agent.services.network.ports import PORT_DELETE_STEPS, PORT_ENSURE_STEPS
 
 log = logging.getLogger(__name__)
 

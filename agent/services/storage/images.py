@@ -12,9 +12,9 @@ from agent.drivers.zfs import DatasetInfo
 from agent.errors import (AgentError, AlreadyExists, DataLoss, FailedPrecondition, InvalidArgument,
                           NotFound, from_oserror)
 
-from .storage_model import (BASE_SNAPSHOT, MARKS, OWNER, P_IMAGE, P_NAME, P_OWNER, P_SHA256, P_TYPE, Image,
+from .model import (BASE_SNAPSHOT, MARKS, OWNER, P_IMAGE, P_NAME, P_OWNER, P_SHA256, P_TYPE, Image,
                             ImageState, ImportProgress)
-from .storage_tar import ChunkReader, extract_stream, file_chunks
+from .tar import ChunkReader, extract_stream, file_chunks
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Iterator
 from agent.drivers.ovsdb.nb import OvnNb
 from agent.drivers.ovsdb.vswitch import OvsDb
 from agent.errors import Aborted, Unavailable
-from agent.services.network_model import PortEvent, PortStatus
+from agent.services.network.model import PortEvent, PortStatus
 
 _NET = "devcloud-network"
 _PORT = "devcloud-port"

@@ -1,4 +1,4 @@
-"""Composition of the network plane (called by agent/app.py).
+"""Composition of the network plane.
 
 [network].ovn_nb set      -> use that NB and the local Open_vSwitch db; start nothing.
 ovn_nb empty, embedded_ovn -> start the embedded local OVN stack under
@@ -14,6 +14,7 @@ from pathlib import Path
 from agent._proto.devcloud.agent.v1 import network_pb2_grpc
 from agent.api.network import NetworkServicer
 from agent.api.server import Registration
+from agent.composition import Planes, Step
 from agent.config import Config
 from agent.drivers.base import Availability
 from agent.drivers.embedded.ovn_stack import OvnStack
@@ -22,13 +23,13 @@ from agent.drivers.ovsdb.nb import OvnNb
 from agent.drivers.ovsdb.vswitch import OvsDb
 from agent.metrics import Metrics
 from agent.services.identity import all_of, from_facility
-from agent.services.network import NetworkService
-from agent.services.network_model import OWNER
+from agent.services.network.service import NetworkService
+from agent.services.network.model import OWNER
 
 DEFAULT_OVS_DB = "unix:/var/run/openvswitch/db.sock"
 
 
-def build_network(cfg: Config, planes, metrics: Metrics) -> NetworkService | None:
+def build_network(cfg: Config, planes: Planes, metrics: Metrics) -> NetworkService | None:
     """Build drivers and the service, register the servicer, startup and shutdown steps."""
     n = cfg.network
     if not n.enabled:
@@ -52,7 +53,7 @@ def build_network(cfg: Config, planes, metrics: Metrics) -> NetworkService | Non
     planes.facilities["netlink"] = netlink.probe
     if stack is not None:
         planes.facilities["ovn-stack"] = stack.health
-        planes.startup.append(_step("network.embedded-ovn", lambda: (stack.start(), stack.supervise())))
+        planes.startup.append(Step("network.embedded-ovn", lambda: (stack.start(), stack.supervise())))
         planes.shutdown.append(stack.stop)                 # runs last: after the drivers closed
     if nb is not None:
         planes.facilities["ovn-nb"] = nb.probe
@@ -63,14 +64,10 @@ def build_network(cfg: Config, planes, metrics: Metrics) -> NetworkService | Non
         planes.capabilities["network_ovn"] = lambda f: Availability.missing(
             "OVN is not configured: set [network].ovn_nb or embedded_ovn = true")
     planes.capabilities["network_bridge"] = from_facility("netlink")
-    planes.startup.append(_step("network.reconcile", lambda: service.reconcile(time.monotonic() + 30)))
+    planes.startup.append(Step("network.reconcile", lambda: service.reconcile(time.monotonic() + 30)))
     planes.shutdown.extend([service.close, netlink.close])
     planes.registrations.append(Registration(
         "devcloud.agent.v1.NetworkService",
         lambda s: network_pb2_grpc.add_NetworkServiceServicer_to_server(NetworkServicer(service), s)))
     return service
 
-
-def _step(name: str, fn):
-    from agent.app import Step
-    return Step(name, fn)

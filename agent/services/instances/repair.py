@@ -16,11 +16,11 @@ import time
 from typing import Iterable
 
 from agent.errors import AgentError, FailedPrecondition, NotFound
-from agent.services.instance_model import (FAILED, PART_COMPUTE, PREPARED, Allocation, InstanceDrift, Orphan,
+from agent.services.instances.model import (FAILED, PART_COMPUTE, PREPARED, Allocation, InstanceDrift, Orphan,
                                            RepairResult, keep_allocations, names_from_dict, names_to_dict,
                                            spec_from_dict)
 from agent.services.locks import remaining
-from agent.services.storage_model import P_INSTANCE, P_TEAM, P_TYPE
+from agent.services.storage.model import P_INSTANCE, P_TEAM, P_TYPE
 
 log = logging.getLogger(__name__)
 

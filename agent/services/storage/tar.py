@@ -33,7 +33,7 @@ from typing import Callable, Iterator
 
 from agent.errors import DataLoss, FailedPrecondition, InvalidArgument, ResourceExhausted
 
-from .storage_model import ImportProgress
+from .model import ImportProgress
 
 PROGRESS_EVERY_BYTES = 4 << 20
 # tarfile's extraction filters arrived in 3.11.4; Debian bookworm's python3 is 3.11.2.

@@ -1,7 +1,7 @@
 """StorageService: images, instance volumes, quotas, snapshots, safe deletion.
 
 Composes a ZFS backend (agent.drivers.zfs). Plain dataclasses in and out
-(storage_model.py); no protobuf. The instance plane calls this in-process.
+(model.py); no protobuf. The instance plane calls this in-process.
 
 Concurrency: one KeyedLocks per object kind.
 - Volumes: a second operation on the same (team, name) WAITS for the first
@@ -28,10 +28,10 @@ from agent.errors import AgentError, AlreadyExists, FailedPrecondition, InvalidA
 from agent.services.drift import Drift
 from agent.services.locks import KeyedLocks
 
-from .storage_model import (BASE_SNAPSHOT, MARKS, OWNER, P_IMAGE, P_INSTANCE, P_KIND, P_NAME, P_OWNER, P_TEAM,
+from .model import (MARKS, OWNER, P_IMAGE, P_INSTANCE, P_KIND, P_NAME, P_OWNER, P_TEAM,
                             P_TYPE, Layout, OwnedDataset, PoolStatus, Snapshot, Volume, VolumeKind, VolumeSpec)
-from .storage_images import ImageOps, is_ours
-from .storage_ops import SnapshotDeleteOps
+from .images import ImageOps, is_ours
+from .ops import SnapshotDeleteOps
 
 log = logging.getLogger(__name__)
 

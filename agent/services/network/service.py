@@ -1,8 +1,8 @@
 """NetworkService: team networks, chassis settings, inventory for GC/Diff.
 
-Port use cases live in network_ports.py (mixed in below); the model, names
-and ACL policy in network_model.py; readiness and locking in
-network_watch.py.
+Port use cases live in ports.py (mixed in below); the model, names
+and ACL policy in model.py; readiness and locking in
+watch.py.
 
 Backends: "ovn" (a logical switch per team in the cluster-wide NB; needs
 `nb` and `ovs`) and "bridge" (a Linux bridge on this node, for nodes without
@@ -20,12 +20,12 @@ from agent.drivers.ovsdb.vswitch import OvsDb
 from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from agent.metrics import Metrics
 from agent.services.locks import KeyedLocks
-from agent.services.network_model import (
+from agent.services.network.model import (
     BACKEND_BRIDGE, BACKEND_OVN, DEFAULT_MTU_BRIDGE, DEFAULT_MTU_OVN, OWNER, Chassis, ChassisSpec, Network,
     NetworkSpec, OwnedObject, acl_rules, bridge_name, decode_allow, default_gateway, encode_allow, encode_mark,
     mac_from_hash, parse_mark, port_group_name, switch_name)
-from agent.services.network_ports import PortsMixin
-from agent.services.network_watch import NetworkGate, ReadinessHub
+from agent.services.network.ports import PortsMixin
+from agent.services.network.watch import NetworkGate, ReadinessHub
 
 log = logging.getLogger(__name__)
 

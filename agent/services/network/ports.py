@@ -20,11 +20,11 @@ from agent.drivers.ovsdb.nb import NETWORK_KEY, PortRow
 from agent.drivers.ovsdb.nb_types import ADDR_KEY
 from agent import validation
 from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from agent.services.network_model import (
+from agent.services.network.model import (
     BACKEND_BRIDGE, BACKEND_OVN, DEFAULT_MTU_BRIDGE, DEFAULT_MTU_OVN, KIND_TAP, KIND_VETH, Network, Port,
     PortEvent, PortNames, PortSpec, PortStatus, encode_mark, mac_from_hash, parse_mark, port_names, switch_name)
 from agent.services.drift import Drift
-from agent.services.network_watch import Subscription
+from agent.services.network.watch import Subscription
 
 log = logging.getLogger(__name__)
 _READY_MARGIN = 0.5                  # at most this much of the call deadline is kept to send the reply

@@ -1,0 +1,34 @@
+"""How the agent is put together: one builder per plane, called in order by the
+composition root (agent/app.py). A builder makes the plane's drivers from the
+config, passes them into its service by constructor, and records what the
+root needs: facilities (probes), capabilities, startup and shutdown steps,
+the servicer registration, and the built service for planes that compose
+others (instances composes storage, network and compute).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from agent.api.server import Registration
+from agent.drivers.base import Availability
+
+
+@dataclass
+class Step:
+    """A named startup step; failure makes its plane unavailable, never the agent."""
+
+    name: str
+    run: Callable[[], None]
+
+
+@dataclass
+class Planes:
+    """What the composition collects from each plane while building."""
+
+    registrations: list[Registration] = field(default_factory=list)
+    facilities: dict[str, Callable[[], Availability]] = field(default_factory=dict)
+    capabilities: dict = field(default_factory=dict)
+    startup: list[Step] = field(default_factory=list)
+    shutdown: list[Callable[[], None]] = field(default_factory=list)   # run in reverse order
+    services: dict[str, object] = field(default_factory=dict)   # built services, for planes composing others
