@@ -69,3 +69,13 @@ def test_immutable_fields():
         assert incompatible(old, new, alloc), what
     pinned = keep_allocations(old, alloc)
     assert pinned.nics[0].ip4 == "10.0.0.5" and pinned.nics[0].mac == "0a:58:0a:00:00:05"
+
+
+def test_describe_plane_errors_joins_messages_of_any_exception():
+    # regression: a rollback that left something behind (storage Unavailable) turned into INTERNAL
+    # because the message join expected strings (seen in the bench under zfs-fuse load)
+    from agent.errors import Unavailable
+    from agent.services.instances.release import describe
+    errs = [Unavailable("zfs clone did not answer within 60s", reason="ZFS_UNAVAILABLE"), OSError(16, "busy"),
+            RuntimeError()]
+    assert describe(errs) == "zfs clone did not answer within 60s; [Errno 16] busy; RuntimeError"

@@ -197,3 +197,16 @@ def test_chassis_settings_respect_another_tools_values(ovsdb, ovn_tools):
         assert ovn_tools.vsctl("get", "Open_vSwitch", ".", "external_ids:system-id").strip().strip('"') == current
     finally:
         ovn_tools.vsctl("set", "Open_vSwitch", ".", f"external_ids:devcloud-owner={original_owner}")
+
+
+def test_cache_read_retries_while_the_idl_thread_changes_the_cache():
+    # ovs.db.custom_index raises KeyError for an index entry whose row the IDL thread just removed
+    from agent.drivers.ovsdb.client import _retry
+    outcomes = [KeyError("uuid"), RuntimeError("dictionary changed size during iteration"), "row"]
+
+    def read():
+        o = outcomes.pop(0)
+        if isinstance(o, Exception):
+            raise o
+        return o
+    assert _retry(read) == "row" and outcomes == []

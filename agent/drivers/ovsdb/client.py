@@ -393,11 +393,13 @@ class OvsdbClient:
 
 
 def _retry(fn: Callable[[], Any], attempts: int = 5) -> Any:
-    """Run a cache read; retry when the IDL thread mutated a dict mid-iteration."""
+    """Run a cache read; retry when the IDL thread changed the cache under it: a dict
+    mutated mid-iteration (RuntimeError), or an index entry whose row was just removed
+    (KeyError from ovs.db.custom_index; seen with 16 concurrent prepares in the bench)."""
     for i in range(attempts):
         try:
             return fn()
-        except RuntimeError:
+        except (RuntimeError, KeyError):
             if i == attempts - 1:
                 raise
             time.sleep(0)

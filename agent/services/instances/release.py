@@ -32,6 +32,11 @@ def _tolerated(exc: BaseException) -> bool:
     return isinstance(exc, FailedPrecondition) and exc.reason in _TOLERATED
 
 
+def describe(errors: list[BaseException]) -> str:
+    """One line for a list of plane errors (an AgentError's message, else its str)."""
+    return "; ".join(getattr(e, "message", None) or str(e) or type(e).__name__ for e in errors)
+
+
 class ReleaseOps:
     """release / release_many / the shared delete-by-names (needs InstanceService's members)."""
 
@@ -55,7 +60,7 @@ class ReleaseOps:
                 self.faults.hit("release", "intent-recorded")
                 errors = self._delete_parts(rec.team, rec.id, names, deadline, "release")
                 if errors:
-                    msg = "release failed: " + "; ".join(getattr(e, "message", str(e)) for e in errors)
+                    msg = "release failed: " + describe(errors)
                     self.store.finish(op, "failed", instance_id=rec.id, state=FAILED, message=msg)
                     self.hub.publish(Event(rec.id, rec.team, FAILED, message=msg))
                     raise errors[0]

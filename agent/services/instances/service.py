@@ -33,7 +33,7 @@ from agent.services.instances.model import (FAILED, PREPARED, PREPARING, Allocat
                                            names_to_dict, spec_from_dict, spec_to_dict)
 from agent.services.instances.planes import PlaneSet
 from agent.services.instances.reconcile import ReconcileOps
-from agent.services.instances.release import ReleaseOps
+from agent.services.instances.release import ReleaseOps, describe
 from agent.services.instances.repair import RepairOps
 from agent.services.instances.watch import WatchHub
 from agent.services.locks import KeyedLocks, remaining
@@ -145,7 +145,7 @@ class InstanceService(ReleaseOps, ReconcileOps, RepairOps):
         problems = self._delete_parts(spec.team, spec.id, names, time.monotonic() + 30, "rollback")
         msg = f"prepare failed: {getattr(err, 'message', err)}"
         if problems:
-            msg += "; rollback incomplete: " + "; ".join(problems)
+            msg += "; rollback incomplete: " + describe(problems)
             log.error("instance %s: %s", spec.id, msg)
             self.store.finish(op, "failed", instance_id=spec.id, state=FAILED, message=msg)
             self.hub.publish(Event(spec.id, spec.team, FAILED, message=msg))
