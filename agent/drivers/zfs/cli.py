@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import threading
+import time
 from typing import Iterable, Sequence
 
 from agent.errors import (AgentError, AlreadyExists, FailedPrecondition, Internal, InvalidArgument,
@@ -69,10 +71,13 @@ def find_binary(name: str) -> str:
 class ZfsCommand:
     """Runs `zfs`/`zpool` with argv lists, a timeout, and translated errors."""
 
-    def __init__(self, metrics: Metrics, backend: str = "cli", timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, metrics: Metrics, backend: str = "cli", timeout: float = DEFAULT_TIMEOUT,
+                 max_parallel: int = 0) -> None:
+        """max_parallel > 0 bounds the commands in flight (zfs-fuse wedges under many at once)."""
         self.metrics = metrics
         self.backend = backend
         self.timeout = timeout
+        self._slots = threading.BoundedSemaphore(max_parallel) if max_parallel > 0 else None
         self.zfs = find_binary("zfs")
         self.zpool = find_binary("zpool")
         self.disabled_reason = ""          # set when the host cannot run this backend at all
@@ -88,16 +93,24 @@ class ZfsCommand:
             raise FailedPrecondition(f"{what}: the {tool} command is not installed (apt install zfsutils-linux "
                                      "or zfs-fuse)", reason="ZFS_NOT_INSTALLED")
         argv = [binary, *args]
+        limit = timeout or self.timeout
+        started = time.monotonic()
+        if self._slots is not None and not self._slots.acquire(timeout=limit):
+            raise Unavailable(f"{what}: no ZFS command slot within {limit:.0f}s (all busy); the ZFS daemon "
+                              "may be hung", reason="ZFS_TIMEOUT")
         try:
             with self.metrics.time(self.metrics.zfs_op, op=op, backend=self.backend):
-                proc = subprocess.run(argv, capture_output=True, text=True, env=_ENV,
-                                      timeout=timeout or self.timeout, stdin=subprocess.DEVNULL)
+                proc = subprocess.run(argv, capture_output=True, text=True, env=_ENV, stdin=subprocess.DEVNULL,
+                                      timeout=max(1.0, limit - (time.monotonic() - started)))
         except subprocess.TimeoutExpired:
             raise Unavailable(f"{what}: `{tool} {' '.join(args[:2])}` did not answer within "
                               f"{timeout or self.timeout:.0f}s; the ZFS daemon or module may be hung",
                               reason="ZFS_TIMEOUT") from None
         except OSError as exc:
             raise Unavailable(f"{what}: cannot run {binary}: {exc}", reason="ZFS_UNAVAILABLE") from None
+        finally:
+            if self._slots is not None:
+                self._slots.release()
         if check and proc.returncode != 0:
             if proc.returncode < 0 or proc.returncode == 134:
                 # zfs-fuse's CLI aborts (SIGABRT) on operations it does not implement (zvols).
