@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -19,7 +20,7 @@ from agent import __version__
 from agent._proto.devcloud.agent.v1 import identity_pb2_grpc
 from agent.api.identity import IdentityServicer
 from agent.api.server import AgentServer, Registration
-from agent.composition import Planes
+from agent.composition import Planes, Step, run_steps
 from agent.composition.host_compute import build_compute, build_host
 from agent.composition.instances import build_instances
 from agent.composition.network import build_network
@@ -61,14 +62,7 @@ class App:
         self.server.bind()
         self.server.start()
         self._start_metrics()
-        for step in self.planes.startup:
-            self.notifier.status(f"startup: {step.name}")
-            try:
-                step.run()
-            except Exception as exc:  # a missing facility never crashes the daemon
-                log.error("startup step %r failed; its plane stays unavailable: %s", step.name, exc,
-                          exc_info=not hasattr(exc, "code"))
-            self.readiness.done(step.name)
+        run_steps(self.planes.startup, self._run_step)
         for name, a in self.identity.probe_facilities(fresh=True).items():
             self.metrics.facility_up.labels(name).set(1 if a.available else 0)
             if not a.available:
@@ -78,6 +72,17 @@ class App:
         self.notifier.notify(READY="1", STATUS=f"serving on {', '.join(self.server.addresses)}")
         self.notifier.start_watchdog(self._serving)
         log.info("ready", extra={"fields": {"version": __version__, "addresses": ",".join(self.server.addresses)}})
+
+    def _run_step(self, step: Step) -> None:
+        self.notifier.status(f"startup: {step.name}")
+        started = time.monotonic()
+        try:
+            step.run()
+        except Exception as exc:  # a missing facility never crashes the daemon
+            log.error("startup step %r failed; its plane stays unavailable: %s", step.name, exc,
+                      exc_info=not hasattr(exc, "code"))
+        log.info("startup step %r took %.2fs", step.name, time.monotonic() - started)
+        self.readiness.done(step.name)
 
     def _start_metrics(self) -> None:
         listen = self.cfg.metrics.listen

@@ -53,7 +53,8 @@ def build_network(cfg: Config, planes: Planes, metrics: Metrics) -> NetworkServi
     planes.facilities["netlink"] = netlink.probe
     if stack is not None:
         planes.facilities["ovn-stack"] = stack.health
-        planes.startup.append(Step("network.embedded-ovn", lambda: (stack.start(), stack.supervise())))
+        planes.startup.append(Step("network.embedded-ovn", lambda: (stack.start(), stack.supervise()),
+                                    plane="network"))
         planes.shutdown.append(stack.stop)                 # runs last: after the drivers closed
     if nb is not None:
         planes.facilities["ovn-nb"] = nb.probe
@@ -64,7 +65,8 @@ def build_network(cfg: Config, planes: Planes, metrics: Metrics) -> NetworkServi
         planes.capabilities["network_ovn"] = lambda f: Availability.missing(
             "OVN is not configured: set [network].ovn_nb or embedded_ovn = true")
     planes.capabilities["network_bridge"] = from_facility("netlink")
-    planes.startup.append(Step("network.reconcile", lambda: service.reconcile(time.monotonic() + 30)))
+    planes.startup.append(Step("network.reconcile", lambda: service.reconcile(time.monotonic() + 30),
+                                plane="network"))
     planes.shutdown.extend([service.close, netlink.close])
     planes.registrations.append(Registration(
         "devcloud.agent.v1.NetworkService",
