@@ -81,7 +81,9 @@ class App:
         except Exception as exc:  # a missing facility never crashes the daemon
             log.error("startup step %r failed; its plane stays unavailable: %s", step.name, exc,
                       exc_info=not hasattr(exc, "code"))
-        log.info("startup step %r took %.2fs", step.name, time.monotonic() - started)
+        took = time.monotonic() - started
+        self.metrics.startup_step.labels(step.name).set(took)
+        log.info("startup step %r took %.2fs", step.name, took)
         self.readiness.done(step.name)
 
     def _start_metrics(self) -> None:

@@ -48,6 +48,8 @@ class Metrics:
                                      "Owned objects removed by garbage collection or reconcile",
                                      ["plane", "kind"], registry=r)
         self.ready = Gauge("devcloud_agent_ready", "1 once startup work finished", registry=r)
+        self.startup_step = Gauge("devcloud_agent_startup_step_seconds", "How long each startup step took",
+                                  ["step"], registry=r)
         self.facility_up = Gauge("devcloud_agent_facility_available",
                                  "1 when a driver's facility is available", ["facility"], registry=r)
 

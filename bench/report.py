@@ -107,9 +107,11 @@ def build(raw: dict, sizes: dict, smoke: bool) -> dict:
                             ("ready_top", f"start -> READY with {fp.get('top_level')} instances to reconcile",
                              "ready_seconds_top")):
         if fp.get(key) is not None:
+            split = fp.get("startup_steps_top") if rid == "ready_top" else None
+            note = "steps: " + ", ".join(f"{k} {v:.2f}s" for k, v in split.items()) if split else ""
             rows.append({"id": rid, "label": label, "kind": "seconds", "agent": round(fp[key], 3), "baseline": None,
                          "floor": None, "floor_label": "", "baseline_over_agent": None, "agent_over_floor": None,
-                         "note": ""})
+                         "note": note})
 
     steps = {"prepare": {}, "release": {}}
     for key in (keys[0],) if keys else ():

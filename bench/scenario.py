@@ -294,6 +294,7 @@ class Run:
         fp["stop_seconds"] = time.monotonic() - t0
         agent, ready = envmod.start_agent(self.c)
         fp["ready_seconds_top"] = ready
+        fp["startup_steps_top"] = scrape.gauges(self.metrics_port, "startup_step_seconds")
         for _ in range(20):
             self.pool.one(("probe",))
         fp["rss_top_after_restart"] = self.rss()

@@ -43,3 +43,13 @@ def delta(before: dict, after: dict) -> dict[str, dict]:
         if n > 0:
             out[key] = {"count": int(n), "mean_ms": round((s - s0) / n * 1e3, 3), "total_ms": round((s - s0) * 1e3, 1)}
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["total_ms"]))
+
+
+def gauges(port: int, name: str) -> dict[str, float]:
+    """{"<labels>": value} of one gauge family (e.g. startup_step_seconds) from /metrics."""
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    except OSError:
+        return {}
+    line = re.compile(r'^devcloud_agent_' + re.escape(name) + r'\{(?:\w+)="([^"]*)"\} (\S+)$')
+    return {m.group(1): float(m.group(2)) for m in map(line.match, text.splitlines()) if m}

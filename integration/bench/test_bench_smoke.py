@@ -55,6 +55,7 @@ def test_bench_smoke_run_reports_every_row_and_leaves_nothing(tmp_path):
     # the restarted agent adopted every instance, and the cleanup's bulk releases removed them all
     fp = report["raw"]["footprint"]
     assert fp["count_after_restart"] == report["raw"]["fill"][-1]["to"], fp
+    assert {"storage", "network.reconcile", "instances: reconcile"} <= set(fp["startup_steps_top"]), fp
     assert sum(c["released"] or 0 for c in report["raw"]["cleanup"]) == fp["count_after_restart"]
     md = mpath.read_text()
     assert "| prepare -> prepared @ 3 existing |" in md and "Targets" in md
