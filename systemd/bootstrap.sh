@@ -14,7 +14,7 @@ want_test=0
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 [[ $(id -u) == 0 ]] || { log "must run as root (apt, netlink, cgroupfs)"; exit 1; }
 
-runtime_pkgs=(openvswitch-switch openvswitch-common ovn-central ovn-host zfs-fuse
+runtime_pkgs=(openvswitch-switch openvswitch-common python3-openvswitch ovn-central ovn-host zfs-fuse
               iproute2 libsystemd-dev pkg-config python3-venv kmod procps)
 test_pkgs=(ethtool iputils-ping qemu-system-x86 qemu-utils debootstrap e2fsprogs
            nodejs npm bc)

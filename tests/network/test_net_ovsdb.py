@@ -210,3 +210,22 @@ def test_cache_read_retries_while_the_idl_thread_changes_the_cache():
             raise o
         return o
     assert _retry(read) == "row" and outcomes == []
+
+
+def test_ovsdb_json_parses_with_the_c_parser_when_debian_ships_it():
+    import json
+    import os
+
+    import ovs.json
+
+    from agent.drivers.ovsdb import fastjson
+    found = any(os.path.exists(os.path.join(fastjson.DEBIAN_DIR, "_json" + s))
+                for s in __import__("importlib.machinery").machinery.EXTENSION_SUFFIXES)
+    if not found:
+        pytest.skip("python3-openvswitch's ovs/_json extension for this Python is not installed")
+    assert fastjson.enable() == "C" and ovs.json.PARSER == ovs.json.PARSER_C
+    msg = {"id": 1, "result": {"Interface": {"u1": {"new": {"name": "dcv1", "external_ids": ["map", [
+        ["iface-id", "dc.t.p1"]]], "ofport": 7, "mtu": ["set", []], "x": 1.5, "s": "\u00e9\"\\"}}}}, "error": None}
+    parsed = ovs.json.from_string(json.dumps(msg))
+    assert type(ovs.json.Parser()).__module__ != "ovs.json"     # the C type, not the Python class
+    assert parsed == msg

@@ -30,6 +30,7 @@ from ovsdbapp.backend.ovs_idl import idlutils
 from ovsdbapp.backend.ovs_idl import transaction as ovsdbapp_txn
 
 from agent.drivers.base import Availability
+from agent.drivers.ovsdb import fastjson
 from agent.errors import AgentError, Aborted, Internal, Unavailable
 from agent.metrics import Metrics
 
@@ -218,6 +219,7 @@ class OvsdbClient:
         self._version = 0                      # bumped on every row event
         self._listeners: list[Listener] = []
         self._last_error = ""
+        self.json_parser = fastjson.enable()  # "C" halves the sync of a big table (see fastjson.py)
 
     # -- connection --------------------------------------------------------
     def connect(self, deadline: float | None = None) -> None:
