@@ -214,10 +214,10 @@ class NetworkService(PortsMixin):
                 out.append(mark.get("port", ""))
         return sorted(out)
 
-    def _scan_bridges(self) -> None:
-        """Find our bridges in a link dump (startup and cache misses)."""
+    def _scan_bridges(self, links: list | None = None) -> None:
+        """Find our bridges in a link dump (startup and cache misses); `links`: a fresh dump."""
         found = {}
-        for l in self.nl.links():
+        for l in self.nl.links() if links is None else links:
             mark = parse_mark(l.alias)
             if l.kind == "bridge" and mark and mark.get("owner") == self.owner and mark.get("kind") == "bridge":
                 net = mark.get("net", "")
@@ -295,10 +295,11 @@ class NetworkService(PortsMixin):
         """Startup pass: learn this node's bridge networks and remove OVS ports of
         ours whose netdev no longer exists (never leave an OVS port without its
         netdev). Returns counts. Raises Unavailable."""
-        self._scan_bridges()
+        links = self.nl.links()             # one dump (pyroute2 parses ~1,600 netdevs slowly on a full node)
+        self._scan_bridges(links)
         removed = 0
         if self.ovn_enabled:
-            names = {l.name for l in self.nl.links()}
+            names = {l.name for l in links}
             stale = [i.name for i in self.ovs.interfaces(deadline) if i.name not in names]
             removed = len(self.ovs.unbind(stale, deadline))
             if removed:
