@@ -53,8 +53,13 @@ def main(argv: list[str] | None = None) -> int:
             return _isolated_rerun(sys.argv[1:] if argv is None else argv)
         _private_run_dirs()
     from bench import report, scenario, sizes as sizes_mod
+    from agent.drivers.zfs import detect_flavor
     sizes = sizes_mod.override(sizes_mod.smoke() if args.smoke else sizes_mod.full(), args.size)
+    sizes, capped = sizes_mod.for_flavor(sizes, detect_flavor()[0])
+    if capped:
+        print(f"bench: {capped}", file=sys.stderr)
     raw = scenario.execute(sizes, ["instances.enabled=true"], args.overrides)
+    raw["notes"] = [capped] if capped else []
     out = args.out or RESULTS
     jpath, mpath = report.write(raw, sizes.as_dict(), args.smoke, out,
                                 latest=not args.smoke and args.out is None and not args.size)

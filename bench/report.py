@@ -183,7 +183,8 @@ def markdown(doc: dict) -> str:
              f"ZFS {doc['zfs_flavor']}, {m['ovs']}, commit {m['commit']}. "
              f"Load average before/after: {doc['load_before'][0]:.2f} / {doc['load_after'][0]:.2f} "
              f"(1 min). Wall time {doc['wall_seconds'] / 60:.1f} min."
-             + (" **SMOKE RUN: tiny sizes, numbers meaningless.**" if doc["smoke"] else ""), "",
+             + (" **SMOKE RUN: tiny sizes, numbers meaningless.**" if doc["smoke"] else "")
+             + "".join(f" Note: {n}." for n in doc["raw"].get("notes", [])), "",
              "Latencies in ms (agent: p50 / p95 / p99; baseline and floor: p50). Baseline = the LXD way, one CLI "
              "per step; floor = the slowest single step alone. Ratios: CLI/agent (higher is better for the agent), "
              "agent/floor (1.0 = nothing but the floor).", "",

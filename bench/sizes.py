@@ -28,6 +28,20 @@ class Sizes:
         return asdict(self)
 
 
+ZFS_FUSE_MAX_LEVEL = 800     # zfs-fuse mounts at most ~1,000 datasets (later mounts: EIO)
+
+
+def for_flavor(s: Sizes, flavor: str) -> tuple[Sizes, str]:
+    """Levels zfs-fuse can hold: above ZFS_FUSE_MAX_LEVEL they are replaced by it.
+    Returns (sizes, a note for the report; "" when nothing changed)."""
+    if flavor != "zfs-fuse" or max(s.levels) <= ZFS_FUSE_MAX_LEVEL:
+        return s, ""
+    levels = tuple(sorted({min(lv, ZFS_FUSE_MAX_LEVEL) for lv in s.levels}))
+    note = (f"levels {','.join(map(str, s.levels))} capped to {','.join(map(str, levels))}: zfs-fuse cannot "
+            f"keep more than ~1,000 datasets mounted (later mounts fail with EIO); OpenZFS has no such limit")
+    return replace(s, levels=levels), note
+
+
 def full() -> Sizes:
     return Sizes()
 

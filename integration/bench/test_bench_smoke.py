@@ -60,3 +60,11 @@ def test_bench_smoke_run_reports_every_row_and_leaves_nothing(tmp_path):
     md = mpath.read_text()
     assert "| prepare -> prepared @ 3 existing |" in md and "Targets" in md
     assert _host_state() == before
+
+
+def test_levels_are_capped_on_zfs_fuse_only():
+    from bench import sizes
+    capped, note = sizes.for_flavor(sizes.full(), "zfs-fuse")
+    assert capped.levels == (10, 500, sizes.ZFS_FUSE_MAX_LEVEL) and "EIO" in note
+    assert sizes.for_flavor(sizes.full(), "openzfs") == (sizes.full(), "")
+    assert sizes.for_flavor(sizes.smoke(), "zfs-fuse") == (sizes.smoke(), "")
