@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes, capped = sizes_mod.for_flavor(sizes, detect_flavor()[0])
     if capped:
         print(f"bench: {capped}", file=sys.stderr)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # a kill still runs the cleanup below
     raw = scenario.execute(sizes, ["instances.enabled=true"], args.overrides)
     raw["notes"] = [capped] if capped else []
     out = args.out or RESULTS

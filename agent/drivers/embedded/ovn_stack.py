@@ -157,7 +157,10 @@ class OvnStack:
         if self._supervisor and self._supervisor is not threading.current_thread():
             self._supervisor.join(timeout)
         for name in reversed(self.ORDER):
-            self.stop_component(name, timeout)
+            try:
+                self.stop_component(name, timeout)
+            except Exception:   # one daemon that will not die must not leave the others running
+                log.exception("stopping %s of the OVN stack failed; stopping the rest", name)
         if not remove_netns and self.netns in pr_netns.listnetns():
             try:
                 with IPRoute(netns=self.netns, flags=0) as ipr:
