@@ -18,12 +18,8 @@ def free_port() -> int:
 
 def snapshot(port: int) -> dict[str, list[float]]:
     """{"<histogram>{labels}": [sum seconds, count]} from the agent's /metrics."""
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    except OSError:
-        return {}
     out: dict[str, list[float]] = {}
-    for line in text.splitlines():
+    for line in _metrics_text(port).splitlines():
         m = _LINE.match(line)
         if not m:
             continue
@@ -47,9 +43,13 @@ def delta(before: dict, after: dict) -> dict[str, dict]:
 
 def gauges(port: int, name: str) -> dict[str, float]:
     """{"<labels>": value} of one gauge family (e.g. startup_step_seconds) from /metrics."""
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    except OSError:
-        return {}
     line = re.compile(r'^devcloud_agent_' + re.escape(name) + r'\{(?:\w+)="([^"]*)"\} (\S+)$')
-    return {m.group(1): float(m.group(2)) for m in map(line.match, text.splitlines()) if m}
+    return {m.group(1): float(m.group(2)) for m in map(line.match, _metrics_text(port).splitlines()) if m}
+
+
+def _metrics_text(port: int) -> str:
+    """The agent's /metrics page ("" when it does not answer: a phase without numbers, not a failure)."""
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    except OSError:
+        return ""

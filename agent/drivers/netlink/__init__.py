@@ -196,14 +196,8 @@ class Netlink:
     # -- reads -------------------------------------------------------------
     def link(self, name: str) -> Link | None:
         """The host-namespace netdev named `name`, or None. Never raises for absence."""
-        try:
-            return self._op("get", f"link {name}", lambda ipr: _link(ipr.link("get", ifname=name)[0]))
-        except NotFound:
-            return None
-        except FailedPrecondition as exc:
-            if exc.metadata.get("errno") == "ENODEV":
-                return None
-            raise
+        return _none_if_absent(lambda: self._op("get", f"link {name}",
+                                                lambda ipr: _link(ipr.link("get", ifname=name)[0])))
 
     def link_by_index(self, index: int) -> Link | None:
         try:
@@ -217,15 +211,10 @@ class Netlink:
 
     def peer_link(self, target: str, name: str) -> Link | None:
         """A netdev inside another namespace (e.g. the instance's end of a veth)."""
-        try:
+        def get() -> Link:
             with self.in_netns(target) as ipr:
                 return _link(ipr.link("get", ifname=name)[0])
-        except NotFound:
-            return None
-        except FailedPrecondition as exc:
-            if exc.metadata.get("errno") == "ENODEV":
-                return None
-            raise
+        return _none_if_absent(get)
 
     def addresses(self, target: str, name: str) -> list[str]:
         """Addresses ("ip/prefixlen") of a netdev inside namespace `target`."""
@@ -438,3 +427,15 @@ class Netlink:
         if moved:
             self._op("del_group", f"group {group}", lambda ipr: ipr.link("del", group=group))
         return moved
+
+
+def _none_if_absent(read: Callable[[], Link]) -> Link | None:
+    """read(), or None when the netdev does not exist (NotFound, or ENODEV from the kernel)."""
+    try:
+        return read()
+    except NotFound:
+        return None
+    except FailedPrecondition as exc:
+        if exc.metadata.get("errno") == "ENODEV":
+            return None
+        raise

@@ -89,23 +89,24 @@ class OvnNb:
     def network(self, switch: str, deadline: float | None = None) -> NetworkRows | None:
         """Observed rows of one network from the cache; None when the switch is absent.
         Raises FailedPrecondition when the switch is not ours, Unavailable."""
-        ls = self.db.lookup("Logical_Switch", "name", switch, deadline)
+        ls = self._our_switch(switch, deadline)
         if ls is None:
             return None
-        if not _ours(ls, self.owner):
-            raise FailedPrecondition(f"logical switch {switch} is not ours", reason="NOT_OURS")
         pg_name = ls.external_ids.get(PG_KEY, "")
         return self._network_rows(ls, self.db.lookup("Port_Group", "name", pg_name) if pg_name else None)
 
     def switch_marks(self, switch: str, deadline: float | None = None) -> dict[str, str] | None:
         """external_ids of one of our switches (cheap: no port or ACL reads), None when absent.
         Raises FailedPrecondition when the switch is not ours, Unavailable."""
+        ls = self._our_switch(switch, deadline)
+        return None if ls is None else dict(ls.external_ids)
+
+    def _our_switch(self, switch: str, deadline: float | None):
+        """The cached switch row, None when absent; FailedPrecondition NOT_OURS when not ours."""
         ls = self.db.lookup("Logical_Switch", "name", switch, deadline)
-        if ls is None:
-            return None
-        if not _ours(ls, self.owner):
+        if ls is not None and not _ours(ls, self.owner):
             raise FailedPrecondition(f"logical switch {switch} is not ours", reason="NOT_OURS")
-        return dict(ls.external_ids)
+        return ls
 
     def _network_rows(self, ls, pg) -> NetworkRows:
         ext = dict(ls.external_ids)

@@ -8,48 +8,30 @@ started by the first subscriber, stopped after the last one left).
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 
 from agent.errors import Unavailable
 from agent.services.instances.model import Event, NicNames
+from agent.services.watch_queue import EventQueue
 
 log = logging.getLogger(__name__)
 
 
-class Subscription:
+class Subscription(EventQueue):
     """Events of one watcher; filter by team and/or instance id. Close it."""
 
+    OVERFLOW = "the instance watch fell too far behind; watch again and re-read"
+
     def __init__(self, hub: "WatchHub", team: str, instance: str, maxsize: int) -> None:
-        self.hub, self.team, self.instance = hub, team, instance
-        self._q: queue.Queue = queue.Queue(maxsize)
-        self.overflowed = False
-        self.closed = False
+        super().__init__(hub, maxsize)
+        self.team, self.instance = team, instance
 
     def wants(self, ev: Event) -> bool:
         return (not self.team or ev.team == self.team) and (not self.instance or ev.id == self.instance)
 
     def offer(self, ev: Event) -> None:
-        if self.closed or not self.wants(ev):
-            return
-        try:
-            self._q.put_nowait(ev)
-        except queue.Full:
-            self.overflowed = True           # a stuck reader: its stream ends with UNAVAILABLE
-
-    def next_event(self, timeout: float) -> Event | None:
-        """The next event, or None after `timeout` seconds. Raises Unavailable after an overflow."""
-        if self.overflowed:
-            raise Unavailable("the instance watch fell too far behind; watch again and re-read",
-                              reason="WATCH_OVERFLOW")
-        try:
-            return self._q.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def close(self) -> None:
-        self.closed = True
-        self.hub._drop(self)
+        if not self.closed and self.wants(ev):
+            self._put(ev)
 
 
 class WatchHub:

@@ -4,7 +4,6 @@ network gate that keeps port operations and network deletion apart.
 """
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from agent.drivers.ovsdb.nb import OvnNb
 from agent.drivers.ovsdb.vswitch import OvsDb
 from agent.errors import Aborted, Unavailable
 from agent.services.network.model import PortEvent, PortStatus
+from agent.services.watch_queue import EventQueue
 
 _NET = "devcloud-network"
 _PORT = "devcloud-port"
@@ -117,18 +117,18 @@ class ReadinessHub:
                 self._subs.remove(sub)
 
 
-class Subscription:
+class Subscription(EventQueue):
     """Deduplicated readiness events; iterate with next_event(timeout)."""
 
+    OVERFLOW = "the port watch fell too far behind; reconnect and re-read"
+
     def __init__(self, hub: ReadinessHub, network: str, maxsize: int) -> None:
-        self.hub, self.network = hub, network
-        self._q: queue.Queue = queue.Queue(maxsize)
+        super().__init__(hub, maxsize)
+        self.network = network
         self._last: dict[tuple[str, str], tuple] = {}
-        self._closed = False
-        self.overflowed = False
 
     def offer(self, ev: PortEvent) -> None:
-        if self._closed or (self.network and ev.network != self.network):
+        if self.closed or (self.network and ev.network != self.network):
             return
         key = (ev.network, ev.name)
         sig = (ev.deleted, ev.status.ovn_installed, ev.status.up)
@@ -137,10 +137,7 @@ class Subscription:
         self._last[key] = sig
         if ev.deleted:
             self._last.pop(key, None)
-        try:
-            self._q.put_nowait(ev)
-        except queue.Full:
-            self.overflowed = True          # a stuck reader: the stream ends with an error
+        self._put(ev)
 
     def prime(self, ev: PortEvent) -> None:
         """Record an initial snapshot entry (sent by the caller) for deduplication."""
@@ -148,19 +145,6 @@ class Subscription:
 
     def resynced(self) -> None:
         self._last.clear()                  # after a reconnect every port is re-announced once
-
-    def next_event(self, timeout: float) -> PortEvent | None:
-        if self.overflowed:
-            raise Unavailable("the port watch fell too far behind; reconnect and re-read",
-                              reason="WATCH_OVERFLOW")
-        try:
-            return self._q.get(timeout=timeout)
-        except queue.Empty:
-            return None
-
-    def close(self) -> None:
-        self._closed = True
-        self.hub._drop(self)
 
 
 class NetworkGate:
