@@ -89,7 +89,7 @@ def test_concurrent_prepare_release_from_several_processes(run):
     odd = [c for c in calls if c["code"].split(":")[0] not in ("OK", "ABORTED", "DEADLINE_EXCEEDED")
            and not (c["code"].startswith("FAILED_PRECONDITION") and "busy" in c["code"])]
     assert not odd, odd
-    assert sum(c["code"] == "OK" for c in calls) >= 50, codes
+    assert sum(c["code"] == "OK" for c in calls) >= 50, calls
     s = stub(ch)
     live = {i.id: i for i in s.ListInstances(ipb.ListInstancesRequest(team=team), timeout=30).instances}
     for name in names:

@@ -1,4 +1,4 @@
-"""The bound on zfs/zpool commands in flight (zfs-fuse deadlocks under many at once).
+"""The bound on zfs/zpool commands in flight (zfs-fuse deadlocks when they overlap).
 
 The limiter is ours, not ZFS's: a stand-in `zfs` script that records how many copies
 of itself run at once stands in for the binary, because a real daemon cannot show how
@@ -71,3 +71,16 @@ def test_no_slot_within_the_timeout_is_unavailable(tmp_path):
     with pytest.raises(Unavailable) as exc:
         cmd.run("zfs", ["list"], what="slot test", op="get")
     assert exc.value.reason == "ZFS_TIMEOUT" and "no ZFS command slot" in exc.value.message
+
+
+def test_our_unmount_waits_for_a_slot_too(tmp_path):
+    # umount2(2) on a zfs-fuse mount is a request to the same daemon: it takes the slot
+    from agent.drivers.zfs import CliBackend
+    cmd = ZfsCommand(Metrics(), max_parallel=1, timeout=0.05)
+    backend = CliBackend(Metrics(), flavor="zfs-fuse", features=(), cmd=cmd)
+    cmd._slots.acquire()
+    with pytest.raises(Unavailable) as exc:
+        backend.unmount("pool/x", str(tmp_path))
+    assert exc.value.reason == "ZFS_TIMEOUT"
+    cmd._slots.release()
+    backend.unmount("pool/x", str(tmp_path))       # not a mount point: idempotent, no error

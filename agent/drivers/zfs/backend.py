@@ -201,11 +201,12 @@ class ZfsBackend:
         """
         if not mountpoint or not mountpoint.startswith("/"):
             return
-        with self.metrics.time(self.metrics.zfs_op, op="unmount", backend=self.name):
+        with self.cmd.slot(f"unmount {name}"), \
+                self.metrics.time(self.metrics.zfs_op, op="unmount", backend=self.name):
             rc = _libc.umount2(os.fsencode(mountpoint), 0)
+            err = ctypes.get_errno()
         if rc == 0:
             return
-        err = ctypes.get_errno()
         if err in (errno.EINVAL, errno.ENOENT):     # not a mount point (already unmounted)
             return
         if err == errno.EBUSY:

@@ -8,12 +8,13 @@ UNAVAILABLE instead of a hung RPC.
 """
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
 import threading
 import time
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from agent.errors import (AgentError, AlreadyExists, FailedPrecondition, Internal, InvalidArgument,
                           NotFound, ResourceExhausted, Unavailable)
@@ -73,7 +74,7 @@ class ZfsCommand:
 
     def __init__(self, metrics: Metrics, backend: str = "cli", timeout: float = DEFAULT_TIMEOUT,
                  max_parallel: int = 0) -> None:
-        """max_parallel > 0 bounds the commands in flight (zfs-fuse wedges under many at once)."""
+        """max_parallel > 0 bounds the commands in flight (zfs-fuse wedges under overlap)."""
         self.metrics = metrics
         self.backend = backend
         self.timeout = timeout
@@ -95,22 +96,18 @@ class ZfsCommand:
         argv = [binary, *args]
         limit = timeout or self.timeout
         started = time.monotonic()
-        if self._slots is not None and not self._slots.acquire(timeout=limit):
-            raise Unavailable(f"{what}: no ZFS command slot within {limit:.0f}s (all busy); the ZFS daemon "
-                              "may be hung", reason="ZFS_TIMEOUT")
         try:
-            with self.metrics.time(self.metrics.zfs_op, op=op, backend=self.backend):
-                proc = subprocess.run(argv, capture_output=True, text=True, env=_ENV, stdin=subprocess.DEVNULL,
-                                      timeout=max(1.0, limit - (time.monotonic() - started)))
+            with self.slot(what, limit):
+                with self.metrics.time(self.metrics.zfs_op, op=op, backend=self.backend):
+                    proc = subprocess.run(argv, capture_output=True, text=True, env=_ENV,
+                                          stdin=subprocess.DEVNULL,
+                                          timeout=max(1.0, limit - (time.monotonic() - started)))
         except subprocess.TimeoutExpired:
             raise Unavailable(f"{what}: `{tool} {' '.join(args[:2])}` did not answer within "
                               f"{timeout or self.timeout:.0f}s; the ZFS daemon or module may be hung",
                               reason="ZFS_TIMEOUT") from None
         except OSError as exc:
             raise Unavailable(f"{what}: cannot run {binary}: {exc}", reason="ZFS_UNAVAILABLE") from None
-        finally:
-            if self._slots is not None:
-                self._slots.release()
         if check and proc.returncode != 0:
             if proc.returncode < 0 or proc.returncode == 134:
                 # zfs-fuse's CLI aborts (SIGABRT) on operations it does not implement (zvols).
@@ -119,6 +116,22 @@ class ZfsCommand:
                                              reason="NOT_SUPPORTED")
             raise translate(proc.stderr or proc.stdout, what, argv[1:])
         return proc
+
+    @contextlib.contextmanager
+    def slot(self, what: str, timeout: float | None = None) -> Iterator[None]:
+        """Hold a command slot while a command (or the backend's own umount2(2)) runs.
+        Unavailable(ZFS_TIMEOUT) when none frees within the timeout."""
+        if self._slots is None:
+            yield
+            return
+        limit = timeout or self.timeout
+        if not self._slots.acquire(timeout=limit):
+            raise Unavailable(f"{what}: no ZFS command slot within {limit:.0f}s (all busy); the ZFS daemon "
+                              "may be hung", reason="ZFS_TIMEOUT")
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     # -- reads -----------------------------------------------------------------
 
