@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {capped}", file=sys.stderr)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # a kill still runs the cleanup below
     raw = scenario.execute(sizes, ["instances.enabled=true"], args.overrides)
-    raw["notes"] = [capped] if capped else []
+    raw["notes"] = ([capped] if capped else []) + raw.get("notes", [])
     out = args.out or RESULTS
     jpath, mpath = report.write(raw, sizes.as_dict(), args.smoke, out,
                                 latest=not args.smoke and args.out is None and not args.size)

@@ -15,7 +15,6 @@ import argparse
 import os
 import secrets
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from agent.drivers import zfs as zfsdrv  # noqa: E402
 from agent.drivers.embedded import zfs_fuse  # noqa: E402
 from agent.drivers.zfs.cli import ZfsCommand  # noqa: E402
 from agent.metrics import Metrics  # noqa: E402
+from bench.stats import text_row  # noqa: E402
 from tests.support.cgroup import remove_cgroup_tree  # noqa: E402
 from tests.support.instances import AgentRun, Env, nic, spec, stub  # noqa: E402
 from tests.support.ovn import Tools, start_stack, stop_stack  # noqa: E402
@@ -37,17 +37,6 @@ from tests.support.server import REPO  # noqa: E402
 from tests.support.zfs import SessionPool  # noqa: E402
 
 ENV = {"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
-
-
-def row(name: str, xs: list[float], base: list[float] | None) -> str:
-    p50, p95 = pct(xs, 50) * 1e3, pct(xs, 95) * 1e3
-    ratio = f"{p50 / (pct(base, 50) * 1e3):5.2f}x" if base else "    -"
-    return f"{name:<44} {len(xs):>4} {p50:>9.1f} {p95:>9.1f} {statistics.mean(xs) * 1e3:>9.1f} {ratio:>7}"
 
 
 def timed(fn) -> float:
@@ -98,10 +87,10 @@ def main() -> int:
                 spec=spec(f"p{i}", team, [nic("eth0", team)])), timeout=60)))
         print(f"\nPrepareInstance latency, ms ({flavor}, 1 NIC, agent process over gRPC, n={args.n})")
         print(f"{'operation':<44} {'n':>4} {'p50':>9} {'p95':>9} {'mean':>9} {'ratio':>7}")
-        print(row("bare `zfs clone` (CLI)", t["bare"], None))
-        print(row("PrepareInstance -> prepared", t["prepared"], t["bare"]))
-        print(row("PrepareInstance wait_ready -> ready", t["ready"], t["bare"]))
-        print(row("PrepareInstance same spec again", t["again"], t["bare"]))
+        print(text_row("bare `zfs clone` (CLI)", t["bare"], None, width=44))
+        print(text_row("PrepareInstance -> prepared", t["prepared"], t["bare"], width=44))
+        print(text_row("PrepareInstance wait_ready -> ready", t["ready"], t["bare"], width=44))
+        print(text_row("PrepareInstance same spec again", t["again"], t["bare"], width=44))
 
         # bulk release of a team vs the same number released one by one with devcloudctl
         for tm in (bulk_team, cli_team):

@@ -209,6 +209,15 @@ def markdown(doc: dict) -> str:
                       "| step | p50 | p95 | n |", "|---|---:|---:|---:|"]
             for k, v in r["steps"][phase].items():
                 lines.append(f"| {k} | {v['p50']:.2f} | {v['p95']:.2f} | {v['n']} |")
+    for level, prof in doc["raw"].get("profiles", {}).items():
+        lines += ["", f"Where the agent's prepare + release time goes at level {level} (py-spy, {prof['samples']} "
+                  "samples of busy instance threads; share by our innermost frame, then by what it waited in):",
+                  "", "| our step | share | waiting in | share |", "|---|---:|---|---:|"]
+        for i in range(max(len(prof["by_step"]), len(prof["by_leaf"]))):
+            a = prof["by_step"][i] if i < len(prof["by_step"]) else ["", None]
+            b = prof["by_leaf"][i] if i < len(prof["by_leaf"]) else ["", None]
+            pct = lambda x: "" if x is None else f"{x:.0%}"  # noqa: E731
+            lines.append(f"| {a[0]} | {pct(a[1])} | {b[0]} | {pct(b[1])} |")
     if doc["raw"].get("fill"):
         lines += ["", "Filling the node (setup, several clients): " + "; ".join(
             f"{f['from']}->{f['to']}: {f['rate']:.1f}/s with {f['clients']} clients ({f['errors']} errors)"

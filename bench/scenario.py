@@ -30,7 +30,7 @@ from agent._proto.devcloud.agent.v1 import instance_pb2_grpc
 from agent._proto.devcloud.agent.v1 import network_pb2, network_pb2_grpc
 from agent._proto.devcloud.agent.v1 import storage_pb2_grpc
 from bench import env as envmod
-from bench import scrape
+from bench import profile, scrape
 from bench.baseline import Floor, LxdBaseline
 from bench.clients import ClientPool, Template, split
 from bench.sizes import Sizes
@@ -215,6 +215,29 @@ class Run:
         lv["errors"] = self._errors(results, f"level {level} samples")
         self.raw["levels"][str(level)] = lv
 
+    def profile_level(self, level: int) -> None:
+        """prepare + release pairs (not timed) under py-spy: where the agent's time goes."""
+        if not self.s.profile_samples:
+            return
+        if not profile.py_spy():
+            self.raw.setdefault("notes", []).append("no profile: py-spy is not installed (pip install py-spy)")
+            return
+        out = self.c.tmp / f"profile-{level}.txt"
+        rec = profile.Recording(self.c.agent.proc.pid, out)
+        time.sleep(0.5)                       # py-spy attaches before the first call
+        for _ in range(self.s.profile_samples):
+            a = self.pool.one(("prepare", self._id(f"f{level}p"), "lat", "lat", False))
+            self.pool.one(("release", a[1]))
+        err = rec.stop()
+        if err:
+            say(f"profile at level {level} failed: {err}")
+            self.raw["errors"].append(f"profile at level {level}: {err}")
+            return
+        summary = profile.summarize(out)
+        self.raw.setdefault("profiles", {})[str(level)] = summary
+        say(f"profile at level {level}: {summary['samples']} samples; top step "
+            f"{summary['by_step'][0] if summary['by_step'] else '-'}")
+
     def read_only(self) -> None:
         """Round trips of read-only RPCs vs the bare echo, interleaved, one client."""
         s = self.s
@@ -342,6 +365,8 @@ def execute(sizes: Sizes, instance_overrides: list[str], extra: list[str] = ()) 
             if idx == 0:
                 run.read_only()
             run.sample_level(level)
+            if idx in (0, len(sizes.levels) - 1):
+                run.profile_level(level)
             if idx == 0:
                 run.throughput()
                 run.lxd_bulk()

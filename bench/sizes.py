@@ -19,6 +19,8 @@ class Sizes:
     fill_clients: int = 16                          # client processes filling the node up to a level
     pool_bytes: int = 8 << 30                       # sparse file of the ZFS pool
     restart: bool = True                            # restart the agent at the top level (READY time, RSS)
+    profile_samples: int = 30                       # prepare+release pairs under py-spy at the first and top
+                                                    # level (apart from the timed samples); 0: no profile
 
     @property
     def bulk(self) -> int:
@@ -48,7 +50,8 @@ def full() -> Sizes:
 
 def smoke() -> Sizes:
     return Sizes(levels=(2, 4), samples=2, baseline_samples=2, floor_samples=2, clients=(1, 2),
-                 throughput_ops=(2, 4), read_samples=20, team_size=3, fill_clients=2, pool_bytes=2 << 30)
+                 throughput_ops=(2, 4), read_samples=20, team_size=3, fill_clients=2, pool_bytes=2 << 30,
+                 profile_samples=2)
 
 
 def override(s: Sizes, items: list[str]) -> Sizes:

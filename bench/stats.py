@@ -36,3 +36,11 @@ def ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0 or math.isnan(a) or math.isnan(b):
         return None
     return round(a / b, 3)
+
+
+def text_row(name: str, seconds: list[float], base: list[float] | None, width: int = 34) -> str:
+    """One plain-text line: name, n, p50, p95, mean (ms) and p50 over the base's p50."""
+    a = summary(seconds)
+    r = ratio(a["p50"], summary(base)["p50"]) if base else None
+    shown = f"{r:5.2f}x" if r is not None else "    -"
+    return f"{name:<{width}} {a['n']:>4} {a['p50']:>9.1f} {a['p95']:>9.1f} {a['mean']:>9.1f} {shown:>7}"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from agent.drivers import zfs as zfsdrv  # noqa: E402
 from agent.drivers.embedded import zfs_fuse  # noqa: E402
 from agent.drivers.zfs.cli import ZfsCommand  # noqa: E402
 from agent.metrics import Metrics  # noqa: E402
+from bench.stats import text_row  # noqa: E402
 from tests.support.server import AgentProcess  # noqa: E402
 from tests.support.zfs import make_tarball, upload  # noqa: E402
 
@@ -54,17 +54,6 @@ def timed(fn) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
-
-
-def row(name: str, xs: list[float], base: list[float] | None) -> str:
-    p50, p95 = pct(xs, 50) * 1e3, pct(xs, 95) * 1e3
-    ratio = f"{p50 / (pct(base, 50) * 1e3):5.2f}x" if base else "    -"
-    return f"{name:<34} {len(xs):>4} {p50:>9.1f} {p95:>9.1f} {statistics.mean(xs) * 1e3:>9.1f} {ratio:>7}"
 
 
 def main() -> int:
@@ -132,11 +121,11 @@ def main() -> int:
             bulk_bare = timed(bare_bulk)
         print(f"\nstorage latency, ms (backend {backend.backend}, {backend.flavor}, pool {pool}, n={n})")
         print(f"{'operation':<34} {'n':>4} {'p50':>9} {'p95':>9} {'mean':>9} {'ratio':>7}")
-        print(row("clone: agent EnsureVolume (gRPC)", t["agent_clone"], t["bare_clone"]))
-        print(row("clone: bare `zfs clone`", t["bare_clone"], None))
-        print(row("clone: bare `zfs clone` + our 6 marks", t["bare_clone_marks"], t["bare_clone"]))
-        print(row("delete: agent DeleteVolume (gRPC)", t["agent_delete"], t["bare_delete"]))
-        print(row("delete: bare `zfs umount`+`destroy`", t["bare_delete"], None))
+        print(text_row("clone: agent EnsureVolume (gRPC)", t["agent_clone"], t["bare_clone"]))
+        print(text_row("clone: bare `zfs clone`", t["bare_clone"], None))
+        print(text_row("clone: bare `zfs clone` + our 6 marks", t["bare_clone_marks"], t["bare_clone"]))
+        print(text_row("delete: agent DeleteVolume (gRPC)", t["agent_delete"], t["bare_delete"]))
+        print(text_row("delete: bare `zfs umount`+`destroy`", t["bare_delete"], None))
         print(f"{'bulk delete of ' + str(n) + ': agent DeleteVolumes':<34} {1:>4} {bulk_agent * 1e3:>9.1f}"
               f" {'':>9} {'':>9} {bulk_agent / bulk_bare:6.2f}x")
         print(f"{'bulk delete of ' + str(n) + ': `zfs destroy -r`':<34} {1:>4} {bulk_bare * 1e3:>9.1f}")

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import grpc
 
-from agent import validation
 from agent._proto.devcloud.agent.v1 import instance_pb2 as pb
 from agent._proto.devcloud.agent.v1 import instance_pb2_grpc as pb_grpc
 from agent.cli import output
 from agent.cli.ctl_compute import _limit_flags, _limits
-from agent.errors import InvalidArgument
 
 _STATE_NAMES = {v.number: v.name.removeprefix("INSTANCE_STATE_").lower()
                 for v in pb.InstanceState.DESCRIPTOR.values}
@@ -26,15 +24,6 @@ _NIC_KEYS = {"network", "mac", "ip4", "ip6", "mtu", "peer-netns", "peer-name", "
 
 def _stub(ctx) -> pb_grpc.InstanceServiceStub:
     return pb_grpc.InstanceServiceStub(ctx.channel)
-
-
-def _size(text: str | None) -> int:
-    if not text:
-        return 0
-    try:
-        return validation.size_bytes("size", text, minimum=0)
-    except InvalidArgument as exc:
-        raise SystemExit(f"devcloudctl: {exc.message}") from None
 
 
 def _nic(text: str) -> pb.NicSpec:
@@ -83,9 +72,9 @@ def _print_instance(ctx, inst: pb.Instance, changed: bool | None = None) -> None
 
 
 def _prepare(ctx, args):
-    root = pb.RootVolumeSpec(image_id=args.image or "", size_bytes=_size(args.size),
-                             refquota_bytes=_size(args.refquota), quota_bytes=_size(args.quota),
-                             reservation_bytes=_size(args.reservation))
+    root = pb.RootVolumeSpec(image_id=args.image or "", size_bytes=output.size_arg(args.size),
+                             refquota_bytes=output.size_arg(args.refquota), quota_bytes=output.size_arg(args.quota),
+                             reservation_bytes=output.size_arg(args.reservation))
     labels = {}
     for item in args.label or []:
         k, sep, val = item.partition("=")

@@ -5,11 +5,9 @@ import hashlib
 import os
 import sys
 
-from agent import validation
 from agent._proto.devcloud.agent.v1 import storage_pb2 as pb
 from agent._proto.devcloud.agent.v1 import storage_pb2_grpc as pb_grpc
 from agent.cli import output
-from agent.errors import InvalidArgument
 
 _KINDS = {"root": pb.VOLUME_KIND_ROOT, "filesystem": pb.VOLUME_KIND_FILESYSTEM, "block": pb.VOLUME_KIND_BLOCK}
 _KIND_NAMES = {v: k for k, v in _KINDS.items()}
@@ -19,15 +17,6 @@ CHUNK = 1 << 20
 
 def _stub(ctx):
     return pb_grpc.StorageServiceStub(ctx.channel)
-
-
-def _size(text: str | None) -> int:
-    if not text:
-        return 0
-    try:
-        return validation.size_bytes("size", text, minimum=0)
-    except InvalidArgument as exc:
-        raise SystemExit(f"devcloudctl: {exc.message}") from None
 
 
 def _print_volumes(vols) -> None:
@@ -96,9 +85,9 @@ def _image_delete(ctx, args):
 
 def _vol_ensure(ctx, args):
     spec = pb.VolumeSpec(team=args.team, name=args.name, kind=_KINDS[args.kind], image_id=args.image or "",
-                         instance=args.instance or "", refquota_bytes=_size(args.refquota),
-                         quota_bytes=_size(args.quota), reservation_bytes=_size(args.reservation),
-                         size_bytes=_size(args.size))
+                         instance=args.instance or "", refquota_bytes=output.size_arg(args.refquota),
+                         quota_bytes=output.size_arg(args.quota), reservation_bytes=output.size_arg(args.reservation),
+                         size_bytes=output.size_arg(args.size))
     r = _stub(ctx).EnsureVolume(pb.EnsureVolumeRequest(spec=spec), timeout=ctx.timeout)
     if ctx.json:
         output.print_json(r)
@@ -130,7 +119,7 @@ def _vol_resize(ctx, args):
     for field, value in (("refquota_bytes", args.refquota), ("quota_bytes", args.quota),
                          ("reservation_bytes", args.reservation), ("size_bytes", args.size)):
         if value is not None:
-            setattr(req, field, _size(value))
+            setattr(req, field, output.size_arg(value))
     r = _stub(ctx).ResizeVolume(req, timeout=ctx.timeout)
     output.print_json(r) if ctx.json else _print_volumes([r.volume])
 

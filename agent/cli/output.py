@@ -8,6 +8,9 @@ from typing import Iterable, Sequence
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from agent import validation
+from agent.errors import InvalidArgument
+
 
 def to_dict(msg: Message) -> dict:
     """A message as a dict with proto field names and default values kept."""
@@ -49,6 +52,16 @@ def human_bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)  # pragma: no cover
+
+
+def size_arg(text: str | None) -> int:
+    """A size flag as people write it ("10G", "512MiB"; empty -> 0); exits naming the problem."""
+    if not text:
+        return 0
+    try:
+        return validation.size_bytes("size", text, minimum=0)
+    except InvalidArgument as exc:
+        raise SystemExit(f"devcloudctl: {exc.message}") from None
 
 
 def print_host_facts(f, out=None) -> None:

@@ -57,7 +57,13 @@ def test_bench_smoke_run_reports_every_row_and_leaves_nothing(tmp_path):
     assert fp["count_after_restart"] == report["raw"]["fill"][-1]["to"], fp
     assert {"storage", "network.reconcile", "instances: reconcile"} <= set(fp["startup_steps_top"]), fp
     assert sum(c["released"] or 0 for c in report["raw"]["cleanup"]) == fp["count_after_restart"]
+    # py-spy saw the instance threads at the first and the top level, and the report says where time went
+    profiles = report["raw"]["profiles"]
+    assert set(profiles) == {"2", "4"}, profiles
+    for prof in profiles.values():
+        assert prof["samples"] > 0 and prof["by_step"] and prof["by_step"][0][0].endswith(".py)"), prof
     md = mpath.read_text()
+    assert "Where the agent's prepare + release time goes at level 4" in md
     assert "| prepare -> prepared @ 3 existing |" in md and "Targets" in md
     assert _host_state() == before
 
@@ -68,3 +74,28 @@ def test_levels_are_capped_on_zfs_fuse_only():
     assert capped.levels == (10, 500, sizes.ZFS_FUSE_MAX_LEVEL) and "EIO" in note
     assert sizes.for_flavor(sizes.full(), "openzfs") == (sizes.full(), "")
     assert sizes.for_flavor(sizes.smoke(), "zfs-fuse") == (sizes.smoke(), "")
+
+
+def test_profile_summary_counts_busy_instance_threads_only(tmp_path):
+    from bench import profile
+    base = "/r/agent/services/instances/service.py"
+    raw = tmp_path / "raw.txt"
+    raw.write_text("\n".join([
+        # busy: a prepare waiting for `zfs clone`
+        f"_bootstrap (/py/lib/python3.11/threading.py);prepare ({base});clone (/r/agent/drivers/zfs/cli_backend.py);"
+        "run (/r/agent/drivers/zfs/cli.py);communicate (/py/lib/python3.11/subprocess.py) 30",
+        # busy: the NB transaction
+        f"_bootstrap (/py/lib/python3.11/threading.py);prepare ({base});commit (/r/agent/drivers/ovsdb/nb.py);"
+        "wait (/py/lib/python3.11/threading.py) 10",
+        # idle: the watch pump waiting for port events; a pool worker waiting for a job
+        "_bootstrap (/py/lib/python3.11/threading.py);_pump_ports (/r/agent/services/instances/watch.py);"
+        "get (/py/lib/python3.11/queue.py) 500",
+        "_bootstrap (/py/lib/python3.11/threading.py);_worker (/py/lib/python3.11/concurrent/futures/thread.py);"
+        "get (/py/lib/python3.11/queue.py) 700",
+        # another service entirely
+        "_bootstrap (/py/lib/python3.11/threading.py);serve (/r/agent/server.py);poll (/r/grpc.py) 900",
+    ]) + "\n")
+    s = profile.summarize(raw)
+    assert s["samples"] == 40
+    assert s["by_step"] == [["run (agent/drivers/zfs/cli.py)", 0.75], ["commit (agent/drivers/ovsdb/nb.py)", 0.25]]
+    assert s["by_leaf"][0] == ["communicate (subprocess.py)", 0.75], s["by_leaf"]
