@@ -51,7 +51,7 @@ class Recording:
 def _short(frame: str) -> str:
     """'fn (/x/y/agent/drivers/zfs/cli.py)' -> 'fn (agent/drivers/zfs/cli.py)'; stdlib paths to their tail."""
     fn, _, path = frame.rpartition(" (")
-    path = path.rstrip(")")
+    path = path[:-1] if path.endswith(")") else path
     if "/agent/" in path:
         path = "agent/" + path.split("/agent/", 1)[1]
     elif "/python3" in path:
@@ -59,8 +59,13 @@ def _short(frame: str) -> str:
     return f"{fn} ({path})"
 
 
+def _name(frame: str) -> str:
+    return frame.partition(" (")[0]
+
+
 def summarize(raw: Path, top: int = 8) -> dict:
-    """{samples, by_step: [[frame, share]], by_leaf: [[frame, share]]} over busy instance threads."""
+    """{samples, by_step: [["caller > our innermost frame", share]], by_leaf: [["our innermost > leaf",
+    share]]} over the instance service's busy threads."""
     steps: Counter = Counter()
     leaves: Counter = Counter()
     total = 0
@@ -69,12 +74,13 @@ def summarize(raw: Path, top: int = 8) -> dict:
         frames = stack.split(";")
         if not count.isdigit() or not any(FOCUS in f for f in frames):
             continue
-        step = _short([f for f in frames if "/agent/" in f][-1])
-        if step.endswith(tuple(f"{f})" for f in IDLE_FILES)):
+        ours = [_short(f) for f in frames if "/agent/" in f]
+        if any(f in ours[-1] for f in IDLE_FILES):
             continue
         n = int(count)
         total += n
-        steps[step] += n
-        leaves[_short(frames[-1])] += n
+        # "caller > callee": ZfsCommand.run alone would not say clone from get
+        steps[" > ".join([_name(f) for f in ours[-2:-1]] + [ours[-1]])] += n
+        leaves[f"{_name(ours[-1])} > {_short(frames[-1])}"] += n
     share = lambda c: [[k, round(v / total, 3)] for k, v in c.most_common(top)] if total else []  # noqa: E731
     return {"samples": total, "by_step": share(steps), "by_leaf": share(leaves)}

@@ -211,7 +211,8 @@ def markdown(doc: dict) -> str:
                 lines.append(f"| {k} | {v['p50']:.2f} | {v['p95']:.2f} | {v['n']} |")
     for level, prof in doc["raw"].get("profiles", {}).items():
         lines += ["", f"Where the agent's prepare + release time goes at level {level} (py-spy, {prof['samples']} "
-                  "samples of busy instance threads; share by our innermost frame, then by what it waited in):",
+                  "samples of busy instance threads; share by our innermost frame and its caller, then by what that "
+                  "frame waited in):",
                   "", "| our step | share | waiting in | share |", "|---|---:|---|---:|"]
         for i in range(max(len(prof["by_step"]), len(prof["by_leaf"]))):
             a = prof["by_step"][i] if i < len(prof["by_step"]) else ["", None]

@@ -97,5 +97,6 @@ def test_profile_summary_counts_busy_instance_threads_only(tmp_path):
     ]) + "\n")
     s = profile.summarize(raw)
     assert s["samples"] == 40
-    assert s["by_step"] == [["run (agent/drivers/zfs/cli.py)", 0.75], ["commit (agent/drivers/ovsdb/nb.py)", 0.25]]
-    assert s["by_leaf"][0] == ["communicate (subprocess.py)", 0.75], s["by_leaf"]
+    assert s["by_step"] == [["clone > run (agent/drivers/zfs/cli.py)", 0.75],
+                            ["prepare > commit (agent/drivers/ovsdb/nb.py)", 0.25]], s["by_step"]
+    assert s["by_leaf"] == [["run > communicate (subprocess.py)", 0.75], ["commit > wait (threading.py)", 0.25]]
