@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,10 +59,15 @@ def test_bench_smoke_run_reports_every_row_and_leaves_nothing(tmp_path):
     assert {"storage", "network.reconcile", "instances: reconcile"} <= set(fp["startup_steps_top"]), fp
     assert sum(c["released"] or 0 for c in report["raw"]["cleanup"]) == fp["count_after_restart"]
     # py-spy saw the instance threads at the first and the top level, and the report says where time went
-    profiles = report["raw"]["profiles"]
-    assert set(profiles) == {"2", "4"}, profiles
+    notes = [n for n in report["raw"]["notes"] if n.startswith("no profile")]
+    if notes:            # py-spy cannot attach on this machine: the report must say so
+        assert "no profile at level" in mpath.read_text(), notes
+        print("bench smoke: no profile:", notes)
+    profiles = report["raw"].get("profiles", {})
+    assert set(profiles) | {n.split()[4].rstrip(":") for n in notes} == {"2", "4"}, (profiles, notes)
     for prof in profiles.values():
-        assert prof["samples"] > 0 and prof["by_step"] and prof["by_step"][0][0].endswith(".py)"), prof
+        assert prof["samples"] > 0 and prof["by_step"], prof
+        assert all(re.search(r" \(agent/[\w/]+\.py(:\d+)?\)$", step) for step, _ in prof["by_step"]), prof
     md = mpath.read_text()
     assert "Where the agent's prepare + release time goes at level 4" in md
     assert "| prepare -> prepared @ 3 existing |" in md and "Targets" in md
