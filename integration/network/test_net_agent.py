@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import subprocess
 import time
 
@@ -27,6 +28,7 @@ def agent(ovn_stack):
     proc = AgentProcess(tmp, overrides=agent_overrides(ovn_stack) + [f"node.name=itest-{PID}"]).start()
     yield proc
     proc.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +215,8 @@ def _check_spoofing(tools, inst, team):
 def test_nb_down_unavailable_then_recovers_without_agent_restart(private_ovn_stack, netns_factory):
     stack = private_ovn_stack
     tools = Tools(stack)
-    proc = AgentProcess(temp_dir(), overrides=agent_overrides(stack)).start()
+    tmp = temp_dir()
+    proc = AgentProcess(tmp, overrides=agent_overrides(stack)).start()
     ch = proc.channel()
     stub = pb_grpc.NetworkServiceStub(ch)
     try:
@@ -255,3 +258,4 @@ def test_nb_down_unavailable_then_recovers_without_agent_restart(private_ovn_sta
                 pass
         ch.close()
         proc.stop()
+        shutil.rmtree(tmp, ignore_errors=True)

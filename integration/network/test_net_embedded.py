@@ -5,6 +5,7 @@ keeping the namespace and the netdevs (the data plane survives the agent)."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,7 @@ def embedded_agent():
             os.kill(pid, 9)
     if ns in pr_netns.listnetns():
         pr_netns.remove(ns)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_embedded_stack_serves_supervised_and_stops_with_agent(embedded_agent, netns_factory):
