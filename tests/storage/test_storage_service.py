@@ -322,6 +322,38 @@ def test_bulk_delete_team(svc, image, zfs_parent):
     assert [(r.name, r.deleted, r.error) for r in res] == [("a", True, ""), ("b", False, "")]
 
 
+def test_bulk_delete_by_name_lists_the_team_once(svc, image, zfs_parent, monkeypatch):
+    for i in range(5):
+        svc.ensure_volume(VolumeSpec(team="bn", name=f"v{i}", kind=VolumeKind.ROOT, image_id="img1"))
+    svc.snapshot_volume("bn", "v1", "snap")
+    events, given = [], {}
+    real_list, real_destroy = svc.zfs.list, svc.zfs.destroy
+    monkeypatch.setattr(svc.zfs, "list", lambda root, *a, **kw: events.append(("list", root)) or
+                        real_list(root, *a, **kw))
+
+    def destroy(name, **kw):
+        events.append(("destroy", name))
+        given[name] = sorted(d.name.rsplit("/", 1)[-1] for d in kw.get("tree") or [])
+        return real_destroy(name, **kw)
+    monkeypatch.setattr(svc.zfs, "destroy", destroy)
+    res = svc.delete_volumes("bn", ["v0", "v1", "v3", "gone"])
+    assert [(r.name, r.deleted, r.error) for r in res] == [("v0", True, ""), ("v1", True, ""), ("v3", True, ""),
+                                                         ("gone", False, "")]
+    # the team is listed once and each destroy starts from its part of that listing: no `zfs get -r`
+    # per volume before its destroy (a busy retry inside the destroy lists it again; zfs-fuse runs
+    # one command at a time, so these reads add up)
+    team = f"{zfs_parent}/instances/bn"
+    assert events[0] == ("list", team) and events.count(("list", team)) == 1, events
+    for vol in ("v0", "v1", "v3"):
+        first_destroy = events.index(("destroy", f"{team}/{vol}"))
+        assert ("list", f"{team}/{vol}") not in events[:first_destroy], events
+    assert given == {f"{team}/v0": ["v0"], f"{team}/v1": ["v1", "v1@snap"], f"{team}/v3": ["v3"]}, given
+    for name in ("v0", "v1", "v1@snap", "v3"):
+        assert zfs_get(f"{zfs_parent}/instances/bn/{name}", "type") == {}, name
+    for name in ("v2", "v4"):
+        assert zfs_get(f"{zfs_parent}/instances/bn/{name}", "type") == {"type": "filesystem"}, name
+
+
 def test_delete_image_with_clones_parks_then_collects(svc, image, zfs_parent):
     for i in range(3):
         svc.ensure_volume(VolumeSpec(team="t1", name=f"c{i}", kind=VolumeKind.ROOT, image_id="img1"))

@@ -65,16 +65,20 @@ class SnapshotDeleteOps:
             self.zfs.destroy_snapshots([f"{info.name}@{snapshot}"])
             return True
 
-    def delete_volume(self, team: str, name: str, *, wait_timeout: float | None = None) -> bool:
+    def delete_volume(self, team: str, name: str, *, wait_timeout: float | None = None,
+                      tree: list | None = None) -> bool:
         """Destroy the volume with its snapshots. Returns False if it did not exist (OK).
 
         Unmounts first and retries busy (bounded), then FailedPrecondition DATASET_BUSY naming
         the mountpoint. NOT_OURS for a foreign dataset; HAS_DEPENDENTS if one of its snapshots
-        has clones. A parked image whose last clone this was is destroyed too.
+        has clones. A parked image whose last clone this was is destroyed too. `tree`: the
+        volume's listing when the caller has one (a bulk delete lists the team once); a retry
+        lists again.
         """
         with self.volume_locks.hold((team, name), wait=True,
                                     timeout=self.wait_timeout if wait_timeout is None else wait_timeout):
-            tree = self.zfs.list(self.layout.volume(team, name), MARKS)
+            if tree is None:
+                tree = self.zfs.list(self.layout.volume(team, name), MARKS)
             if not tree:
                 return False
             info = tree[0]
@@ -109,9 +113,18 @@ class SnapshotDeleteOps:
                 return [DeleteResult(t, n, True) for t, n in keys]
             names = [k[1] for k in keys]
 
+        # one listing for all: per volume its own datasets and snapshots, root first (zfs get -r order)
+        subtrees: dict[str, list] = {}
+        for d in tree:
+            rest = d.name[len(team_dir) + 1:] if d.name.startswith(team_dir + "/") else ""
+            if rest:
+                subtrees.setdefault(rest.split("/", 1)[0].split("@", 1)[0], []).append(d)
+
         def one(n: str) -> DeleteResult:
+            root = self.layout.volume(team, n)
+            sub = sorted(subtrees.get(n, []), key=lambda d: d.name != root)      # the volume itself first
             try:
-                return DeleteResult(team, n, self.delete_volume(team, n))
+                return DeleteResult(team, n, self.delete_volume(team, n, tree=sub))
             except AgentError as exc:
                 return DeleteResult(team, n, False, exc.message, exc.reason)
 
