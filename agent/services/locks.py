@@ -61,3 +61,54 @@ class KeyedLocks:
 def remaining(deadline: float | None) -> float | None:
     """Seconds left until a time.monotonic() deadline (None = unbounded)."""
     return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+class SharedExclusive:
+    """Per-key gate: any number of shared holders, or one exclusive holder. A waiting
+    exclusive holder goes first (new shared holders wait), so a stream of shared
+    holders cannot starve it. Timeouts raise DeadlineExceeded like KeyedLocks."""
+
+    def __init__(self, kind: str) -> None:
+        self._kind = kind
+        self._cv = threading.Condition()
+        self._shared: dict[Hashable, int] = {}
+        self._exclusive: set[Hashable] = set()
+        self._waiting: dict[Hashable, int] = {}        # exclusive waiters per key
+
+    def _wait(self, ready, key: Hashable, timeout: float | None) -> None:
+        if not self._cv.wait_for(ready, timeout=timeout):
+            raise DeadlineExceeded(f"timed out waiting for the in-flight operation on {self._kind} {key}",
+                                   reason="LOCK_WAIT_TIMEOUT", metadata={"key": str(key)})
+
+    @contextmanager
+    def shared(self, key: Hashable, *, timeout: float | None = None) -> Iterator[None]:
+        with self._cv:
+            self._wait(lambda: key not in self._exclusive and not self._waiting.get(key), key, timeout)
+            self._shared[key] = self._shared.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._shared[key] -= 1
+                if not self._shared[key]:
+                    del self._shared[key]
+                    self._cv.notify_all()
+
+    @contextmanager
+    def exclusive(self, key: Hashable, *, timeout: float | None = None) -> Iterator[None]:
+        with self._cv:
+            self._waiting[key] = self._waiting.get(key, 0) + 1
+            try:
+                self._wait(lambda: key not in self._exclusive and not self._shared.get(key), key, timeout)
+            finally:
+                self._waiting[key] -= 1
+                if not self._waiting[key]:
+                    del self._waiting[key]
+                    self._cv.notify_all()       # shared waiters held back by this waiter may go
+            self._exclusive.add(key)
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._exclusive.discard(key)
+                self._cv.notify_all()

@@ -354,6 +354,33 @@ def test_bulk_delete_by_name_lists_the_team_once(svc, image, zfs_parent, monkeyp
         assert zfs_get(f"{zfs_parent}/instances/bn/{name}", "type") == {"type": "filesystem"}, name
 
 
+def test_bulk_delete_of_every_volume_by_name_is_one_recursive_destroy(svc, image, zfs_parent, monkeypatch):
+    for i in range(4):
+        svc.ensure_volume(VolumeSpec(team="whole", name=f"v{i}", kind=VolumeKind.ROOT, image_id="img1"))
+    svc.snapshot_volume("whole", "v1", "snap")
+    destroyed, real_destroy = [], svc.zfs.destroy
+    monkeypatch.setattr(svc.zfs, "destroy", lambda name, **kw: destroyed.append(name) or real_destroy(name, **kw))
+    res = svc.delete_volumes("whole", ["v0", "v1", "v2", "v3", "absent"])
+    assert [(r.name, r.deleted, r.error) for r in res] == [(f"v{i}", True, "") for i in range(4)] + \
+        [("absent", False, "")]
+    team = f"{zfs_parent}/instances/whole"
+    assert destroyed == [team]                          # one destroy of the team, not one per volume
+    assert zfs_get(team, "type") == {}
+    # the team comes back with the next volume
+    svc.ensure_volume(VolumeSpec(team="whole", name="again"))
+    assert zfs_get(f"{team}/again", "type") == {"type": "filesystem"}
+
+
+def test_a_foreign_dataset_in_the_team_means_volume_by_volume(svc, zfs_parent):
+    for i in range(2):
+        svc.ensure_volume(VolumeSpec(team="mixed", name=f"v{i}"))
+    foreign = f"{zfs_parent}/instances/mixed/foreign"
+    zfs_run("create", foreign)                          # not marked by us
+    res = svc.delete_volumes("mixed", ["v0", "v1"])
+    assert [(r.name, r.deleted) for r in res] == [("v0", True), ("v1", True)]
+    assert zfs_get(foreign, "type") == {"type": "filesystem"}
+
+
 def test_delete_image_with_clones_parks_then_collects(svc, image, zfs_parent):
     for i in range(3):
         svc.ensure_volume(VolumeSpec(team="t1", name=f"c{i}", kind=VolumeKind.ROOT, image_id="img1"))

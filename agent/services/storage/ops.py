@@ -91,27 +91,24 @@ class SnapshotDeleteOps:
         return deleted
 
     def delete_volumes(self, team: str, names: Sequence[str] | None = None) -> list[DeleteResult]:
-        """Bulk delete. names=None: every volume of `team` -- one recursive destroy of the team
-        dataset when everything in it is ours, else per volume (foreign datasets are left).
-        With names: parallel deletes (BULK_WORKERS). Each result says deleted/absent/error;
-        the call itself fails only if the backend is unavailable."""
+        """Bulk delete of `names` (None: every volume of `team`). When they are every volume
+        in the team and everything there is ours: one recursive destroy of the team dataset,
+        with new volumes of the team held back meanwhile (team_gate); else per volume,
+        parallel (BULK_WORKERS), foreign datasets left. Each result says deleted/absent/
+        error; the call itself fails only if the backend is unavailable."""
         team_dir = self.layout.team(team)
-        tree = self.zfs.list(team_dir, MARKS)
-        if names is None:
+        with self.team_gate.exclusive(team, timeout=self.wait_timeout):
+            tree = self.zfs.list(team_dir, MARKS)
             if not tree:
-                return []
+                return [DeleteResult(team, n, False) for n in names or []]
             datasets = [d for d in tree if not d.is_snapshot and d.name != team_dir]
-            vols = [d for d in datasets if is_ours(d) and d.user_props.get(P_TYPE) == "volume"]
-            keys = sorted((team, d.name.rsplit("/", 1)[-1]) for d in vols)
-            if is_ours(tree[0]) and all(is_ours(d) for d in datasets):
-                origins = {d.origin.split("@", 1)[0] for d in vols if d.origin and self.layout.is_parked(d.origin)}
-                with _hold_all(self.volume_locks, keys, self.wait_timeout):
-                    self._teams.discard(team_dir)
-                    self.zfs.destroy(team_dir, recursive=True, tree=tree)
-                if origins:
-                    self.collect_parked(origins)
-                return [DeleteResult(t, n, True) for t, n in keys]
-            names = [k[1] for k in keys]
+            vols = {d.name.rsplit("/", 1)[-1]: d for d in datasets
+                    if is_ours(d) and d.user_props.get(P_TYPE) == "volume"}
+            if names is None:
+                names = sorted(vols)
+            whole = is_ours(tree[0]) and all(is_ours(d) for d in datasets) and set(vols) <= set(names)
+            if whole and self._destroy_team(team, team_dir, tree, vols):
+                return [DeleteResult(team, n, n in vols) for n in names]
 
         # one listing for all: per volume its own datasets and snapshots, root first (zfs get -r order)
         subtrees: dict[str, list] = {}
@@ -130,6 +127,22 @@ class SnapshotDeleteOps:
 
         with ThreadPoolExecutor(max_workers=BULK_WORKERS) as pool:
             return list(pool.map(one, names))
+
+    def _destroy_team(self, team: str, team_dir: str, tree: list, vols: dict) -> bool:
+        """One recursive destroy of the team dataset (caller holds team_gate exclusively).
+        False when it failed (busy after the retries...): the caller goes volume by volume,
+        which reports per volume."""
+        origins = {d.origin.split("@", 1)[0] for d in vols.values() if d.origin and self.layout.is_parked(d.origin)}
+        try:
+            with _hold_all(self.volume_locks, sorted((team, n) for n in vols), self.wait_timeout):
+                self._teams.discard(team_dir)
+                self.zfs.destroy(team_dir, recursive=True, tree=tree)
+        except AgentError as exc:
+            log.warning("recursive destroy of %s failed (%s); deleting volume by volume", team_dir, exc.message)
+            return False
+        if origins:
+            self.collect_parked(origins)
+        return True
 
 
 

@@ -26,7 +26,7 @@ from typing import Sequence
 from agent.drivers.zfs import MAX_NAME_LEN, DatasetInfo, ZfsBackend
 from agent.errors import AgentError, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from agent.services.drift import Drift
-from agent.services.locks import KeyedLocks
+from agent.services.locks import KeyedLocks, SharedExclusive
 
 from .model import (MARKS, OWNER, P_IMAGE, P_INSTANCE, P_KIND, P_NAME, P_OWNER, P_TEAM,
                             P_TYPE, Layout, OwnedDataset, PoolStatus, Snapshot, Volume, VolumeKind, VolumeSpec)
@@ -50,6 +50,8 @@ class StorageService(ImageOps, SnapshotDeleteOps):
         self.embedded = embedded
         self.wait_timeout = wait_timeout
         self.volume_locks = KeyedLocks("volume")
+        # creations in a team share it; a whole-team recursive destroy excludes them (ops.delete_volumes)
+        self.team_gate = SharedExclusive("team")
         self.image_locks = KeyedLocks("image")
         self.team_locks = KeyedLocks("team directory")
         self._capacity = (0.0, 0)      # (monotonic time, bytes)
@@ -197,8 +199,9 @@ class StorageService(ImageOps, SnapshotDeleteOps):
             raise InvalidArgument.for_field("spec.image_id", "is required for ROOT volumes")
         if spec.kind != VolumeKind.ROOT and spec.image_id:
             raise InvalidArgument.for_field("spec.image_id", "is only allowed for ROOT volumes")
-        with self.volume_locks.hold((spec.team, spec.name), wait=True,
-                                    timeout=self.wait_timeout if wait_timeout is None else wait_timeout):
+        timeout = self.wait_timeout if wait_timeout is None else wait_timeout
+        with self.team_gate.shared(spec.team, timeout=timeout), \
+                self.volume_locks.hold((spec.team, spec.name), wait=True, timeout=timeout):
             self._ensure_dirs()
             team_dir = self.layout.team(spec.team)
             if team_dir in self._teams and (spec.kind != VolumeKind.ROOT or spec.image_id in self._images_ok):
