@@ -3,13 +3,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import json
+import logging
+import os
 import signal
 import sys
 from pathlib import Path
 
 from agent import __version__, config as config_mod, logs
 from agent.cli import output
+
+log = logging.getLogger("agent.daemon")     # __name__ is __main__ under python -m
+STOP_MARGIN = 15.0      # seconds past server.grace_seconds before a wedged stop is dumped and ended
 
 EPILOG = """examples:
   devcloud-agent run                          embedded defaults, /run/devcloud-agent/agent.sock
@@ -67,8 +73,17 @@ def cmd_run(args) -> int:
         app.stop()
         return 1
     app.wait()
+    # A stop that outlives its grace dumps every thread's stack to the log and exits 1,
+    # so a wedged shutdown is bounded and says where it hung.
+    faulthandler.dump_traceback_later(cfg.server.grace_seconds + STOP_MARGIN, exit=True)
     app.stop()
-    return 0
+    log.info("stopped")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # RPCs are drained and the planes closed; threads we do not own (gRPC's, pools') must not
+    # hold the exit. Unfinished instance work is safe by design (intents + startup reconcile).
+    os._exit(0)
 
 
 def cmd_check(args) -> int:

@@ -155,9 +155,19 @@ class AgentProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+            if self.proc.returncode not in (0, -sig):
+                # shown with the failing test: a stop that hung dumps its threads' stacks in this log
+                print(f"agent pid {self.proc.pid} exited {self.proc.returncode} after signal {sig}; "
+                      f"last lines of {self.log_path}:\n{self.log_tail(80)}")
         if self.notify:
             self.notify.close()
         return self.proc.returncode if self.proc else None
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError as exc:
+            return f"(no log: {exc})"
 
     def kill(self) -> None:
         """SIGKILL (a crash, as far as the agent can tell)."""
