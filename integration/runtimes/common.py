@@ -216,6 +216,7 @@ class Udhcpd:
     router: str | None = None
     dns: Iterable[str] = ()
     prefix: int = 24
+    arp_ms: int = 100                 # udhcpd ARP-pings an address before offering it (default 2000 ms)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rtfx-udhcpd-")))
     proc: subprocess.Popen | None = None
 
@@ -234,7 +235,8 @@ class Udhcpd:
         (self.workdir / "udhcpd.conf").write_text("\n".join(lines) + "\n")
         (self.workdir / "leases").touch()
         self.log = open(self.workdir / "udhcpd.log", "wb")
-        self.proc = subprocess.Popen(self.netns.wrap([busybox, "udhcpd", "-f", str(self.workdir / "udhcpd.conf")]),
+        self.proc = subprocess.Popen(self.netns.wrap([busybox, "udhcpd", "-f", "-a", str(self.arp_ms),
+                                                     str(self.workdir / "udhcpd.conf")]),
                                      stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
                                      env=ENV)
         return self
