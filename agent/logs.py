@@ -13,12 +13,27 @@ import time
 from agent.drivers import systemd
 
 
+# Control characters from request fields (or anything else) must not start a new log line:
+# "\n" -> "\\n", "\r" -> "\\r", others -> "\\xNN". Tracebacks keep their lines.
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7f)}
+_ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def escape(text: object) -> str:
+    """`text` on one line: control characters escaped."""
+    return str(text).translate(_ESCAPES)
+
+
 class _TextFormatter(logging.Formatter):
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape(record.message)
+        return super().formatMessage(record)
+
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
         fields = getattr(record, "fields", None)
         if fields:
-            base += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+            base += " " + " ".join(f"{k}={escape(v)}" for k, v in fields.items())
         return base
 
 

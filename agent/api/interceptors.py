@@ -55,6 +55,12 @@ def _resource(request) -> str:
     return ""
 
 
+def _cancelled(exc: Exception, context: grpc.ServicerContext) -> bool:
+    """The client went away (cancelled, deadline passed, channel closed) and gRPC's request
+    iterator said so: the RPC ends, nothing failed (not an error, no traceback)."""
+    return isinstance(exc, grpc.RpcError) and not context.is_active()
+
+
 def _peer_identities(context: grpc.ServicerContext) -> list[str]:
     auth = context.auth_context() or {}
     names = auth.get("x509_common_name", []) + auth.get("x509_subject_alternative_name", [])
@@ -107,6 +113,9 @@ class AgentInterceptor(grpc.ServerInterceptor):
                 self._authorize(context)
                 return behavior(request, context)
             except Exception as exc:
+                if _cancelled(exc, context):
+                    code = grpc.StatusCode.CANCELLED
+                    return None
                 status, code = self._translate(method, exc, context)
                 context.abort_with_status(status)
             finally:
@@ -121,6 +130,9 @@ class AgentInterceptor(grpc.ServerInterceptor):
                 self._authorize(context)
                 yield from behavior(request, context)
             except Exception as exc:
+                if _cancelled(exc, context):
+                    code = grpc.StatusCode.CANCELLED
+                    return
                 status, code = self._translate(method, exc, context)
                 context.abort_with_status(status)
             finally:
@@ -144,6 +156,8 @@ class AgentInterceptor(grpc.ServerInterceptor):
     def _finish(self, method: str, code, start: float, request, context) -> None:
         if code == grpc.StatusCode.OK and context.code() not in (None, grpc.StatusCode.OK):
             code = context.code()
+        elif code == grpc.StatusCode.OK and not context.is_active():
+            code = grpc.StatusCode.CANCELLED            # the client left before the handler ended
         elapsed = time.perf_counter() - start
         name = code.name
         self._metrics.rpc_total.labels(method, name).inc()
