@@ -30,6 +30,15 @@ What LXC needs, found on this machine (see test_runtime_fixtures.py):
   + v2 unified, as here) LXC mirrors the same relative path in EVERY v1
   hierarchy too (and leaves those parents behind).
 
+* or, instead of moving a NIC: `lxc.namespace.share.net = /run/netns/<ns>`
+  makes the container JOIN a prepared network namespace (NIC, addresses,
+  routes already there). Nothing is moved, so nothing is lost: a failed
+  start (or a crash) leaves the netns and its NIC intact, whereas a phys
+  veth/tap moved into the container's own netns is DESTROYED (with its
+  peer) when a start fails after the move (e.g. init exec failure, refused
+  idmapped rootfs): LXC cannot move it back and the kernel deletes virtual
+  netdevs of a dying namespace.
+
 * unprivileged: `lxc.idmap = u 0 100000 65536` / `g ...`. Root-run LXC
   writes the maps itself when newuidmap is absent (no /etc/subuid needed; if
   the `uidmap` package IS installed, LXC uses newuidmap and root then needs
@@ -186,6 +195,7 @@ class ContainerConfig:
     rootfs: Path
     cgroup: CgroupPlacement
     nics: list[PhysNic] = field(default_factory=list)
+    share_netns: str | None = None          # lxc.namespace.share.net = /run/netns/<ns>: join a prepared netns
     idmap: IdMap | None = None              # unprivileged when set
     idmapped_rootfs: bool = False           # lxc.rootfs.options = idmap=container
     init_cmd: str = "/sbin/devcloud-init"
@@ -211,6 +221,10 @@ class ContainerConfig:
               "lxc.apparmor.profile = unconfined",   # hosts without AppArmor; set a profile where it runs
               "lxc.cap.drop = sys_module mac_admin mac_override sys_time sys_rawio"]
         L += self.cgroup.lines()
+        if self.share_netns:
+            if self.nics:
+                raise ValueError("share_netns and phys nics exclude each other")
+            L.append(f"lxc.namespace.share.net = {self.share_netns}")
         for i, nic in enumerate(self.nics):
             L += [f"lxc.net.{i}.type = phys", f"lxc.net.{i}.link = {nic.link}", f"lxc.net.{i}.name = {nic.name}",
                   f"lxc.net.{i}.flags = up"]
