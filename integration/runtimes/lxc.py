@@ -143,9 +143,9 @@ class CgroupPlacement:
         return sorted(out)
 
 
-def remove_cgroup_tree_everywhere(rel: str, timeout: float = 10.0) -> None:
+def remove_cgroup_tree_everywhere(rel: str, timeout: float = 10.0, *, kill: bool = True) -> None:
     """rmdir `rel` (relative, OURS) bottom-up in every cgroup hierarchy where it exists.
-    A populated v2 subtree of ours is emptied with cgroup.kill first."""
+    With kill, a populated v2 subtree (ours) is emptied with cgroup.kill first."""
     rel = rel.strip("/")
     if not rel or ".." in rel.split("/"):
         raise ValueError(f"refusing to remove {rel!r}")
@@ -153,7 +153,7 @@ def remove_cgroup_tree_everywhere(rel: str, timeout: float = 10.0) -> None:
         base = os.path.join(mnt, rel)
         if not os.path.isdir(base):
             continue
-        if fstype == "cgroup2":
+        if fstype == "cgroup2" and kill:
             try:
                 populated = "populated 1" in Path(base, "cgroup.events").read_text()
             except OSError:
@@ -267,6 +267,7 @@ class Container:
         self.netns = netns
         self.monitor_pid = 0
         self.init_pid = 0
+        self.destroyed = False
         self.fg: subprocess.Popen | None = None
         self.lxcpath.mkdir(parents=True, exist_ok=True)
         os.chmod(self.workdir, 0o755)                  # unprivileged roots traverse it
@@ -357,15 +358,18 @@ class Container:
         self.monitor_pid = self.init_pid = 0
 
     def destroy(self) -> None:
-        """Stop, remove the cgroups LXC made below the placement's parent (lxc.pivot,
-        v1 mirrors of the container dirs) and the workdir. The parent itself stays (it is
-        the caller's)."""
+        """Stop, remove the empty cgroups LXC left below the placement's parent (lxc.pivot,
+        v1 mirrors of its dirs) and the workdir. Idempotent. The parent itself stays (it
+        is the caller's); nothing is killed here (a busy dir raises)."""
+        if self.destroyed:
+            return
         self.stop()
         for d in reversed(self.config.cgroup.leftovers()):
             if os.path.basename(d) in ("lxc.pivot", self.config.cgroup.container_leaf,
                                        self.config.cgroup.monitor_leaf):
-                remove_cgroup_tree_everywhere(os.path.relpath(d, _mount_of(d)))
+                remove_cgroup_tree_everywhere(os.path.relpath(d, _mount_of(d)), kill=False)
         shutil.rmtree(self.workdir, ignore_errors=True)
+        self.destroyed = True
 
 
 def _mount_of(path: str) -> str:

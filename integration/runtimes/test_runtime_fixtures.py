@@ -439,9 +439,9 @@ def test_lxc_failed_start_after_nic_move_destroys_the_veth(base_rootfs, workdir,
 
 
 def unpriv_container(rootfs: Path, workdir: Path, scope: str, name: str, *, idmapped: bool,
-                     containers: list) -> lxc.Container:
-    ct = lxc.Container(lxc.ContainerConfig(name, rootfs, lxc.CgroupPlacement(scope), [], idmap=idshift.IdMap(),
-                                           idmapped_rootfs=idmapped), workdir / name)
+                     containers: list, nics: list | None = None, **kw) -> lxc.Container:
+    ct = lxc.Container(lxc.ContainerConfig(name, rootfs, lxc.CgroupPlacement(scope), nics or [],
+                                           idmap=idshift.IdMap(), idmapped_rootfs=idmapped, **kw), workdir / name)
     containers.append(ct)
     return ct
 
@@ -488,9 +488,15 @@ def test_unprivileged_idmapped_rootfs(base_rootfs, workdir, scope, containers, f
             subprocess.run(["umount", str(workdir / "tmpfs")], check=False)
 
 
-def test_unprivileged_shifted_copy(base_rootfs, workdir, scope, containers):
+def test_unprivileged_shifted_copy(base_rootfs, workdir, scope, containers, netns_factory, host_links, servers):
     """Without idmapped mounts: a copy chowned by +100000 (setuid bits restored, ACLs and
-    file caps shifted). The container then writes its own /root."""
+    file caps shifted). The container then writes its own /root, and gets its address
+    by DHCP over a phys NIC (moved into its own netns, which its userns owns)."""
+    sw = netns_factory()
+    ctr_end, sw_end = unique(), unique()
+    host_links.append(ctr_end)
+    veth(ctr_end, sw_end, b_ns=sw)
+    dhcp_server(servers, sw, sw_end, "84")
     rootfs = copy_rootfs(base_rootfs, workdir / "rootfs")
     (rootfs / "usr/bin/suid-marker").write_bytes(b"#!/bin/sh\n")
     os.chown(rootfs / "usr/bin/suid-marker", 0, 0)          # (a chown, even root's, clears setuid)
@@ -510,16 +516,45 @@ def test_unprivileged_shifted_copy(base_rootfs, workdir, scope, containers):
     assert idshift.caps_rootid(os.getxattr(rootfs / "bin/busybox", "security.capability")) == 100000
     new_acl = os.getxattr(rootfs / "etc/hosts", "system.posix_acl_access")
     assert struct.unpack_from("<I", new_acl, 4 + 8 + 4)[0] == 101000
-    ct = unpriv_container(rootfs, workdir, scope, "u-shift", idmapped=False, containers=containers)
-    t = ct.start()
+    ct = unpriv_container(rootfs, workdir, scope, "u-shift", idmapped=False, containers=containers,
+                          nics=[lxc.PhysNic(ctr_end)])
+    start_and_dhcp(ct, "84", "unprivileged (shifted rootfs), phys NIC")
     ok, out = writes_root(ct)
     assert ok, out
     assert os.stat(rootfs / "root/unpriv").st_uid == 100000
     perm = ct.sh("ls -ln /usr/bin/suid-marker /home/user -d").stdout
     assert "-rwsr-xr-x" in perm and " 1000 " in perm, perm
-    report(f"LXC unprivileged, shifted rootfs on ext4: start {t:.3f} s, writes /root")
+    ct.stop()
+    assert common.host_link_exists(ctr_end)
     back = idshift.shift_tree(rootfs, unshift=True)
     assert back.entries == stats.entries + 1 and os.stat(rootfs / "root/unpriv").st_uid == 0
+
+
+def test_unprivileged_cannot_use_a_netns_the_host_owns(base_rootfs, workdir, scope, containers, netns_factory,
+                                                      servers):
+    """lxc.namespace.share.net with an UNPRIVILEGED container: the netns belongs to the
+    host's user namespace, so the container's root has no CAP_NET_ADMIN/NET_RAW there:
+    sysfs cannot be mounted (sys:mixed must go) and udhcpc cannot open its socket. The
+    address must then be configured from outside (by the agent), not by DHCP inside."""
+    inst, sw = netns_factory(), netns_factory()
+    a, b = unique(), unique()
+    veth(a, b, a_ns=inst, b_ns=sw)
+    inst.ip("link", "set", a, "name", "eth0")
+    dhcp_server(servers, sw, b, "85")
+    rootfs = copy_rootfs(base_rootfs, workdir / "rootfs")
+    idshift.shift_tree(rootfs)
+    ct = unpriv_container(rootfs, workdir, scope, "u-share", idmapped=False, containers=containers,
+                          share_netns=inst.path)
+    with pytest.raises(lxc.StartFailed) as exc:
+        ct.start()
+    assert 'Operation not permitted - Failed to mount "sysfs"' in exc.value.log, exc.value.log
+    ct.destroy()
+    ct = unpriv_container(rootfs, workdir, scope, "u-share2", idmapped=False, containers=containers,
+                          share_netns=inst.path, extra=["lxc.mount.auto =", "lxc.mount.auto = proc:mixed"])
+    ct.start()
+    lease, _, out = lxc.dhcp(ct, tries=2)
+    assert lease is None and "socket: Operation not permitted" in out, out
+    assert inst.link_exists("eth0")
 
 
 def synth_tree(root: Path, total_mb: int = 200, files: int = 10000, dirs: int = 500, links: int = 2000) -> float:
