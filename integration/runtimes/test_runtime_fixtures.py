@@ -348,6 +348,28 @@ def test_lxc_phys_nic_in_another_netns_needs_nsenter(base_rootfs, workdir, scope
     assert agent_ns.link_exists(ctr_end)                               # returned to the agent's netns
 
 
+def test_lxc_foreground_mode(base_rootfs, workdir, scope, netns_factory, servers, containers):
+    """lxc-start -F (no -d): the lxc-start we spawn IS the monitor (its PID is ours); the
+    container's console (init's stdout) goes to its stdout."""
+    ns = netns_factory()
+    ctr_end, sw_end = unique(), unique()
+    veth(ctr_end, sw_end, a_ns=ns, b_ns=ns)
+    dhcp_server(servers, ns, sw_end, "86")
+    rootfs = copy_rootfs(base_rootfs, workdir / "rootfs")
+    ct = lxc.Container(lxc.ContainerConfig("c-fg", rootfs, lxc.CgroupPlacement(scope), [lxc.PhysNic(ctr_end)]),
+                       workdir / "c", netns=ns)
+    containers.append(ct)
+    t = ct.start(foreground=True)
+    fg = ct.fg
+    assert fg is not None and ct.monitor_pid == fg.pid and fg.poll() is None
+    lease, t_dhcp, _ = lxc.dhcp(ct)
+    assert_lease(lease, "86")
+    report(f"LXC foreground (-F): RUNNING after {t:.3f} s; udhcpc lease {t_dhcp:.3f} s")
+    ct.stop()
+    assert fg.poll() is not None and ns.link_exists(ctr_end)
+    assert "DEVCLOUD-INIT pid=1" in (workdir / "c/console.log").read_text()
+
+
 def test_lxc_ip_netns_exec_loses_the_cgroup(base_rootfs, workdir, scope, netns_factory, containers):
     """Why not `ip netns exec`: it remounts /sys in a private mount namespace, LXC finds
     no cgroup hierarchy and the container runs OUTSIDE the given scope, silently."""
