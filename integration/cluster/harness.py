@@ -39,7 +39,6 @@ import atexit
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -47,30 +46,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from integration.cluster.central import MG, CentralMixin
 from integration.cluster.instances import InstancesMixin
-from integration.cluster.procs import (CmdError, Daemon, NetnsSet, in_netns, ip_batch, run, sock_ready,
-                                       stop_all, wait_until)
+from integration.cluster.node import Node, NodesMixin
+from integration.cluster.procs import Daemon, NetnsSet, in_netns, ip_batch, run, stop_all, wait_until
 
-NB_SCHEMA = "/usr/share/ovn/ovn-nb.ovsschema"
-SB_SCHEMA = "/usr/share/ovn/ovn-sb.ovsschema"
-VS_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 BINARIES = ("ovsdb-tool", "ovsdb-server", "ovsdb-client", "ovs-vswitchd", "ovs-vsctl", "ovs-appctl",
             "ovn-northd", "ovn-controller", "ovn-nbctl", "ovn-sbctl", "ovn-appctl", "nsenter", "ip",
             "ethtool", "ping")
-UL, MG = "192.168.50", "192.168.60"
-DB = {"nb": ("OVN_Northbound", NB_SCHEMA, 6641, 6643), "sb": ("OVN_Southbound", SB_SCHEMA, 6642, 6644)}
 GENEVE_OVERHEAD = 58                 # 14 inner eth + 20 ip + 8 udp + 8 geneve + 8 OVN option
 
 
 def missing_binaries() -> list[str]:
     return [b for b in BINARIES if shutil.which(b) is None]
-
-
-def ovs_env(d: Path) -> dict:
-    env = dict(os.environ)
-    for k in ("OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR", "OVN_RUNDIR", "OVN_LOGDIR", "OVN_DBDIR"):
-        env[k] = str(d)
-    return env
 
 
 _live: set = set()                   # clusters up in this process: atexit brings them down
@@ -83,52 +71,9 @@ def _down_leftovers() -> None:
         c.down()
 
 
-class Node:
-    """One simulated hypervisor: its netns, OVS db, ovs-vswitchd, ovn-controller."""
+class Cluster(CentralMixin, NodesMixin, InstancesMixin):
+    """N simulated nodes + an OVN central (standalone or Raft). See the module docstring."""
 
-    def __init__(self, cluster: "Cluster", i: int) -> None:
-        self.cluster, self.index = cluster, i
-        self.name = self.system_id = f"node{i}"
-        self.netns = f"{cluster.prefix}-n{i}"
-        self.state_dir = cluster.dir / f"n{i}"
-        self.mgmt_ip, self.encap_ip = f"{MG}.{10 + i}", f"{UL}.{10 + i}"
-        self.brphy_mac = f"02:00:00:00:50:{i:02x}"
-        self.ovs_remote = f"unix:{self.state_dir}/db.sock"
-        self.env = ovs_env(self.state_dir)
-        self.daemons: dict[str, Daemon] = {}
-
-    def __repr__(self) -> str:
-        return f"<Node {self.name} netns={self.netns}>"
-
-    def run(self, argv, *, check=True, timeout=30, env=None, input=None) -> subprocess.CompletedProcess:
-        """argv inside this node's netns, with its OVS_RUNDIR/OVN_RUNDIR... env (plus `env`)."""
-        return run(argv, netns=self.netns, env={**self.env, **(env or {})}, check=check, timeout=timeout,
-                   input=input)
-
-    def popen(self, argv, *, env=None, **kw) -> subprocess.Popen:
-        """A long-running process inside this node's netns (e.g. an agent); stopped by PID at down()
-        if still running. Its env is the node's OVS env plus `env`."""
-        return self.cluster.popen(argv, netns=self.netns, env={**self.env, **(env or {})}, **kw)
-
-    def vsctl(self, *args, timeout=10) -> str:
-        return run(["ovs-vsctl", f"--db={self.ovs_remote}", f"--timeout={timeout}", *args],
-                   env=self.env, timeout=timeout + 5).stdout
-
-    def appctl(self, *args, target="vswitchd") -> str:
-        """ovs-appctl to this node's ovs-vswitchd ("vswitchd"), ovsdb-server ("ovsdb") or
-        ovn-controller ("controller")."""
-        return run(["ovs-appctl", "-t", self.ctl(target), *args], env=self.env).stdout
-
-    def ctl(self, target: str) -> str:
-        if target == "controller":
-            return str(self.state_dir / f"ovn-controller.{self.daemons['controller'].pid}.ctl")
-        return str(self.state_dir / f"{target}.ctl")
-
-    def tunnel_ports(self) -> list[str]:
-        return self.vsctl("--bare", "--columns=name", "find", "Interface", "type=geneve").split()
-
-
-class Cluster(InstancesMixin):
     def __init__(self, nodes: int = 3, raft: bool = False, prefix: str | None = None,
                  underlay_mtu: int = 1500, election_timer_ms: int = 1000, chassis: bool = True,
                  start_controllers: bool = True, keep_dir: bool = False) -> None:
@@ -162,17 +107,6 @@ class Cluster(InstancesMixin):
 
     def central_ns(self, k: int = 1) -> str:
         return f"{self.prefix}-c{k}"
-
-    def _remotes(self, port: int) -> str:
-        return ",".join(f"tcp:{MG}.{k}:{port}" for k in self.members)
-
-    @property
-    def nb_remotes(self) -> str:
-        return self._remotes(6641)
-
-    @property
-    def sb_remotes(self) -> str:
-        return self._remotes(6642)
 
     def node(self, i: int) -> Node:
         if not 1 <= i <= self.n:
@@ -284,144 +218,6 @@ class Cluster(InstancesMixin):
                                    f"addr add {MG}.{10 + i}/24 dev mgmt0", "link set mgmt0 up"])
             run(["sysctl", "-qw", "net.ipv6.conf.eth1.disable_ipv6=1"], netns=f"{P}-n{i}")
 
-    def _member_daemon(self, db: str, k: int) -> Daemon:
-        d = self.dir / f"c{k}"
-        if db == "northd":
-            argv = ["ovn-northd", "--no-chdir", "-vsyslog:off", "-vconsole:off", f"--pidfile={d}/northd.pid",
-                    f"--log-file={d}/northd.log", f"--unixctl={d}/northd.ctl",
-                    f"--ovnnb-db={self.nb_remotes}", f"--ovnsb-db={self.sb_remotes}"]
-            ready = lambda: sock_ready(d / "northd.ctl")  # noqa: E731
-        else:
-            port = DB[db][2]
-            argv = ["ovsdb-server", "--no-chdir", "-vsyslog:off", "-vconsole:off", f"--pidfile={d}/{db}.pid",
-                    f"--log-file={d}/{db}.log", f"--unixctl={d}/{db}.ctl", f"--remote=punix:{d}/{db}.sock",
-                    f"--remote=ptcp:{port}:{MG}.{k}", f"{d}/{db}.db"]
-            ready = lambda: sock_ready(d / f"{db}.sock")  # noqa: E731
-        return Daemon(f"c{k}-{db}", argv, self.central_ns(k), ovs_env(d), d / f"{db}.stderr", ready)
-
-    def _central_up(self) -> None:
-        for k in self.members:
-            (self.dir / f"c{k}").mkdir()
-        for db, (name, schema, _port, rport) in DB.items():
-            c1 = self.dir / "c1" / f"{db}.db"
-            if not self.raft:
-                run(["ovsdb-tool", "create", str(c1), schema])
-                continue
-            run(["ovsdb-tool", f"--election-timer={self.election_timer_ms}", "create-cluster", str(c1), schema,
-                 f"tcp:{MG}.1:{rport}"])
-            for k in (2, 3):
-                run(["ovsdb-tool", "join-cluster", str(self.dir / f"c{k}" / f"{db}.db"), name,
-                     f"tcp:{MG}.{k}:{rport}", f"tcp:{MG}.1:{rport}"])
-        for k in self.members:
-            for db in ("nb", "sb"):
-                self.central[(db, k)] = self._member_daemon(db, k).start()
-        if self.raft:
-            waits = [subprocess.Popen(["ovsdb-client", "wait", f"unix:{self.dir}/c{k}/{db}.sock", DB[db][0],
-                                       "connected"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                     for k in self.members for db in ("nb", "sb")]
-            for w in waits:
-                try:
-                    if w.wait(timeout=30) != 0:
-                        raise RuntimeError(f"{w.args}: {w.stderr.read().decode()}")
-                except subprocess.TimeoutExpired:
-                    w.kill()
-                    w.wait()
-                    raise RuntimeError(f"raft member did not join: {w.args} (logs in {self.dir})") from None
-        for k in self.members:
-            self.central[("northd", k)] = self._member_daemon("northd", k).start()
-
-    def _node_up(self, node: Node) -> None:
-        d, ns, env = node.state_dir, node.netns, node.env
-        d.mkdir()
-        run(["ovsdb-tool", "create", f"{d}/conf.db", VS_SCHEMA])
-        common = ["--no-chdir", "-vsyslog:off", "-vconsole:off"]
-        node.daemons["ovsdb"] = Daemon(
-            f"{node.name}-ovsdb", ["ovsdb-server", *common, f"--pidfile={d}/ovsdb-server.pid",
-                                   f"--log-file={d}/ovsdb-server.log", f"--unixctl={d}/ovsdb.ctl",
-                                   f"--remote=punix:{d}/db.sock", f"{d}/conf.db"],
-            ns, env, d / "ovsdb.stderr", lambda: sock_ready(d / "db.sock")).start()
-        ids = ["external_ids:ovn-bridge=br-int", "external_ids:ovn-bridge-datapath-type=netdev"]
-        if self.chassis:
-            ids += [f"external_ids:system-id={node.system_id}", f"external_ids:hostname={node.name}",
-                    f"external_ids:ovn-remote={self.sb_remotes}", "external_ids:ovn-encap-type=geneve",
-                    f"external_ids:ovn-encap-ip={node.encap_ip}"]
-        node.vsctl("--no-wait", "init", "--", "set", "Open_vSwitch", ".", *ids)
-        node.daemons["vswitchd"] = Daemon(
-            f"{node.name}-vswitchd", ["ovs-vswitchd", *common, f"--pidfile={d}/ovs-vswitchd.pid",
-                                      f"--log-file={d}/ovs-vswitchd.log", f"--unixctl={d}/vswitchd.ctl",
-                                      node.ovs_remote],
-            ns, env, d / "vswitchd.stderr", lambda: sock_ready(d / "vswitchd.ctl")).start()
-        # br-phy holds the tunnel endpoint: userspace tunnels are routed (ovs/route) and
-        # ARP-resolved (tnl/neigh) on an OVS bridge; hwaddr pins its MAC.
-        node.vsctl("--", "--may-exist", "add-br", "br-int", "--", "set", "Bridge", "br-int",
-                   "datapath_type=netdev", "fail-mode=secure", "other_config:disable-in-band=true",
-                   "--", "--may-exist", "add-br", "br-phy", "--", "set", "Bridge", "br-phy", "datapath_type=netdev",
-                   f"other_config:hwaddr={node.brphy_mac}", "--", "--may-exist", "add-port", "br-phy", "eth1")
-        ip_batch(ns, [f"addr add {node.encap_ip}/24 dev br-phy", f"link set br-phy mtu {self.underlay_mtu} up"])
-        if self.start_controllers:
-            self.start_chassis(node.index)
-
-    def _controller(self, node: Node) -> Daemon:
-        d = node.state_dir
-        return Daemon(f"{node.name}-controller",
-                      ["ovn-controller", "--no-chdir", "-vsyslog:off", "-vconsole:off",
-                       f"--pidfile={d}/ovn-controller.pid", f"--log-file={d}/ovn-controller.log", node.ovs_remote],
-                      node.netns, node.env, d / "controller.stderr",
-                      lambda: sock_ready(d / f"ovn-controller.{node.daemons['controller'].pid}.ctl"))
-
-    def start_chassis(self, i: int) -> float:
-        """Start node i's ovn-controller (a new PID); returns seconds until its control socket is up."""
-        node = self.node(i)
-        old = node.daemons.get("controller")
-        if old and old.running():
-            raise RuntimeError(f"{node.name}: ovn-controller already running (pid {old.pid})")
-        dmn = self._controller(node)
-        node.daemons["controller"] = dmn
-        dmn.start()
-        return dmn.start_seconds
-
-    def stop_chassis(self, i: int, sig: int = signal.SIGTERM, timeout: float = 10) -> float:
-        """Stop node i's ovn-controller by PID (SIGTERM: no cleanup, the Chassis row stays);
-        returns seconds until it exited."""
-        dmn = self.node(i).daemons["controller"]
-        t = time.monotonic()
-        dmn.signal(sig)
-        try:
-            dmn.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            dmn.kill()
-        return time.monotonic() - t
-
-    def _wait_chassis(self) -> None:
-        want = {n.system_id for n in self.nodes}
-        wait_until(lambda: want <= set(self.sbctl("--bare", "--columns=name", "list", "Chassis").split()),
-                   30, f"chassis {sorted(want)} in SB")
-
-    def prime_tunnels(self, timeout: float = 30) -> None:
-        """Wait for the full mesh of geneve ports, then make every node's OVS learn every other
-        node's br-phy MAC (tnl/neigh), or the first overlay packet towards each chassis is dropped
-        while OVS ARPs itself. OVS snoops only ARP *replies* (and gratuitous ARPs) on br-phy, and a
-        kernel that was just asked by a peer answers from its neighbour table without ARPing: so
-        node by node, flush its kernel's br-phy neighbours, then ping every other encap IP."""
-        wait_until(lambda: all(len(n.tunnel_ports()) >= self.n - 1 for n in self.nodes), timeout,
-                   "a geneve port to every other chassis on every node")
-        with ThreadPoolExecutor(max_workers=8) as ex:
-            for _ in range(3):
-                todo = [n for n in self.nodes if self._neigh_missing(n)]
-                if not todo:
-                    return
-                for n in todo:
-                    n.run(["ip", "neigh", "flush", "dev", "br-phy"])
-                    peers = [m.encap_ip for m in self.nodes if m is not n]
-                    list(ex.map(lambda ip: n.run(["ping", "-c1", "-W1", ip], check=False), peers))
-        missing = {n.name: self._neigh_missing(n) for n in self.nodes}
-        raise RuntimeError(f"tunnel neighbours not learned: {missing}")
-
-    def _neigh_missing(self, n: Node) -> list[str]:
-        known = n.appctl("tnl/neigh/show")
-        return [m.encap_ip for m in self.nodes if m is not n and f"{m.encap_ip} " not in known]
-
-    # ------------------------------------------------------------------ central tools and raft
     def popen(self, argv, *, netns: str | None = None, env=None, **kw) -> subprocess.Popen:
         """A child process (in `netns` if given) that down() stops by PID if it still runs
         (SIGTERM, SIGKILL after 5 s). Returns once the process is in `netns`; its PID is the
@@ -437,65 +233,3 @@ class Cluster(InstancesMixin):
             wait_until(lambda: p.poll() is not None or os.stat(f"/proc/{p.pid}/ns/net").st_ino == want, 5,
                        f"pid {p.pid} to enter {netns}", interval=0.001)
         return p
-
-    def nbctl(self, *args, timeout: float = 10) -> str:
-        """ovn-nbctl against all NB members over TCP, run in central 1's netns. Raises CmdError."""
-        return run(["ovn-nbctl", f"--db={self.nb_remotes}", f"--timeout={timeout:g}", *args],
-                   netns=self.central_ns(1), timeout=timeout + 5).stdout
-
-    def sbctl(self, *args, timeout: float = 10) -> str:
-        return run(["ovn-sbctl", f"--db={self.sb_remotes}", f"--timeout={timeout:g}", *args],
-                   netns=self.central_ns(1), timeout=timeout + 5).stdout
-
-    def member(self, db: str, k: int) -> Daemon:
-        """The daemon of central member k: db in nb|sb|northd."""
-        return self.central[(db, k)]
-
-    def cluster_status(self, db: str, k: int) -> dict:
-        """Parsed `ovs-appctl -t <ctl> cluster/status` of member k: role, term, leader, servers."""
-        out = run(["ovs-appctl", "-t", f"{self.dir}/c{k}/{db}.ctl", "cluster/status", DB[db][0]],
-                  timeout=5).stdout
-        st: dict = {"servers": [], "raw": out}
-        in_servers = False
-        for line in out.splitlines():
-            if in_servers and line.startswith(" "):
-                st["servers"].append(line.strip())
-                continue
-            in_servers = line.startswith("Servers:")
-            key, _, val = line.partition(":")
-            if key in ("Role", "Term", "Leader", "Status", "Cluster ID", "Server ID"):
-                st[key.lower().replace(" ", "_")] = val.strip()
-        return st
-
-    def leader(self, db: str) -> int | None:
-        """Which member (1..3) is the Raft leader of nb|sb now (None if none is)."""
-        for k in self.members:
-            if self.member(db, k).running():
-                try:
-                    if self.cluster_status(db, k).get("role") == "leader":
-                        return k
-                except CmdError:
-                    pass
-        return None
-
-    def kill_member(self, db: str, k: int, sig: int = signal.SIGKILL) -> int:
-        """Signal member k's nb|sb|northd by PID (default SIGKILL) and reap it; returns the PID."""
-        dmn = self.member(db, k)
-        pid = dmn.pid
-        dmn.signal(sig)
-        dmn.proc.wait(timeout=10)
-        return pid
-
-    def restart_member(self, db: str, k: int, timeout: float = 30) -> float:
-        """Start member k's nb|sb|northd again; for nb/sb wait until it rejoined the cluster.
-        Returns seconds from start to joined/ready."""
-        if self.member(db, k).running():
-            raise RuntimeError(f"c{k}-{db} is still running")
-        dmn = self._member_daemon(db, k)
-        self.central[(db, k)] = dmn
-        t = time.monotonic()
-        dmn.start()
-        if db != "northd" and self.raft:
-            run(["ovsdb-client", "wait", f"unix:{self.dir}/c{k}/{db}.sock", DB[db][0], "connected"],
-                timeout=timeout)
-        return time.monotonic() - t

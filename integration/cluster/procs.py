@@ -49,6 +49,14 @@ def run(argv: list[str], *, netns: str | None = None, env: dict | None = None, c
     return r
 
 
+def ovs_env(d: str | Path) -> dict:
+    """os.environ with every OVS/OVN run/db/log dir set to `d` (sockets, pidfiles, logs stay there)."""
+    env = dict(os.environ)
+    for k in ("OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR", "OVN_RUNDIR", "OVN_LOGDIR", "OVN_DBDIR"):
+        env[k] = str(d)
+    return env
+
+
 def wait_until(pred, timeout: float, what: str, interval: float = 0.02):
     """Poll pred() until it returns something truthy; return it, or raise TimeoutError."""
     deadline = time.monotonic() + timeout

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from integration.cluster.procs import CmdError, alive, pids_mentioning
+from integration.cluster.procs import alive, pids_mentioning
 
 TEAMS = {"team-a": ("10.20.0", "0a:00:00:20:00"), "team-b": ("10.21.0", "0a:00:00:21:00")}
 
@@ -293,6 +293,8 @@ def test_nb_leader_failover(raft_cluster, measure):
             w.join()
     k = kill["at"]
     assert not alive(pid)
+    c.nbctl("--wait=sb", "sync", timeout=30, retry=10)        # northd translated the NB again (it reconnects too)
+    northd_back = time.monotonic() - k
     ok_after = sorted(end for start, end, rc, _, _ in calls if rc == 0 and start > k)
     assert ok_after, f"no write succeeded after the leader kill; errors: {[x[4] for x in calls[-3:]]}"
     last_before = max((end for start, end, rc, _, _ in calls if rc == 0 and end <= k), default=k)
@@ -309,6 +311,7 @@ def test_nb_leader_failover(raft_cluster, measure):
             f"{ok_after[0] - k:.3f}s (gap since the last write before: {ok_after[0] - last_before:.3f}s), "
             f"{len(failed)} failed calls meanwhile, longest call {longest[1] - longest[0]:.3f}s "
             f"(rc {longest[2]}), leader c{old} -> c{new}, term {before[new]['term']} -> {st['term']}")
+    measure("NB leader SIGKILL -> northd wrote the SB again (nbctl --wait=sb sync returned)", f"{northd_back:.3f}s")
     rejoin = c.restart_member("nb", old)
     assert c.cluster_status("nb", old)["role"] == "follower"
     measure("killed NB member restarted -> rejoined as follower", f"{rejoin:.3f}s")
@@ -343,3 +346,36 @@ def test_sb_leader_kill_ports_still_bind(raft_cluster, measure):
             f"NB up=true for x1..x3 + hv sync {nb_up:.3f}s after the kill")
     rejoin = c.restart_member("sb", old)
     measure("killed SB member restarted -> rejoined", f"{rejoin:.3f}s")
+
+
+# ------------------------------------------------------------------------ chassis left to an agent
+def test_unconfigured_chassis_then_configured(cluster_factory, measure):
+    """Cluster(chassis=False): OVS, bridges and the encap IP are ready, no chassis exists; setting
+    the external_ids (as an agent's EnsureChassis would) makes the nodes chassis with tunnels."""
+    c = cluster_factory(nodes=2, chassis=False)
+    assert c.sbctl("--bare", "--columns=name", "list", "Chassis").split() == []
+    for n in c.nodes:
+        ids = _ovsdb_rows(n.vsctl("--format=json", "--columns=external_ids", "list", "Open_vSwitch"))[0]
+        assert "system-id" not in dict(ids["external_ids"][1])
+        bridges = {r["name"]: r["datapath_type"] for r in _ovsdb_rows(
+            n.vsctl("--format=json", "--columns=name,datapath_type", "list", "Bridge"))}
+        assert bridges == {"br-int": "netdev", "br-phy": "netdev"}
+        addrs = json.loads(n.run(["ip", "-j", "addr", "show", "dev", "br-phy"]).stdout)
+        assert f"{n.encap_ip}/24" in {f"{a['local']}/{a['prefixlen']}" for a in addrs[0]["addr_info"]}
+        assert n.daemons["controller"].running()                  # waiting for its system-id
+    t = time.monotonic()
+    for i in (1, 2):
+        c.configure_chassis(i)
+    names = lambda: sorted(c.sbctl("--bare", "--columns=name", "list", "Chassis").split())  # noqa: E731
+    deadline = time.monotonic() + 20
+    while names() != ["node1", "node2"]:
+        assert time.monotonic() < deadline, names()
+        time.sleep(0.02)
+    chassis_s = time.monotonic() - t
+    c.prime_tunnels()
+    measure("chassis=False: external_ids set -> both chassis in SB", f"{chassis_s:.3f}s, + tunnels {time.monotonic() - t:.3f}s")
+    c.nbctl("ls-add", "t")
+    y1 = c.add_instance_port(1, "t", "y1", "0a:00:00:40:00:11", "10.40.0.11")
+    y2 = c.add_instance_port(2, "t", "y2", "0a:00:00:40:00:12", "10.40.0.12")
+    c.wait_ports_up("y1", "y2")
+    assert y1.ping(y2.ip, count=3, interval=0.1).ok
