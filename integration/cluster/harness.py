@@ -1,11 +1,24 @@
-"""A simulated multi-node OVN cloud for tests (port of shared/reference/multi-node).
+"""A simulated multi-node OVN cloud for tests (a port of shared/reference/multi-node).
 
-    with Cluster(nodes=3, raft=True) as c:         # or c = Cluster(...); c.up(); ...; c.down()
-        n1 = c.node(1)                              # nodes are numbered 1..N (system-id "node1", ...)
-        n1.run(["ovs-appctl", "dpctl/dump-flows"])  # inside node1's netns, with node1's OVS/OVN env
+    with Cluster(nodes=3, raft=True) as c:           # or c = Cluster(...).up(); ...; c.down()
+        n1 = c.node(1)                                # nodes are numbered 1..N, system-id "node1"...
+        n1.run(["ovs-appctl", "dpctl/dump-flows"])    # in node1's netns, with node1's OVS/OVN env
         c.nbctl("show"); c.leader("nb"); c.kill_member("nb", 2); c.restart_member("nb", 2)
 
-Layout (P = the run's prefix, unique per run, never "dc"/"devcloud"; D = one short mktemp dir):
+API (README.md has the numbers): Cluster(nodes=3, raft=False, prefix=None, underlay_mtu=1500,
+election_timer_ms=1000, chassis=True, start_controllers=True, keep_dir=False); .up() / .down()
+(idempotent, returns a report) / context manager; .node(i) -> Node with .netns .state_dir
+.ovs_remote .encap_ip .mgmt_ip .system_id .env .run() .popen() .vsctl() .appctl(target=vswitchd|
+ovsdb|controller) .chassis_external_ids() .agent_overrides() .tunnel_ports() .daemons;
+.nb_remotes / .sb_remotes; .nbctl() / .sbctl() (in central 1's netns, retry= seconds during an
+election); .cluster_status(db, k) / .leader(db) / .member(db, k) / .kill_member(db, k, sig) /
+.restart_member(db, k); .stop_chassis(i) / .start_chassis(i) / .configure_chassis(i) /
+.prime_tunnels(); .popen(argv, netns=...); .add_instance_port(node, team, name, mac, ip,
+gateway=None, lsp=True) -> Instance (.ping(), .run()) / .wait_ports_up(*names) /
+.remove_instance_port(name); .all_pids(); .timings.
+
+Layout (P = the run's prefix "cl<pid>n<k>", never "dc..."/"devcloud..."; D = one short mktemp dir
+/tmp/clXXXXXXXX, because unix socket paths are limited to 107 bytes):
 
     P-ul        linux bridges br-ul (underlay 192.168.50.0/24) and br-mg (management 192.168.60.0/24)
     P-c1..3     OVN central members: eth0 192.168.60.k; NB :6641, SB :6642 (raft :6643/:6644), northd
@@ -16,22 +29,30 @@ Layout (P = the run's prefix, unique per run, never "dc"/"devcloud"; D = one sho
                 ovn-controller, all state in D/n<i> (OVS_RUNDIR = OVS_DBDIR = OVS_LOGDIR = OVN_RUNDIR).
     P-v-<name>  instance namespaces made by add_instance_port (eth0 <-veth-> <name> on br-int).
 
+The addresses exist only inside these namespaces: every TCP client of the central runs in one of
+them (Node.run, Cluster.nbctl), never in the host namespace. Unix sockets (D/n<i>/db.sock, the
+.ctl sockets) are reachable from anywhere.
+
 Processes: every daemon is a child of this Python process (Popen, no --detach, own session),
 started inside its netns with `nsenter --net=/run/netns/<ns> --` (network namespace only) and
-stopped by its PID (SIGTERM to all at once, SIGKILL after 5 s). Namespaces are created by name,
-listed, and only those are deleted. Nothing is looked up or killed by name.
+stopped by its PID (SIGTERM to all at once, SIGKILL after 5 s). nsenter setns()es and execs, so
+the Popen PID is the daemon's PID. Namespaces are created by name, remembered, and only those are
+deleted. Nothing is looked up or killed by name. An atexit hook brings down clusters still up.
 
-nsenter vs `ip netns exec` (checked on OVS 3.1.0 / OVN 23.03.1): `ip netns exec` additionally
-unshares a mount namespace and remounts /sys so that /sys/class/net shows the target netns; that
-private mount namespace keeps a copy of every mount of the moment (pins ZFS datasets). None of
-the daemons needs it: strace of ovs-vswitchd (netdev datapath, br-phy + eth1 + tap internal
-ports) shows /sys reads only under /sys/devices/system/{node,cpu} (NUMA/CPU topology, the same in
-every netns) and no /sys/class/net access; the tap devices of internal ports are created in the
-netns the process is in; routes/neighbours come from netlink sockets, which follow the netns;
-sysctl net.* under /proc/sys/net follows the netns of the writing process. Tunnels (tnl_push /
-tnl_pop), ping and TCP across nodes work with nsenter only (test_cluster_harness.py). What does
-NOT follow nsenter: reading /sys/class/net/<dev>/... (shows the host's devices). A client that
-needs that view (none of ours does) must use `ip netns exec` or its own sysfs mount.
+nsenter vs `ip netns exec` (checked with strace on OVS 3.1.0 / OVN 23.03.1, whole life cycle:
+start, bridges, tunnels, instance ports, ping, TCP): `ip netns exec` also unshares a mount
+namespace and remounts /sys so that /sys/class/net shows the target netns; that private mount
+namespace keeps a copy of every mount of the moment (pins ZFS datasets). None of the daemons
+needs it. ovs-vswitchd reads under /sys only /sys/devices/system/{cpu,node} (CPU/NUMA topology,
+the same everywhere), /proc/self/status, /proc/sys/kernel/cap_last_cap and
+/proc/sys/net/core/netdev_max_backlog (ENOENT outside the initial netns, with either launcher:
+/proc/sys/net follows the reader's netns, not the mount namespace); it creates the tap devices of
+internal ports (br-int, br-phy) through /dev/net/tun in the netns it runs in, and learns routes and
+neighbours over netlink, which follows the netns. ovn-controller and ovsdb-server touch no
+/sys/class/net either. Nothing calls setns/unshare/mount. Tunnels (tnl_push/tnl_pop), ping, MTU
+and TCP across nodes work with nsenter only (test_cluster_harness.py). What does NOT follow
+nsenter: /sys/class/net/<dev>/... (shows the host's devices). A client that needs that view (none
+of ours) must use `ip netns exec` or mount its own sysfs.
 """
 from __future__ import annotations
 
@@ -83,9 +104,9 @@ class Cluster(CentralMixin, NodesMixin, InstancesMixin):
         if not 1 <= nodes <= 200:
             raise ValueError("nodes must be 1..200")
         self.n, self.raft = nodes, raft
-        self.prefix = prefix or f"cl{os.getpid() % 100000}{next(_counter)}"
-        if self.prefix.startswith(("dc", "devcloud")) or not re.fullmatch(r"[a-z][a-z0-9]{0,11}", self.prefix):
-            raise ValueError(f"prefix {self.prefix!r}: 1-12 of [a-z0-9], not starting with dc/devcloud")
+        self.prefix = prefix or f"cl{os.getpid()}n{next(_counter)}"
+        if self.prefix.startswith(("dc", "devcloud")) or not re.fullmatch(r"[a-z][a-z0-9]{0,15}", self.prefix):
+            raise ValueError(f"prefix {self.prefix!r}: 1-16 of [a-z0-9], not starting with dc/devcloud")
         self.underlay_mtu, self.instance_mtu = underlay_mtu, underlay_mtu - GENEVE_OVERHEAD
         self.election_timer_ms, self.chassis, self.start_controllers = election_timer_ms, chassis, start_controllers
         self.keep_dir = keep_dir
