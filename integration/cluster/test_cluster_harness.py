@@ -247,9 +247,13 @@ def test_raft_three_members(raft_cluster):
         assert all(len(s["servers"]) == 3 for s in st), [s["raw"] for s in st]
         assert sorted(s["role"] for s in st) == ["follower", "follower", "leader"]
         assert len({s["cluster_id"] for s in st}) == 1
-    status = [subprocess.run(["ovn-appctl", "-t", f"{c.dir}/c{k}/northd.ctl", "status"], capture_output=True,
-                             text=True).stdout.strip() for k in (1, 2, 3)]
-    assert sorted(status) == ["Status: active", "Status: standby", "Status: standby"]
+    def northd_status():
+        return sorted(subprocess.run(["ovn-appctl", "-t", f"{c.dir}/c{k}/northd.ctl", "status"], capture_output=True,
+                                     text=True).stdout.strip() for k in (1, 2, 3))
+    deadline = time.monotonic() + 10               # one northd holds the SB lock, the others wait
+    while (status := northd_status()) != ["Status: active", "Status: standby", "Status: standby"]:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
 
 
 def test_nb_leader_failover(raft_cluster, measure):
