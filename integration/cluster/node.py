@@ -66,7 +66,8 @@ class Node:
         """`--set` values for a devcloud-agent running in this node's netns against the cluster
         (state dir, socket etc. are the caller's)."""
         return ["network.enabled=true", "network.embedded_ovn=false", f"network.ovn_nb={self.cluster.nb_remotes}",
-                f"network.ovs_db={self.ovs_remote}", f"network.host_netns={self.netns}"]
+                f"network.ovs_db={self.ovs_remote}", f"network.host_netns={self.netns}",
+                "network.datapath_type=netdev"]      # no kernel datapath here: br-int must stay netdev
 
     def tunnel_ports(self) -> list[str]:
         return self.vsctl("--bare", "--columns=name", "find", "Interface", "type=geneve").split()
