@@ -28,6 +28,7 @@ from pathlib import Path
 from pyroute2 import IPRoute, netns as pr_netns
 
 from agent.drivers.base import Availability
+from agent.drivers.embedded.processes import Adopted, alive, cmdline, in_netns, ns_inode, stop_pid
 from agent.errors import FailedPrecondition, Unavailable
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def probe() -> Availability:
 class _Child:
     name: str
     argv: list[str]
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen | Adopted | None = None
     restarts: list[float] = field(default_factory=list)   # monotonic times of supervisor restarts
     failed: str = ""                                       # set when the supervisor gave up
 
@@ -120,6 +121,10 @@ class OvnStack:
         child = self._children.get(name)
         return child.proc.pid if child and child.proc and child.proc.poll() is None else None
 
+    def pids(self) -> set[int]:
+        """PIDs of the daemons running now (started or adopted by us)."""
+        return {pid for pid in (self.pid(n) for n in self.ORDER) if pid}
+
     # -- lifecycle -------------------------------------------------------
     def start(self, timeout: float = 20.0) -> None:
         """Create the databases (when absent), start every daemon, configure the
@@ -151,8 +156,8 @@ class OvnStack:
         """Stop the supervisor and every daemon in reverse start order (SIGTERM,
         then SIGKILL after `timeout`), by PID. With remove_netns, also delete the
         namespace this stack created (which deletes every netdev in it); without,
-        the namespace is deleted only when it holds no netdev marked by the agent
-        (ifalias "devcloud ..."), so a built data plane always survives."""
+        the namespace is deleted only when it holds nothing but lo and ovs-vswitchd's own
+        netdevs, so a built data plane, and any netdev that is not ours, always survives."""
         self._stop.set()
         if self._supervisor and self._supervisor is not threading.current_thread():
             self._supervisor.join(timeout)
@@ -162,11 +167,11 @@ class OvnStack:
             except Exception:   # one daemon that will not die must not leave the others running
                 log.exception("stopping %s of the OVN stack failed; stopping the rest", name)
         if not remove_netns and self.netns in pr_netns.listnetns():
-            try:
-                with IPRoute(netns=self.netns, flags=0) as ipr:
-                    remove_netns = not any((l.get("ifalias") or "").startswith("devcloud") for l in ipr.link("dump"))
-            except OSError:
-                remove_netns = False
+            others = self._netdevs_not_of_ovs()
+            if others:
+                log.info("keeping netns %s: it holds %s (the data plane, or not ours)", self.netns,
+                         ", ".join(others[:10]) + ("..." if len(others) > 10 else ""))
+            remove_netns = others == []
             self._created_netns = self._created_netns or remove_netns
         if remove_netns and self._created_netns:
             try:
@@ -174,6 +179,17 @@ class OvnStack:
             except OSError as exc:
                 log.warning("removing netns %s: %s", self.netns, exc)
             self._created_netns = False
+
+    def _netdevs_not_of_ovs(self) -> list[str] | None:
+        """Netdevs in our namespace other than lo and those ovs-vswitchd makes itself (None when
+        it cannot be read). Anything else (our instances' ports, or a netdev that is not ours)
+        keeps the namespace: removing it would delete them."""
+        try:
+            with IPRoute(netns=self.netns, flags=0) as ipr:
+                names = [l.get("ifname") for l in ipr.link("dump")]
+        except OSError:
+            return None
+        return sorted(n for n in names if n not in ("lo", "ovs-netdev", self.bridge))
 
     def stop_component(self, name: str, timeout: float = 5.0) -> None:
         """Stop one daemon by its PID (used for fault tests and by stop())."""
@@ -291,7 +307,7 @@ class OvnStack:
         d = self.dir
         common = ["--no-chdir", f"--pidfile={d / name}.pid", f"--log-file={d / name}.log",
                   f"--unixctl={d / name}.ctl"]
-        in_ns = ["ip", "netns", "exec", self.netns]
+        in_ns = in_netns(self.netns)          # the network namespace only: no private mount table
         return {
             "nb": ["ovsdb-server", *common, f"--remote=punix:{d / 'nb.sock'}", str(d / "nb.db")],
             "sb": ["ovsdb-server", *common, f"--remote=punix:{d / 'sb.sock'}", str(d / "sb.db")],
@@ -302,39 +318,51 @@ class OvnStack:
             "controller": [*in_ns, "ovn-controller", *common[:3], self.ovs_remote],
         }[name]
 
-    def _stop_stale(self, name: str) -> None:
-        """A daemon of a previous run still holding our pidfile: stop it by that PID."""
+    def _previous(self, name: str) -> int | None:
+        """PID of a daemon of a previous run still holding our pidfile (alive, our command line)."""
         try:
             pid = int((self.dir / f"{name}.pid").read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
         except (OSError, ValueError):
-            return
-        if str(self.dir) not in cmdline:
-            return                                   # PID reused by something else: not ours
-        log.warning("embedded OVN stack: stopping stale %s (pid %d) of a previous run", name, pid)
+            return None
+        if not alive(pid) or str(self.dir) not in cmdline(pid):
+            return None                              # gone, a zombie, or the PID was reused
+        return pid
+
+    def _adoptable(self, name: str, pid: int) -> bool:
+        """It shares our mount table (an older agent's `ip netns exec` did not) and sits in
+        the network namespace it must be in."""
+        if ns_inode(pid, "mnt") != ns_inode("self", "mnt"):
+            return False
+        want = self._netns_inode() if name in ("vswitchd", "controller") else ns_inode("self", "net")
+        return want is not None and ns_inode(pid, "net") == want
+
+    def _netns_inode(self) -> int | None:
         try:
-            os.kill(pid, signal.SIGTERM)
-            for _ in range(100):
-                os.kill(pid, 0)
-                time.sleep(0.02)
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            return os.stat(os.path.join("/run/netns", self.netns)).st_ino
+        except OSError:
+            return None
 
     def _start_child(self, name: str, deadline: float) -> None:
         child = self._children.get(name)
         if child and child.proc and child.proc.poll() is None:
             return
-        self._stop_stale(name)
         argv = self._argv(name)
         child = child or _Child(name, argv)
         child.failed = ""
-        errlog = open(self.dir / f"{name}.stderr", "ab")
-        try:
-            child.proc = subprocess.Popen(argv, env=self._env(), stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=errlog, start_new_session=True)
-        finally:
-            errlog.close()
+        pid = self._previous(name)
+        if pid is not None and self._adoptable(name, pid):
+            log.info("embedded OVN stack: adopting %s (pid %d) of a previous run", name, pid)
+            child.proc = Adopted(pid)
+        else:
+            if pid is not None:
+                log.warning("embedded OVN stack: stopping stale %s (pid %d) of a previous run", name, pid)
+                stop_pid(pid)
+            errlog = open(self.dir / f"{name}.stderr", "ab")
+            try:
+                child.proc = subprocess.Popen(argv, env=self._env(), stdin=subprocess.DEVNULL,
+                                              stdout=subprocess.DEVNULL, stderr=errlog, start_new_session=True)
+            finally:
+                errlog.close()
         self._children[name] = child
         sock = {"nb": "nb.sock", "sb": "sb.sock", "ovsdb": "db.sock", "controller": "controller.pid"}.get(
             name, f"{name}.ctl")
