@@ -32,7 +32,13 @@ from agent.metrics import Metrics
 
 IFF_UP = 0x1
 _IFA_F_NODAD = 0x02
-_GROUP_BASE = 0x64630000                  # "dc" in the high half: our temporary bulk-delete groups
+# Every netdev the agent creates is born in a link group with "dc" in the high half, set in the
+# very RTM_NEWLINK that creates it (the kernel ignores IFLA_IFALIAS there, so the ifalias mark
+# needs a second request). A crash between the two leaves a netdev that is still recognisably
+# ours: our name prefix + this group + no ifalias. Bulk deletes move netdevs to a temporary
+# group of the same range, so a crash in the middle of one leaves them recognisable too.
+GROUP_MASK = 0xFFFF0000
+BIRTH_GROUP = 0x64630000
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,11 @@ class Link:
     peer_index: int          # veth: IFLA_LINK (peer ifindex, maybe in another namespace)
     peer_netnsid: int        # -1 when the peer is in the same namespace
     multiqueue: bool         # tun/tap created with IFF_MULTI_QUEUE
+
+    @property
+    def born_ours(self) -> bool:
+        """Created by the agent (its birth group), whether or not the ifalias mark was set yet."""
+        return self.group & GROUP_MASK == BIRTH_GROUP
 
 
 def _link(msg) -> Link:
@@ -229,8 +240,9 @@ class Netlink:
                     peer_netns: str = "") -> None:
         """Create a veth pair, host end `name` (down, in the host namespace), the
         other end `peer` with `peer_mac`, directly inside `peer_netns` when given
-        (else next to the host end). Raises AlreadyExists when a name is taken."""
-        spec = {"ifname": peer}
+        (else next to the host end); both ends are born in BIRTH_GROUP. Raises
+        AlreadyExists when a name is taken, NotFound when peer_netns is missing."""
+        spec = {"ifname": peer, "group": BIRTH_GROUP}
         if mtu:
             spec["mtu"] = mtu
         if peer_mac:
@@ -244,28 +256,33 @@ class Netlink:
             spec["net_ns_fd"] = fd
         try:
             kw = {"mtu": mtu} if mtu else {}
-            self._op("veth_add", f"veth {name}", lambda ipr: ipr.link("add", ifname=name, kind="veth", peer=spec, **kw))
+            self._op("veth_add", f"veth {name}", lambda ipr: ipr.link("add", ifname=name, kind="veth", peer=spec,
+                                                                      group=BIRTH_GROUP, **kw))
         finally:
             if fd is not None:
                 os.close(fd)
 
-    def create_tap(self, name: str, *, mtu: int, multiqueue: bool = False) -> None:
-        """Create a persistent tap in the host namespace (via /dev/net/tun ioctl,
-        run inside that namespace). Raises AlreadyExists, FailedPrecondition (no tun)."""
+    def create_tap(self, name: str, *, mtu: int, multiqueue: bool = False, alias: str = "") -> None:
+        """Create a persistent tap in the host namespace (via /dev/net/tun ioctl, run
+        inside that namespace), with BIRTH_GROUP, `alias` and `mtu` set BEFORE it is made
+        persistent: until then it lives only as long as our file descriptor, so a crash
+        cannot leave an unmarked tap behind. Raises AlreadyExists, FailedPrecondition (no tun)."""
         if self.link(name) is not None:
             raise from_oserror(OSError(17, os.strerror(17)), f"tap {name}")
+        kw: dict = {"group": BIRTH_GROUP, **({"ifalias": alias} if alias else {}), **({"mtu": mtu} if mtu else {})}
+
+        def configure() -> None:
+            self._op("set", f"tap {name}", lambda ipr: ipr.link("set", ifname=name, **kw))
         try:
             with self._metrics.time(self._metrics.netlink_op, op="tap_add"):
-                self._ns.create_tap(self.host_netns, name, multiqueue=multiqueue)
+                self._ns.create_tap(self.host_netns, name, multiqueue=multiqueue, configure=configure)
         except OSError as exc:
             raise from_oserror(exc, f"tap {name} (/dev/net/tun)") from None
-        if mtu:
-            self.configure(name, mtu=mtu)
 
     def create_bridge(self, name: str, *, mtu: int = 0, vlan_filtering: bool = False) -> None:
-        """Create a Linux bridge in the host namespace. Raises AlreadyExists;
+        """Create a Linux bridge in the host namespace, born in BIRTH_GROUP. Raises AlreadyExists;
         FailedPrecondition when VLAN filtering is asked and the kernel lacks it."""
-        kw = {"mtu": mtu} if mtu else {}
+        kw: dict = {"group": BIRTH_GROUP, **({"mtu": mtu} if mtu else {})}
         if vlan_filtering:
             if not self.bridge_vlan_supported():
                 raise FailedPrecondition("this kernel has no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)",
@@ -412,7 +429,7 @@ class Netlink:
         if len(indexes) == 1:
             link = self.link_by_index(indexes[0])
             return int(bool(link and self.delete(link.name)))
-        group = _GROUP_BASE + random.randrange(1, 0xFFFF)
+        group = BIRTH_GROUP + random.randrange(1, 0xFFFF)        # still recognisably ours after a crash
         def regroup(ipr) -> int:
             moved = 0
             for idx in indexes:

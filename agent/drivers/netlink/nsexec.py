@@ -115,16 +115,19 @@ class NsExec:
                 return f.read().strip()
         return self.run(target, read)
 
-    def create_tap(self, target: str | None, name: str, *, multiqueue: bool) -> None:
-        """A persistent tap (no packet info, vnet header) like `ip tuntap add mode tap`."""
+    def create_tap(self, target: str | None, name: str, *, multiqueue: bool,
+                   configure: Callable[[], None] | None = None) -> None:
+        """A persistent tap (no packet info, vnet header) like `ip tuntap add mode tap`.
+        `configure()` runs while the tap still depends on our descriptor (not yet
+        persistent): a crash before TUNSETPERSIST leaves nothing behind."""
         flags = _IFF_TAP | _IFF_NO_PI | _IFF_VNET_HDR | (_IFF_MULTI_QUEUE if multiqueue else 0)
         ifr = struct.pack("16sH", name.encode(), flags)
-
-        def create() -> None:
-            fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
-            try:
-                fcntl.ioctl(fd, _TUNSETIFF, ifr)
-                fcntl.ioctl(fd, _TUNSETPERSIST, 1)
-            finally:
-                os.close(fd)
-        self.run(target, create)
+        fd = self.run(target, lambda: os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC))
+        try:
+            # the tap is created in the namespace of the thread calling TUNSETIFF
+            self.run(target, lambda: fcntl.ioctl(fd, _TUNSETIFF, ifr))
+            if configure is not None:
+                configure()
+            fcntl.ioctl(fd, _TUNSETPERSIST, 1)
+        finally:
+            os.close(fd)

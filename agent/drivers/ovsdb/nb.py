@@ -95,6 +95,12 @@ class OvnNb:
         pg_name = ls.external_ids.get(PG_KEY, "")
         return self._network_rows(ls, self.db.lookup("Port_Group", "name", pg_name) if pg_name else None)
 
+    def foreign_ports(self, switch: str, deadline: float | None = None) -> list[str]:
+        """Names of the switch's logical ports without our mark ([] when the switch is absent).
+        Raises FailedPrecondition when the switch is not ours, Unavailable."""
+        ls = self._our_switch(switch, deadline)
+        return [] if ls is None else sorted(p.name for p in ls.ports if not _ours(p, self.owner))
+
     def switch_marks(self, switch: str, deadline: float | None = None) -> dict[str, str] | None:
         """external_ids of one of our switches (cheap: no port or ACL reads), None when absent.
         Raises FailedPrecondition when the switch is not ours, Unavailable."""

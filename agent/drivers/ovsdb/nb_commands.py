@@ -123,6 +123,12 @@ class _DeleteNetwork(Command):
                 raise FailedPrecondition(f"{what} {row.name} is not owned by {self.owner}; not deleting it",
                                          reason="NOT_OURS", metadata={"object": row.name})
         if ls is not None:
+            foreign = sorted(p.name for p in ls.ports if not _ours(p, self.owner))
+            if foreign:
+                raise FailedPrecondition(
+                    f"logical switch {ls.name} has ports that are not ours: {', '.join(foreign[:10])}"
+                    f"{' ...' if len(foreign) > 10 else ''}; delete them first, the agent does not touch them",
+                    reason="NOT_OURS", metadata={"object": ls.name, "ports": ",".join(foreign[:50])})
             self.result = [p.name for p in ls.ports]
             for p in ls.ports:
                 p.delete()

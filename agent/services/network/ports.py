@@ -216,7 +216,7 @@ class PortsMixin:
         if link is None:
             try:
                 if spec.kind == KIND_TAP:
-                    self.nl.create_tap(names.host, mtu=mtu, multiqueue=spec.multiqueue)
+                    self.nl.create_tap(names.host, mtu=mtu, multiqueue=spec.multiqueue, alias=self._mark(spec))
                 else:
                     self.nl.create_veth(names.host, peer, mtu=mtu, peer_mac=mac, peer_netns=spec.peer_netns)
                 created = True
@@ -236,6 +236,14 @@ class PortsMixin:
             if vlan:
                 self.nl.bridge_port_vlan(self.nl.link(names.host).index, vlan)
             return True
+        if not link.alias and link.born_ours:
+            # a crash of an earlier call landed between the creating request (birth group) and
+            # the mark: the netdev is ours for this port (the name is the port's): finish it
+            log.info("netdev %s: adopting an unmarked netdev of ours (interrupted creation)", names.host)
+            self.nl.configure(names.host, alias=self._mark(spec))
+            if spec.kind == KIND_VETH and not spec.peer_netns and self.nl.link(names.peer) is not None:
+                self.nl.configure(names.peer, alias=self._mark(spec, "peer"))
+            link = self.nl.link(names.host) or link
         mark = parse_mark(link.alias)
         if not mark or mark.get("owner") != self.owner or mark.get("net") != spec.network \
                 or mark.get("port") != spec.name:
@@ -339,6 +347,8 @@ class PortsMixin:
                 ok = mark.get("net") == network
             if ok and ports is not None:
                 ok = (mark.get("net"), mark.get("port")) in ports
+            # born ours, never marked: an interrupted creation under this very name
+            ok = ok or (not link.alias and link.born_ours)
             if not ok:
                 log.warning("netdev %s has our name but not our mark (%r): left alone", name, link.alias)
                 continue

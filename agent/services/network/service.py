@@ -106,7 +106,8 @@ class NetworkService(PortsMixin):
         the NB rows in one transaction. Other nodes' netdevs are left to their
         agents (their ports vanish from NB). Absent -> OK, returns False.
 
-        Raises FailedPrecondition (same-named object not ours), Aborted
+        Raises FailedPrecondition NOT_OURS (a same-named object, or a logical port
+        or bridge port in the network, is not ours: nothing is deleted), Aborted
         (operation in flight), Unavailable."""
         with self._net_locks.hold(name), self._gate.exclusive(name, deadline):
             bridge = self._bridge_network(name)
@@ -115,6 +116,12 @@ class NetworkService(PortsMixin):
             if not self.ovn_enabled:
                 return False
             rows = self.nb.network(switch_name(name), deadline)
+            foreign = self.nb.foreign_ports(switch_name(name), deadline)
+            if foreign:                                # checked before anything is deleted
+                raise FailedPrecondition(
+                    f"network {name} has logical ports that are not ours: {', '.join(foreign[:10])}"
+                    f"{' ...' if len(foreign) > 10 else ''}; delete them first (the agent never touches them)",
+                    reason="NOT_OURS", metadata={"network": name, "ports": ",".join(foreign[:50])})
             local = self.ovs.interface_names(NETWORK_KEY, name, deadline)
             netdevs = set(local) | {m.get("devcloud-netdev", "") for m in
                                     self.nb.port_marks(network=name, node=self.node, deadline=deadline)}
@@ -186,6 +193,10 @@ class NetworkService(PortsMixin):
                 raise
             changed = True
         else:
+            if link.kind == "bridge" and not link.alias and link.born_ours:
+                # an earlier call crashed between creating the bridge and marking it
+                self.nl.configure(name, alias=self._bridge_mark(spec))
+                link = self.nl.link(name) or link
             mark = parse_mark(link.alias)
             if link.kind != "bridge" or not mark or mark.get("owner") != self.owner or mark.get("net") != spec.name:
                 raise FailedPrecondition(f"netdev {name} exists and is not our bridge for network {spec.name}",
@@ -245,11 +256,19 @@ class NetworkService(PortsMixin):
         mark = parse_mark(link.alias)
         if not mark or mark.get("owner") != self.owner or mark.get("net") != net.name:
             raise FailedPrecondition(f"bridge {net.bridge} is not ours; not deleting it", reason="NOT_OURS")
-        ours = []
+        ours, foreign = [], []
         for l in self.nl.links():
+            if l.master != link.index:
+                continue
             m = parse_mark(l.alias)
-            if l.master == link.index and m and m.get("owner") == self.owner and m.get("net") == net.name:
+            if m and m.get("owner") == self.owner and m.get("net") == net.name or not l.alias and l.born_ours:
                 ours.append(l.index)
+            else:
+                foreign.append(l.name)
+        if foreign:
+            raise FailedPrecondition(f"bridge {net.bridge} of network {net.name} has ports that are not ours: "
+                                     f"{', '.join(sorted(foreign))}; detach them first, the agent does not "
+                                     "touch them", reason="NOT_OURS", metadata={"netdevs": ",".join(sorted(foreign))})
         self.nl.delete_many(ours)
         self.nl.delete(net.bridge)
         self._bridges.pop(net.name, None)
