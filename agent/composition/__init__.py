@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 from agent.api.server import Registration
 from agent.drivers.base import Availability
@@ -64,3 +64,8 @@ class Planes:
     startup: list[Step] = field(default_factory=list)
     shutdown: list[Callable[[], None]] = field(default_factory=list)   # run in reverse order
     services: dict[str, object] = field(default_factory=dict)   # built services, for planes composing others
+    # PIDs of the daemons a plane runs (embedded OVN, zfs-fuse): never moved into a workload scope
+    own_processes: list[Callable[[], Iterable[int]]] = field(default_factory=list)
+
+    def own_pids(self) -> set[int]:
+        return {pid for source in self.own_processes for pid in source() if pid}

@@ -35,7 +35,8 @@ def build_host(cfg: Config, planes: Planes, metrics: Metrics) -> None:
 
 
 def build_compute(cfg: Config, planes: Planes, metrics: Metrics) -> None:
-    svc = ComputeService(CgroupDriver(metrics, root=cfg.compute.cgroup_root) if cfg.compute.enabled else None)
+    svc = ComputeService(CgroupDriver(metrics, root=cfg.compute.cgroup_root) if cfg.compute.enabled else None,
+                         own_processes=planes.own_pids)
     planes.facilities["cgroup"] = svc.probe
     if cfg.compute.enabled:
         planes.services["compute"] = svc

@@ -53,6 +53,7 @@ def build_network(cfg: Config, planes: Planes, metrics: Metrics) -> NetworkServi
     planes.facilities["netlink"] = netlink.probe
     if stack is not None:
         planes.facilities["ovn-stack"] = stack.health
+        planes.own_processes.append(stack.pids)
         planes.startup.append(Step("network.embedded-ovn", lambda: (stack.start(), stack.supervise()),
                                     plane="network"))
         planes.shutdown.append(stack.stop)                 # runs last: after the drivers closed

@@ -38,6 +38,7 @@ class StoragePlane:
     cfg: Config
     metrics: Metrics
     leases: list = field(default_factory=list)      # zfs-fuse leases held for the agent's lifetime
+    zfs_fuse_pid: int = 0                           # the zfs-fuse daemon serving our pool (0: none known)
 
     @property
     def embedded(self) -> bool:
@@ -74,6 +75,7 @@ class StoragePlane:
         if self.backend.flavor == "zfs-fuse":
             daemon, lease = zfs_fuse.ensure_running(state, self.metrics)
             self.leases.append(lease)           # never released: process exit drops it
+            self.zfs_fuse_pid = daemon.pid
             log.info("zfs-fuse %s (pid %s)", "started" if daemon.owned else "reused", daemon.pid or "?")
         if self.embedded:
             s = self.cfg.storage

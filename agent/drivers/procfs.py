@@ -88,3 +88,33 @@ def meminfo(path: str = "/proc/meminfo") -> dict[str, int]:
         if parts and parts[0].isdigit():
             out[key] = int(parts[0]) * (1024 if len(parts) > 1 and parts[1] == "kB" else 1)
     return out
+
+
+def status_field(pid: int, key: str) -> str:
+    """One field of /proc/<pid>/status ("" if the process or the field is missing)."""
+    for line in read_text(f"/proc/{pid}/status").splitlines():
+        k, _, v = line.partition(":")
+        if k == key:
+            return v.strip()
+    return ""
+
+
+def thread_group(tid: int) -> int:
+    """The process (thread group id) a task id belongs to; 0 when there is no such task.
+    /proc/<tid> resolves thread ids too, and cgroup.procs moves the whole group of a tid."""
+    tgid = status_field(tid, "Tgid")
+    return int(tgid) if tgid.isdigit() else 0
+
+
+def ancestors(pid: int, limit: int = 64) -> list[int]:
+    """Parent, grandparent, ... of a process up to init (bounded)."""
+    out: list[int] = []
+    while len(out) < limit:
+        ppid = status_field(pid, "PPid")
+        if not ppid.isdigit() or int(ppid) <= 0:
+            break
+        pid = int(ppid)
+        out.append(pid)
+        if pid == 1:
+            break
+    return out

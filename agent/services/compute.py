@@ -11,11 +11,13 @@ enumeration of everything we own (GC), and desired-vs-live comparison
 """
 from __future__ import annotations
 
+import os
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Callable
 
+from agent.drivers import procfs
 from agent.drivers.base import Availability
 from agent.drivers.cgroup import CgroupDriver, CgroupInfo, LimitDrift, Limits, Stats, validate
 from agent.drivers.cgroup.model import SCOPE, SLICE
@@ -56,9 +58,12 @@ class DeleteOutcome:
 class ComputeService:
     """Slices, scopes, limits, stats, freeze/thaw/kill. Thread-safe."""
 
-    def __init__(self, driver: CgroupDriver | None, *, disabled_reason: str = "") -> None:
-        """driver=None: the plane is disabled; every call raises FailedPrecondition with disabled_reason."""
+    def __init__(self, driver: CgroupDriver | None, *, disabled_reason: str = "",
+                 own_processes: Callable[[], set[int]] = set) -> None:
+        """driver=None: the plane is disabled; every call raises FailedPrecondition with disabled_reason.
+        own_processes: PIDs of the daemons the agent runs (embedded OVN, zfs-fuse): never moved."""
         self._driver = driver
+        self._own_processes = own_processes
         self._disabled = disabled_reason or "the compute plane is disabled ([compute].enabled = false)"
         self._locks = KeyedLocks("cgroup")
 
@@ -148,8 +153,29 @@ class ComputeService:
         for i, pid in enumerate(pids):
             if not 1 < pid <= PID_MAX:
                 raise InvalidArgument.for_field(f"pids[{i}]", f"{pid} is not a process id that can be moved")
+        for pid in pids:
+            self._check_not_agent(pid)
         with self._locks.hold((team, instance_id)):
             return d.attach(team, instance_id, list(pids))
+
+    def _check_not_agent(self, pid: int) -> None:
+        """A task of the agent (any thread id), a process it started (any descendant) or a daemon
+        it runs is never moved: a later Kill of the scope would kill it. FailedPrecondition NOT_OURS."""
+        me = os.getpid()
+        group = procfs.thread_group(pid)
+        if not group:
+            return                                    # no such task: the driver reports NotFound
+        own = self._own_processes()
+        why = ""
+        if group == me:
+            why = f"task {pid} is a thread of the agent itself (pid {me})"
+        elif group in own:
+            why = f"pid {group} is a daemon the agent runs"
+        elif me in procfs.ancestors(group) or own & set(procfs.ancestors(group)):
+            why = f"pid {group} was started by the agent"
+        if why:
+            raise FailedPrecondition(f"{why}; the agent never moves its own processes into a workload scope",
+                                     reason="NOT_OURS", metadata={"pid": str(pid)})
 
     # ------------------------------------------------------------ read
 

@@ -141,6 +141,20 @@ class Children:
         self.procs.append(p)
         return p
 
+    def detached(self, code: str = "import time\nwhile True: time.sleep(1)\n"):
+        """A process that is NOT a descendant of this one (double fork, reparented): what a
+        workload looks like to an in-process agent, which refuses to move its own children.
+        Returns a handle with pid/poll/wait/kill; stopped by PID at teardown."""
+        from agent.drivers.embedded.processes import Adopted
+        launcher = ("import subprocess,sys\n"
+                    "p = subprocess.Popen([sys.executable, '-c', sys.argv[1]], start_new_session=True, "
+                    "stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+                    "print(p.pid)\n")
+        out = subprocess.run([sys.executable, "-c", launcher, code], capture_output=True, text=True, check=True)
+        handle = Adopted(int(out.stdout))
+        self.procs.append(handle)
+        return handle
+
     def busy(self) -> subprocess.Popen:
         """A process spinning on the CPU."""
         return self.start(self.BUSY)

@@ -203,6 +203,8 @@ class CgroupDriver(Hierarchy):
         with self._time("freeze"):
             self._require()
             path, _ = self._existing(team, instance)
+            if not instance:
+                self._refuse_foreign_children(path, "freeze")
             fs.write(os.path.join(path, "cgroup.freeze"), "1")
             return fs.wait_events(path, "frozen", 1, deadline, "freeze")
 
@@ -232,7 +234,19 @@ class CgroupDriver(Hierarchy):
         with self._time("kill"):
             self._require()
             path, _ = self._existing(team, instance)
+            if not instance:
+                self._refuse_foreign_children(path, "kill")
             return self._kill(path, deadline)
+
+    def _refuse_foreign_children(self, slice_path: str, verb: str) -> None:
+        """A team slice's freeze/kill reaches every child: refused (NOT_OURS) when one is not ours.
+        (Inside a scope, nested groups are the workload's own: a scope's kill takes them along.)"""
+        foreign = sorted(e for e in subdirs(slice_path) if not is_ours_or_pending(os.path.join(slice_path, e)))
+        if foreign:
+            raise FailedPrecondition(
+                f"{slice_path} holds cgroups that are not ours ({', '.join(foreign[:10])}); the agent will not "
+                f"{verb} their processes: move or remove them first", reason="NOT_OURS",
+                metadata={"cgroup": slice_path, "foreign": ",".join(foreign[:50])})
 
     # ------------------------------------------------------------ delete
 
