@@ -20,7 +20,8 @@ from agent import __version__
 from agent._proto.devcloud.agent.v1 import identity_pb2_grpc
 from agent.api.identity import IdentityServicer
 from agent.api.server import AgentServer, Registration
-from agent.composition import Planes, Step, run_steps
+from agent.composition import Planes
+from agent.composition.startup import StartupRunner, Step
 from agent.composition.host_compute import build_compute, build_host
 from agent.composition.instances import build_instances
 from agent.composition.network import build_network
@@ -28,7 +29,8 @@ from agent.composition.storage import build_storage
 from agent.config import Config
 from agent.drivers.systemd import Notifier
 from agent.metrics import Metrics
-from agent.services.identity import IdentityService, Readiness
+from agent.services.identity import IdentityService
+from agent.services.readiness import Readiness
 
 log = logging.getLogger("devcloud.agent")
 
@@ -48,7 +50,9 @@ class App:
             build(cfg, self.planes, self.metrics)
         self.readiness = Readiness([s.name for s in self.planes.startup])
         self.identity = IdentityService(cfg.node_name, self.readiness, self.planes.facilities,
-                                        self.planes.capabilities)
+                                        self.planes.capabilities, {s.name: s.gates for s in self.planes.startup})
+        self.startup = StartupRunner(self.planes.startup, self.readiness, on_failure=self._step_failed,
+                                     on_success=self._step_done)
         self.planes.registrations.insert(0, Registration(
             "devcloud.agent.v1.IdentityService",
             lambda s: identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(self.identity), s)))
@@ -57,34 +61,51 @@ class App:
         self._metrics_server = None
 
     def start(self) -> None:
-        """Bind, serve, run startup steps, then report ready. Raises only on bind failure."""
+        """Bind, serve, run the startup steps, tell systemd we are up. Raises only on bind failure.
+
+        READY=1 goes out once every startup step had its first attempt (so a node with a
+        persistent problem is not restarted in a loop by systemd); steps that failed are
+        retried with backoff, and Probe, health and GetCapabilities say "not ready" and why
+        until every step succeeded."""
         self.notifier.status("binding listeners")
         self.server.bind()
         self.server.start()
         self._start_metrics()
-        run_steps(self.planes.startup, self._run_step)
+        self.readiness.on_ready(self._ready)
+        self.startup.run()
         for name, a in self.identity.probe_facilities(fresh=True).items():
             self.metrics.facility_up.labels(name).set(1 if a.available else 0)
             if not a.available:
                 log.warning("facility %s unavailable: %s", name, a.reason)
+        self.notifier.notify(READY="1", STATUS=self._status())
+        self.notifier.start_watchdog(self._serving)
+
+    def _ready(self) -> None:
+        """Every startup step succeeded (called once, from the thread that finished the last)."""
         self.server.set_ready(True)
         self.metrics.ready.set(1)
-        self.notifier.notify(READY="1", STATUS=f"serving on {', '.join(self.server.addresses)}")
-        self.notifier.start_watchdog(self._serving)
+        self.metrics.startup_unfinished.set(0)
+        self.notifier.status(self._status())
         log.info("ready", extra={"fields": {"version": __version__, "addresses": ",".join(self.server.addresses)}})
 
-    def _run_step(self, step: Step) -> None:
-        self.notifier.status(f"startup: {step.name}")
-        started = time.monotonic()
-        try:
-            step.run()
-        except Exception as exc:  # a missing facility never crashes the daemon
-            log.error("startup step %r failed; its plane stays unavailable: %s", step.name, exc,
-                      exc_info=not hasattr(exc, "code"))
-        took = time.monotonic() - started
+    def _status(self) -> str:
+        problems = self.readiness.problems()
+        if not problems:
+            return f"serving on {', '.join(self.server.addresses)}"
+        return "serving, NOT ready: " + "; ".join(f"{step}: {why}" for step, why, _ in problems)[:400]
+
+    def _step_failed(self, step: Step, exc: BaseException, attempt: int) -> None:
+        self.metrics.startup_failures.labels(step.name).inc()
+        self.metrics.startup_unfinished.set(len(self.readiness.pending()))
+        # the first failure with its traceback when unexpected; retries in one line
+        log.error("startup step %r failed (attempt %d, retried with backoff; not ready until it succeeds): %s",
+                  step.name, attempt, getattr(exc, "message", exc), exc_info=attempt == 1 and not hasattr(exc, "code"))
+        self.notifier.status(self._status())
+
+    def _step_done(self, step: Step, took: float) -> None:
         self.metrics.startup_step.labels(step.name).set(took)
+        self.metrics.startup_unfinished.set(len(self.readiness.pending()))
         log.info("startup step %r took %.2fs", step.name, took)
-        self.readiness.done(step.name)
 
     def _start_metrics(self) -> None:
         listen = self.cfg.metrics.listen
@@ -113,6 +134,7 @@ class App:
     def stop(self) -> None:
         """Drain RPCs, then stop what we supervise (reverse order). Idempotent."""
         self._stopped.set()
+        self.startup.stop()
         self.notifier.stop()
         self.server.stop(self.cfg.server.grace_seconds)
         for fn in reversed(self.planes.shutdown):

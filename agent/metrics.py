@@ -44,12 +44,20 @@ class Metrics:
                                      ["op", "result"], buckets=_BUCKETS, registry=r)
         self.reconcile_total = Counter("devcloud_agent_reconcile_total", "Reconcile runs",
                                        ["plane", "result"], registry=r)
+        self.reconcile_unfinished = Gauge("devcloud_agent_reconcile_unfinished",
+                                          "Interrupted operations the last reconcile pass could not finish "
+                                          "(retried with backoff; the agent is not ready while > 0)", registry=r)
         self.orphans_total = Counter("devcloud_agent_orphans_removed_total",
                                      "Owned objects removed by garbage collection or reconcile",
                                      ["plane", "kind"], registry=r)
         self.ready = Gauge("devcloud_agent_ready", "1 once startup work finished", registry=r)
         self.startup_step = Gauge("devcloud_agent_startup_step_seconds", "How long each startup step took",
                                   ["step"], registry=r)
+        self.startup_failures = Counter("devcloud_agent_startup_step_failures_total",
+                                        "Failed attempts of a startup step (each is retried with backoff)",
+                                        ["step"], registry=r)
+        self.startup_unfinished = Gauge("devcloud_agent_startup_steps_unfinished",
+                                        "Startup steps that have not succeeded yet (ready when 0)", registry=r)
         self.facility_up = Gauge("devcloud_agent_facility_available",
                                  "1 when a driver's facility is available", ["facility"], registry=r)
 

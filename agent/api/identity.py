@@ -37,5 +37,7 @@ class IdentityServicer(pb_grpc.IdentityServiceServicer):
                         for n, a in sorted(caps.facilities.items())])
 
     def Probe(self, request, context):
-        ready, pending = self._svc.probe()
-        return pb.ProbeResponse(ready=ready, pending=pending)
+        p = self._svc.probe()
+        return pb.ProbeResponse(ready=p.ready, pending=p.pending,
+                                problems=[pb.StartupProblem(step=x.step, reason=x.reason, attempts=x.attempts)
+                                          for x in p.problems])

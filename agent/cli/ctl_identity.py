@@ -38,6 +38,8 @@ def _probe(ctx, args):
         output.print_json(r)
     else:
         print("ready" if r.ready else f"not ready; pending: {', '.join(r.pending)}")
+        for p in r.problems:
+            print(f"  {p.step} (attempt {p.attempts}): {p.reason}")
     return 0 if r.ready else 3
 
 

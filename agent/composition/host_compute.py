@@ -42,7 +42,8 @@ def build_compute(cfg: Config, planes: Planes, metrics: Metrics) -> None:
         planes.services["compute"] = svc
     planes.capabilities["compute_cgroup_v2"] = from_facility("cgroup")
     if cfg.compute.enabled:
-        planes.startup.append(Step("compute: sweep cgroup intents", svc.reconcile, plane="compute"))
+        planes.startup.append(Step("compute: sweep cgroup intents", svc.reconcile, plane="compute",
+                                   gates=("compute_cgroup_v2",)))
     planes.registrations.append(Registration(
         "devcloud.agent.v1.ComputeService",
         lambda s: compute_pb2_grpc.add_ComputeServiceServicer_to_server(ComputeServicer(svc), s)))

@@ -51,7 +51,7 @@ def build_instances(cfg: Config, planes: Planes, metrics: Metrics) -> InstanceSe
         store.open()
         service.reconcile()
 
-    planes.startup.append(Step("instances: reconcile", reconcile, barrier=True))
+    planes.startup.append(Step("instances: reconcile", reconcile, barrier=True, gates=("instances",)))
     planes.shutdown.extend([store.close, service.close])          # run in reverse: service first
     planes.registrations.append(Registration(
         "devcloud.agent.v1.InstanceService",

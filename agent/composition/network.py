@@ -55,7 +55,7 @@ def build_network(cfg: Config, planes: Planes, metrics: Metrics) -> NetworkServi
         planes.facilities["ovn-stack"] = stack.health
         planes.own_processes.append(stack.pids)
         planes.startup.append(Step("network.embedded-ovn", lambda: (stack.start(), stack.supervise()),
-                                    plane="network"))
+                                    plane="network", gates=("network_ovn",)))
         planes.shutdown.append(stack.stop)                 # runs last: after the drivers closed
     if nb is not None:
         planes.facilities["ovn-nb"] = nb.probe
@@ -67,7 +67,7 @@ def build_network(cfg: Config, planes: Planes, metrics: Metrics) -> NetworkServi
             "OVN is not configured: set [network].ovn_nb or embedded_ovn = true")
     planes.capabilities["network_bridge"] = from_facility("netlink")
     planes.startup.append(Step("network.reconcile", lambda: service.reconcile(time.monotonic() + 30),
-                                plane="network"))
+                                plane="network", gates=("network_ovn", "network_bridge")))
     planes.shutdown.extend([service.close, netlink.close])
     planes.registrations.append(Registration(
         "devcloud.agent.v1.NetworkService",

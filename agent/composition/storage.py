@@ -18,7 +18,7 @@ def build_storage(cfg: Config, planes: Planes, metrics: Metrics) -> None:
     planes.own_processes.append(lambda: {plane.zfs_fuse_pid})
     planes.capabilities["storage_zfs"] = from_facility("zfs")
     planes.capabilities["storage_zvol"] = plane.zvol
-    planes.startup.append(Step("storage", plane.start, plane="storage"))
+    planes.startup.append(Step("storage", plane.start, plane="storage", gates=("storage_zfs", "storage_zvol")))
     planes.shutdown.append(plane.release)       # zfs-fuse and every mount stay: they are the data plane
     planes.registrations.append(Registration("devcloud.agent.v1.StorageService",
                                              lambda s: register(s, plane.service)))

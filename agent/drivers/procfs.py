@@ -118,3 +118,67 @@ def ancestors(pid: int, limit: int = 64) -> list[int]:
         if pid == 1:
             break
     return out
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def mount_holders(mountpoint: str, limit: int = 5) -> list[str]:
+    """Who keeps `mountpoint` busy, in words an operator can act on: processes with their
+    working directory, root, an open file or a mapping under it, and other mount namespaces
+    holding a copy of the mount (a process started with its own mount table, e.g. by
+    `ip netns exec` or `unshare -m`, keeps every mount of that moment). Error path only:
+    scans /proc. At most `limit` of each kind."""
+    import os
+    if not mountpoint.startswith("/"):
+        return []
+    mine = _ns(os.getpid())
+    files: list[str] = []
+    namespaces: dict[int, str] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        comm = read_text(f"/proc/{pid}/comm", "?")
+        if len(files) < limit:
+            what = _uses(pid, mountpoint)
+            if what:
+                files.append(f"pid {pid} ({comm}) has {what} there")
+        ns = _ns(pid)
+        if ns and ns != mine and ns not in namespaces and len(namespaces) < limit:
+            if any(_under(m.mount_point, mountpoint) for m in mounts(f"/proc/{pid}/mountinfo")):
+                namespaces[ns] = f"the mount namespace of pid {pid} ({comm}) holds its own copy of the mount"
+    return files + list(namespaces.values())
+
+
+def _ns(pid: int) -> int:
+    import os
+    try:
+        return os.stat(f"/proc/{pid}/ns/mnt").st_ino
+    except OSError:
+        return 0
+
+
+def _uses(pid: int, root: str) -> str:
+    import os
+    for link, what in (("cwd", "its working directory"), ("root", "its root directory"), ("exe", "its program")):
+        try:
+            if _under(os.readlink(f"/proc/{pid}/{link}"), root):
+                return what
+        except OSError:
+            pass
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if _under(os.readlink(f"/proc/{pid}/fd/{fd}"), root):
+                    return "a file open"
+            except OSError:
+                continue
+    except OSError:
+        pass
+    for line in read_text(f"/proc/{pid}/maps").splitlines():
+        parts = line.split(None, 5)
+        if len(parts) == 6 and _under(parts[5], root):
+            return "a file mapped"
+    return ""

@@ -10,37 +10,26 @@ from typing import Callable
 
 from agent import __version__
 from agent.drivers.base import Availability
+from agent.services.readiness import Readiness
 
 API_VERSION = "devcloud.agent.v1"
 _PROBE_TTL = 2.0   # seconds a facility probe result is reused; probes fork or open devices
 
 
-class Readiness:
-    """Startup steps still pending; ready when none is left. Thread-safe."""
+@dataclass
+class Problem:
+    """A startup step that has not finished: failing (retried with backoff) or waiting."""
 
-    def __init__(self, steps: list[str]) -> None:
-        self._lock = threading.Lock()
-        self._pending = list(steps)
-        self._changed = threading.Condition(self._lock)
+    step: str
+    reason: str
+    attempts: int
 
-    def done(self, step: str) -> None:
-        with self._lock:
-            if step in self._pending:
-                self._pending.remove(step)
-            self._changed.notify_all()
 
-    def pending(self) -> list[str]:
-        with self._lock:
-            return list(self._pending)
-
-    @property
-    def ready(self) -> bool:
-        with self._lock:
-            return not self._pending
-
-    def wait(self, timeout: float | None = None) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: not self._pending, timeout)
+@dataclass
+class Probe:
+    ready: bool
+    pending: list[str]            # startup steps not finished
+    problems: list[Problem]       # why, for the failing or waiting ones
 
 
 @dataclass
@@ -77,8 +66,10 @@ class IdentityService:
 
     def __init__(self, node_name: str, readiness: Readiness,
                  facilities: dict[str, Callable[[], Availability]],
-                 capabilities: dict[str, CapabilityRule]) -> None:
+                 capabilities: dict[str, CapabilityRule], gates: dict[str, tuple[str, ...]] | None = None) -> None:
+        """gates: startup step -> capability kinds that stay unavailable until the step succeeded."""
         self._node_name = node_name
+        self._gates = gates or {}
         self._readiness = readiness
         self._facilities = facilities
         self._capabilities = capabilities
@@ -110,18 +101,31 @@ class IdentityService:
         """Capabilities decided from fresh-enough probes. Idempotent; never raises."""
         facilities = self.probe_facilities()
         caps = []
+        unfinished = self._unfinished_steps()
         for kind, rule in self._capabilities.items():
             a = rule(facilities)
+            blocker = next((f"startup step {step!r} has not finished: {why}"
+                            for step, why in unfinished if kind in self._gates.get(step, ())), "")
+            if a.available and blocker:
+                a = Availability.missing(blocker)
             caps.append(Capability(kind, a.available, a.reason))
         extensions = sorted(
             [f"{name}.{feat}" for name, a in facilities.items() if a.available for feat in a.features]
             + [f"{name}.version={a.version}" for name, a in facilities.items() if a.available and a.version])
         return Capabilities(caps, extensions, facilities)
 
-    def probe(self) -> tuple[bool, list[str]]:
-        """(ready, pending startup steps)."""
+    def probe(self) -> Probe:
+        """Ready once every startup step succeeded; else which are pending and why."""
         pending = self._readiness.pending()
-        return not pending, pending
+        return Probe(not pending, pending, [Problem(step, why, attempts)
+                                            for step, why, attempts in self._readiness.problems()])
+
+    def _unfinished_steps(self) -> list[tuple[str, str]]:
+        out = []
+        for step in self._readiness.pending():
+            st = self._readiness.state(step)
+            out.append((step, st.reason or ("running" if st.state == "running" else "not started yet")))
+        return out
 
 
 def from_facility(name: str) -> CapabilityRule:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import time
 
 import grpc
@@ -116,4 +117,58 @@ def test_interrupted_converge_is_rolled_forward(crash_env):
         assert env.owned_leftovers() == []
         assert foreign_intact(env, foreign) == []
     finally:
+        agent.stop()
+
+
+def test_reconcile_that_cannot_finish_keeps_the_agent_not_ready_and_retries(crash_env):
+    """A release interrupted by a crash whose dataset is then held busy (a process has its
+    working directory in the instance root): the restarted agent does not call itself ready,
+    Probe and GetCapabilities say which instance and why (naming the holder), mutations
+    get UNAVAILABLE NOT_READY; once the holder is gone the retried reconcile finishes the
+    release and the agent becomes ready. Nothing is recorded as failed on the way."""
+    from agent._proto.devcloud.agent.v1 import identity_pb2, identity_pb2_grpc
+    from tests.support.zfs import error_reason
+    env, team, foreign = crash_env
+    iid = f"b{secrets.token_hex(3)}"
+    agent = AgentRun(env).start(fault="release:intent-recorded", overrides=["storage.busy_timeout=0.5"])
+    holder = None
+    try:
+        with agent.channel() as ch:
+            got = stub(ch).PrepareInstance(ipb.PrepareInstanceRequest(spec=spec(iid, team, [nic("eth0", team)])),
+                                           timeout=60).instance
+            mountpoint = env.dataset(got.names.dataset, "mountpoint")["mountpoint"]
+            holder = subprocess.Popen(["sleep", "600"], cwd=mountpoint)
+            with pytest.raises(grpc.RpcError):
+                stub(ch).ReleaseInstance(ipb.ReleaseInstanceRequest(id=iid), timeout=60)
+        assert agent.wait_exit() == FAULT_EXIT_CODE
+        agent = AgentRun(env).start(overrides=["storage.busy_timeout=0.5"])
+        with agent.channel() as ch:
+            ident = identity_pb2_grpc.IdentityServiceStub(ch)
+            probe = ident.Probe(identity_pb2.ProbeRequest(), timeout=10)
+            assert not probe.ready and "instances: reconcile" in probe.pending, probe
+            why = {p.step: p.reason for p in probe.problems}["instances: reconcile"]
+            assert iid in why and f"pid {holder.pid} (sleep)" in why, why
+            caps = {c.kind: c for c in ident.GetCapabilities(identity_pb2.GetCapabilitiesRequest(), timeout=10)
+                    .capabilities}
+            inst_cap = caps[identity_pb2.CAPABILITY_KIND_INSTANCES]
+            assert not inst_cap.available and "instances: reconcile" in inst_cap.reason, inst_cap
+            with pytest.raises(grpc.RpcError) as e:
+                stub(ch).PrepareInstance(ipb.PrepareInstanceRequest(spec=spec(f"n{iid}", team)), timeout=30)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE and error_reason(e.value) == "NOT_READY"
+            rec = stub(ch).ListInstances(ipb.ListInstancesRequest(), timeout=10).instances
+            assert [(i.id, i.state) for i in rec if i.id == iid] == [(iid, ipb.INSTANCE_STATE_RELEASING)]
+            assert env.dataset(got.names.dataset), "the busy dataset is still there"
+            holder.kill()
+            holder.wait()
+            holder = None
+            deadline = time.monotonic() + 120
+            while not ident.Probe(identity_pb2.ProbeRequest(), timeout=10).ready:
+                assert time.monotonic() < deadline, "the retried reconcile never finished"
+                time.sleep(0.2)
+        _check_gone(env, agent, iid, foreign)
+        assert "unfinished" in agent.log()
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
         agent.stop()

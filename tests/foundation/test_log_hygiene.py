@@ -70,5 +70,6 @@ def test_cancelled_reflection_stream_is_not_an_error(agent, text_log, how):
     release.set()
     channel.close()
     out = text_log.getvalue()
-    assert "ServerReflectionInfo code=CANCELLED" in out, out
-    assert "ERROR" not in out and "Traceback" not in out, out
+    # CANCELLED when gRPC told the handler, OK when the cancel raced the end of the request stream
+    assert "ServerReflectionInfo code=CANCELLED" in out or "ServerReflectionInfo code=OK" in out, out
+    assert "ERROR" not in out and "Traceback" not in out and "INTERNAL" not in out, out

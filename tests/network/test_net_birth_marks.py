@@ -14,7 +14,7 @@ from agent.errors import FailedPrecondition
 from agent.metrics import Metrics
 from agent.services.network.model import NetworkSpec, PortSpec
 from tests.network.conftest import make_service, close_service
-from tests.support.ovn import uniq
+from tests.support.ovn import uniq, wait_until
 
 
 @pytest.fixture
@@ -112,6 +112,7 @@ def test_delete_network_refuses_foreign_logical_ports(svc, ovn_stack, ovn_tools)
     assert ovn_tools.nb_rows("Logical_Switch_Port", f"name={names.lsp}")
     assert ovn_tools.nb_rows("Logical_Switch_Port", f"name=foreign-{net}")
     ovn_tools.nbctl("lsp-del", f"foreign-{net}")
+    assert wait_until(lambda: not svc.nb.foreign_ports(f"dc-{net}"))     # the IDL cache catches up
     assert svc.delete_network(net)
     assert ovn_tools.link(names.host, ovn_stack.netns) is None
     assert not ovn_tools.nb_rows("Logical_Switch", f"name=dc-{net}")

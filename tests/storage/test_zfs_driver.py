@@ -162,6 +162,7 @@ def test_destroy_busy_fails_with_reason_and_keeps_mount(zfs_backend, root):
             zfs_backend.destroy(name, timeout=0.5)
         assert e.value.reason == "DATASET_BUSY"
         assert mp in e.value.message
+        assert f"pid {holder.pid} (sleep) has its working directory there" in e.value.message, e.value.message
         assert time.monotonic() - t0 < 10
         assert zfs_get(name, "mounted")["mounted"] == "yes"
     finally:
@@ -169,6 +170,29 @@ def test_destroy_busy_fails_with_reason_and_keeps_mount(zfs_backend, root):
         holder.wait()
     assert zfs_backend.destroy(name) is True
     assert zfs_get(name, "type") == {}
+
+
+def test_busy_names_a_mount_namespace_that_holds_a_copy(zfs_backend, root):
+    """No process has a file open, but one runs with its own mount table made after the
+    mount (unshare -m, as `ip netns exec` does): DATASET_BUSY names that holder."""
+    if zfs_backend.flavor != "zfs-fuse":
+        pytest.skip("OpenZFS unmounts in every namespace only with shared propagation; zfs-fuse shows the pin")
+    name = f"{root}/pinned"
+    zfs_backend.create_filesystem(name, MARK)
+    holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "30"])
+    try:
+        deadline = time.monotonic() + 5
+        while "sleep" not in open(f"/proc/{holder.pid}/comm").read() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(FailedPrecondition) as e:
+            zfs_backend.destroy(name, timeout=0.5)
+        assert e.value.reason == "DATASET_BUSY"
+        assert f"the mount namespace of pid {holder.pid} (sleep) holds its own copy of the mount" \
+            in e.value.message, e.value.message
+    finally:
+        holder.kill()
+        holder.wait()
+    assert zfs_backend.destroy(name, timeout=20) is True
 
 
 def test_destroy_snapshot_with_clone_refused(zfs_backend, root):

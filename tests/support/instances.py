@@ -248,10 +248,11 @@ class AgentRun:
         self.env = env
         self.proc = None
 
-    def start(self, fault: str = "", timeout: float = 120.0) -> "AgentRun":
+    def start(self, fault: str = "", timeout: float = 120.0, overrides: list[str] = ()) -> "AgentRun":
         from tests.support.server import AgentProcess
         extra = {"DEVCLOUD_AGENT_FAULT": fault} if fault else {}
-        self.proc = AgentProcess(self.env.tmp, self.env.overrides(), env=extra).start(timeout=timeout)
+        self.proc = AgentProcess(self.env.tmp, self.env.overrides() + list(overrides), env=extra).start(
+            timeout=timeout)
         return self
 
     def channel(self) -> grpc.Channel:

@@ -123,6 +123,9 @@ class _DeleteNetwork(Command):
                 raise FailedPrecondition(f"{what} {row.name} is not owned by {self.owner}; not deleting it",
                                          reason="NOT_OURS", metadata={"object": row.name})
         if ls is not None:
+            # the server re-checks the ports we looked at: a port added by someone else since our
+            # cache saw the switch makes the commit retry (and this check refuse), never deletes it
+            ls.verify("ports")
             foreign = sorted(p.name for p in ls.ports if not _ours(p, self.owner))
             if foreign:
                 raise FailedPrecondition(

@@ -21,6 +21,7 @@ import os
 import time
 from typing import Mapping, Sequence
 
+from agent.drivers import procfs
 from agent.drivers.base import Availability
 from agent.errors import AgentError, FailedPrecondition, NotFound, from_oserror
 from agent.metrics import Metrics
@@ -210,9 +211,8 @@ class ZfsBackend:
         if err in (errno.EINVAL, errno.ENOENT):     # not a mount point (already unmounted)
             return
         if err == errno.EBUSY:
-            raise FailedPrecondition(f"cannot unmount {name} at {mountpoint}: target is busy "
-                                     "(a process has files open or its working directory there)",
-                                     reason="DATASET_BUSY", metadata={"dataset": name})
+            raise FailedPrecondition(f"cannot unmount {name} at {mountpoint}: target is busy",
+                                     reason="DATASET_BUSY", metadata={"dataset": name, "mountpoint": mountpoint})
         raise from_oserror(OSError(err, os.strerror(err)), f"unmount {name} at {mountpoint}")
 
     def mount_all(self, root: str) -> list[str]:
@@ -264,9 +264,8 @@ class ZfsBackend:
                     self._remount(name)
                     mp = next((d.mountpoint for d in tree if d.name == name), "")
                     raise FailedPrecondition(
-                        f"{name} is busy after {attempts} attempts over "
-                        f"{self.busy_timeout if timeout is None else timeout:.1f}s: a process still has files "
-                        f"open or its working directory under {mp or 'its mountpoint'}; stop it and retry "
+                        f"{name}{f' (mounted at {mp})' if mp else ''} is busy after {attempts} attempts over "
+                        f"{self.busy_timeout if timeout is None else timeout:.1f}s: {busy_holders(mp)} "
                         f"({exc.message})", reason="DATASET_BUSY",
                         metadata={"dataset": name, "mountpoint": mp}) from None
             time.sleep(delay)
@@ -306,3 +305,14 @@ class ZfsBackend:
             self.mount_all(root)
         except AgentError:
             pass
+
+
+def busy_holders(mountpoint: str) -> str:
+    """What keeps a dataset busy, for the DATASET_BUSY message: the processes and mount
+    namespaces found holding its mount, or that none was found."""
+    found = procfs.mount_holders(mountpoint) if mountpoint else []
+    if found:
+        return "; ".join(found) + " (stop them, or end that mount namespace, and retry)"
+    where = f" under {mountpoint}" if mountpoint else ""
+    return (f"no process or mount namespace was found holding it{where} (zfs-fuse may still be releasing "
+            "it: retry in a moment)")

@@ -197,7 +197,7 @@ class Orphan:
     """An object carrying our mark whose instance is neither recorded nor kept."""
 
     plane: str
-    kind: str                      # volume | netdev | veth-peer | ovs-interface | logical-port | scope
+    kind: str                      # volume | netdev | veth-peer | unmarked-netdev | ovs-interface | logical-port | scope
     name: str
     instance: str
     team: str = ""

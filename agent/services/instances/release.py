@@ -48,6 +48,7 @@ class ReleaseOps:
         part's error (the record stays, state failed; Release again to finish)."""
         started, ok = time.perf_counter(), False
         try:
+            self.require_reconciled()
             with self.locks.hold(instance_id, wait=wait, timeout=remaining(deadline)):
                 rec = self.store.get(instance_id)
                 if rec is None:
@@ -147,6 +148,7 @@ class ReleaseOps:
         (its record stays, state failed)."""
         started, ok = time.perf_counter(), False
         try:
+            self.require_reconciled()
             out = self._release_many(ids, team, deadline)
             ok = True
             return out
@@ -181,9 +183,11 @@ class ReleaseOps:
         return [results[i] for i in order]
 
     def _bulk_delete(self, recs: list[InstanceRecord], end: float, results: dict[str, ReleaseResult], *,
-                     op: str = "release", ops: dict[str, int] | None = None) -> None:
+                     op: str = "release", ops: dict[str, int] | None = None, keep_failed: bool = False) -> None:
         """Delete every part of `recs` in bulk and their records. ops=None: record the intent
-        first (one transaction); else finish those running operations (startup reconcile)."""
+        first (one transaction); else finish those running operations (startup reconcile).
+        keep_failed: an instance whose delete failed keeps its operation running (the
+        reconcile retries it) instead of being recorded as failed."""
         f = self.faults
         if ops is None:
             ops = self.store.begin_many([InstanceRecord(r.id, r.team, RELEASING, r.spec, r.names, r.generation,
@@ -238,8 +242,10 @@ class ReleaseOps:
             if r.id in failed:
                 exc = failed[r.id]
                 msg = getattr(exc, "message", str(exc))
-                self.store.finish(ops[r.id], "failed", instance_id=r.id, state=FAILED, message=f"release failed: {msg}")
-                self.hub.publish(Event(r.id, r.team, FAILED, message=msg))
+                if not keep_failed:
+                    self.store.finish(ops[r.id], "failed", instance_id=r.id, state=FAILED,
+                                      message=f"release failed: {msg}")
+                    self.hub.publish(Event(r.id, r.team, FAILED, message=msg))
                 code = exc.code.name if isinstance(exc, AgentError) else "INTERNAL"
                 results[r.id] = ReleaseResult(r.id, False, msg, code, getattr(exc, "reason", ""))
             else:

@@ -66,6 +66,7 @@ class RepairOps:
         their result). Returns per instance: the plan, the parts re-ensured, what remains."""
         started, ok = time.perf_counter(), False
         try:
+            self.require_reconciled()
             if instance_id:
                 self._require(instance_id)
                 with self.locks.hold(instance_id, wait=wait, timeout=remaining(deadline)):
@@ -125,11 +126,17 @@ class RepairOps:
         are skipped (their objects reported with an error)."""
         started, ok = time.perf_counter(), False
         try:
+            if not dry_run:
+                self.require_reconciled()
             found = self._owned_objects(deadline)          # inventory first, records second
             known = {r.id for r in self.store.list()} | set(keep)
             orphans = [o for o in found if o.instance not in known]
             if not dry_run and orphans:
                 orphans = self._remove_orphans(orphans, deadline)
+            # born with our link group under our prefix, never marked (a crash in between): nobody's
+            # instance can be named, so they go by themselves
+            orphans += [Orphan("network", "unmarked-netdev", name, "", removed=not dry_run)
+                        for name in self.planes.network.sweep_unmarked(dry_run=dry_run)]
             ok = True
             return orphans
         finally:

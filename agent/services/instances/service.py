@@ -19,13 +19,14 @@ or a bounded wait when asked).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from agent.drivers.base import Availability
 from agent.drivers.statestore import InstanceRecord, StateStore
-from agent.errors import AgentError, AlreadyExists, FailedPrecondition, NotFound
+from agent.errors import AgentError, AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from agent.metrics import Metrics
 from agent.services.instances.faults import Faults
 from agent.services.instances.model import (FAILED, PREPARED, PREPARING, Allocation, Event, Instance, InstanceNames,
@@ -68,6 +69,14 @@ class InstanceService(ReleaseOps, ReconcileOps, RepairOps):
         self.hub = WatchHub(planes.network)
         self.ready_timeout = ready_timeout
         self.storage_wait = storage_wait
+        self.reconciled = threading.Event()        # set once the startup reconcile finished everything
+
+    def require_reconciled(self) -> None:
+        """Mutations wait for the startup reconcile: it owns the instances a crash interrupted.
+        Raises Unavailable NOT_READY until then."""
+        if not self.reconciled.is_set():
+            raise Unavailable("the agent is still finishing operations a restart interrupted (startup "
+                              "reconcile); retry shortly (Probe says what it is waiting for)", reason="NOT_READY")
 
     def probe(self) -> Availability:
         return self.store.probe()
@@ -97,6 +106,7 @@ class InstanceService(ReleaseOps, ReconcileOps, RepairOps):
         ovn-installed and up (bounded); their status says what is still missing."""
         started, ok = time.perf_counter(), False
         try:
+            self.require_reconciled()
             names = self.planes.names_for(spec)
             with self.locks.hold(spec.id, wait=wait, timeout=remaining(deadline)):
                 rec = self.store.get(spec.id)

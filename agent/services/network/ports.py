@@ -13,8 +13,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from contextlib import ExitStack
-from typing import Callable
+from contextlib import ExitStack, contextmanager
+from typing import Callable, Iterator
 
 from agent.drivers.ovsdb.nb import NETWORK_KEY, PortRow
 from agent.drivers.ovsdb.nb_types import ADDR_KEY
@@ -205,6 +205,17 @@ class PortsMixin:
         return encode_mark({"owner": self.owner, "kind": role, "net": spec.network, "port": spec.name,
                             "inst": spec.instance, "nic": spec.kind})
 
+    @contextmanager
+    def _being_created(self, *names: str) -> Iterator[None]:
+        """Between a netdev's creating request and its mark: the leftover sweep leaves it alone."""
+        with self._unmarked_lock:
+            self._being_marked.update(names)
+        try:
+            yield
+        finally:
+            with self._unmarked_lock:
+                self._being_marked.difference_update(names)
+
     def _ensure_netdev(self, spec: PortSpec, names: PortNames, mtu: int, mac: str, addrs: list[str],
                        undo: list, master: int | None = None, vlan: int = 0) -> bool:
         """The host netdev (and the veth's instance end); returns changed."""
@@ -214,25 +225,26 @@ class PortsMixin:
         link = self.nl.link(names.host) if spec.kind == KIND_TAP else None
         created = False
         if link is None:
-            try:
-                if spec.kind == KIND_TAP:
-                    self.nl.create_tap(names.host, mtu=mtu, multiqueue=spec.multiqueue, alias=self._mark(spec))
-                else:
-                    self.nl.create_veth(names.host, peer, mtu=mtu, peer_mac=mac, peer_netns=spec.peer_netns)
-                created = True
-            except AlreadyExists:
-                link = self.nl.link(names.host)
-                if link is None:             # it is the instance end's name that is taken
-                    raise
+            with self._being_created(names.host, names.peer):
+                try:
+                    if spec.kind == KIND_TAP:
+                        self.nl.create_tap(names.host, mtu=mtu, multiqueue=spec.multiqueue, alias=self._mark(spec))
+                    else:
+                        self.nl.create_veth(names.host, peer, mtu=mtu, peer_mac=mac, peer_netns=spec.peer_netns)
+                    created = True
+                except AlreadyExists:
+                    link = self.nl.link(names.host)
+                    if link is None:             # it is the instance end's name that is taken
+                        raise
+                if created:
+                    undo.append(lambda: self.nl.delete(names.host))
+                    self.nl.disable_ipv6(names.host)            # before it is up: no link-local, no ND
+                    self.nl.configure(names.host, alias=self._mark(spec), up=True, master=master)
+                    if spec.kind == KIND_VETH and not spec.peer_netns:    # left in place for LXD to take by name
+                        self.nl.configure(names.peer, alias=self._mark(spec, "peer"))
         if created:
-            undo.append(lambda: self.nl.delete(names.host))
-            self.nl.disable_ipv6(names.host)
-            self.nl.configure(names.host, alias=self._mark(spec), up=True, master=master)
-            if spec.kind == KIND_VETH:
-                if spec.peer_netns:
-                    self.nl.configure_peer(spec.peer_netns, peer, addresses=addrs, fresh=True)
-                else:                        # left in place for LXD to take by name
-                    self.nl.configure(names.peer, alias=self._mark(spec, "peer"))
+            if spec.kind == KIND_VETH and spec.peer_netns:
+                self.nl.configure_peer(spec.peer_netns, peer, addresses=addrs, fresh=True)
             if vlan:
                 self.nl.bridge_port_vlan(self.nl.link(names.host).index, vlan)
             return True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
 
 from agent.drivers.netlink import Netlink
 from agent.drivers.ovsdb.nb import NETWORK_KEY, NetworkRows, OvnNb
@@ -46,6 +47,9 @@ class NetworkService(PortsMixin):
         self._net_locks = KeyedLocks("network")
         self._port_locks = KeyedLocks("port")
         self._gate = NetworkGate()
+        # netdevs between their creating request and their mark: never swept as leftovers
+        self._unmarked_lock = threading.Lock()
+        self._being_marked: set[str] = set()
         self._bridges: dict[str, Network] = {}     # bridge-backend networks of this node, by name
         self._bridges_scanned = False
         self.hub = ReadinessHub(nb, ovs, owner) if nb is not None and ovs is not None else None
@@ -101,10 +105,12 @@ class NetworkService(PortsMixin):
             dhcp4_cidr=spec.subnet4, dhcp4_options=opts, acls=acl_rules(spec))
 
     def delete_network(self, name: str, deadline: float | None = None) -> bool:
-        """Delete a team network with all its ports: this node's OVS ports and
-        netdevs first (bulk: one OVS transaction, one link-group delete), then
-        the NB rows in one transaction. Other nodes' netdevs are left to their
-        agents (their ports vanish from NB). Absent -> OK, returns False.
+        """Delete a team network with all its ports: the NB rows in one transaction
+        (which refuses, deleting nothing, when a port of the switch is not ours),
+        then this node's OVS ports and netdevs (bulk: one OVS transaction, one
+        link-group delete). Other nodes' netdevs are left to their agents (their
+        ports vanish from NB). Absent -> OK, returns False. A retry after a crash
+        in between finds this node's leftovers by their marks.
 
         Raises FailedPrecondition NOT_OURS (a same-named object, or a logical port
         or bridge port in the network, is not ours: nothing is deleted), Aborted
@@ -125,13 +131,15 @@ class NetworkService(PortsMixin):
             local = self.ovs.interface_names(NETWORK_KEY, name, deadline)
             netdevs = set(local) | {m.get("devcloud-netdev", "") for m in
                                     self.nb.port_marks(network=name, node=self.node, deadline=deadline)}
-            indexes, _ = self._owned_netdevs(sorted(n for n in netdevs if n), network=name)
+            if rows is not None:
+                # first, and atomic: the transaction re-checks the switch's ports on the server
+                self.nb.delete_network(switch_name(name), port_group_name(name), name, deadline)
+            else:                                      # a retry: the NB rows went before a crash
+                netdevs |= {l.name for l in self.nl.links() if (parse_mark(l.alias) or {}).get("net") == name}
+            indexes, deleted = self._owned_netdevs(sorted(n for n in netdevs if n), network=name)
             self.ovs.unbind(local, deadline)           # OVS ports first: never one without its netdev
             self.nl.delete_many(indexes)
-            if rows is None:
-                return bool(local)
-            self.nb.delete_network(switch_name(name), port_group_name(name), name, deadline)
-            return True
+            return rows is not None or bool(local) or bool(deleted)
 
     def get_network(self, name: str, deadline: float | None = None) -> Network:
         """Observed state of a team network. Raises NotFound, Unavailable."""
@@ -316,6 +324,7 @@ class NetworkService(PortsMixin):
         netdev). Returns counts. Raises Unavailable."""
         links = self.nl.links()             # one dump (pyroute2 parses ~1,600 netdevs slowly on a full node)
         self._scan_bridges(links)
+        unmarked = self.sweep_unmarked(links=links)
         removed = 0
         if self.ovn_enabled:
             names = {l.name for l in links}
@@ -323,7 +332,22 @@ class NetworkService(PortsMixin):
             removed = len(self.ovs.unbind(stale, deadline))
             if removed:
                 self.metrics.orphans_total.labels(plane="network", kind="ovs-interface").inc(removed)
-        return {"bridges": len(self._bridges), "stale_ovs_ports_removed": removed}
+        return {"bridges": len(self._bridges), "stale_ovs_ports_removed": removed,
+                "unmarked_netdevs_removed": len(unmarked)}
+
+    def sweep_unmarked(self, *, dry_run: bool = False, links: list | None = None) -> list[str]:
+        """Netdevs with our prefix, born in our link group, never marked: a crash landed between
+        creating one and marking it, outside any instance intent (the instance reconcile
+        removes those by name). Removed unless dry_run; returns their names. A netdev this
+        process is creating right now is left alone."""
+        found = [l for l in (self.nl.links() if links is None else links)
+                 if l.name.startswith(self.prefix) and not l.alias and l.born_ours]
+        with self._unmarked_lock:
+            doomed = [l for l in found if l.name not in self._being_marked]
+            if not dry_run and doomed:
+                self.nl.delete_many([l.index for l in doomed])
+                self.metrics.orphans_total.labels(plane="network", kind="unmarked-netdev").inc(len(doomed))
+        return sorted(l.name for l in doomed)
 
     def stale_ports(self, deadline: float | None = None) -> list[tuple[str, str]]:
         """(network, port) of this node's OVN ports whose team network no longer

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n devcloud/agent/v1/identity.proto\x12\x11\x64\x65vcloud.agent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x15\n\x13GetAgentInfoRequest\"\xb3\x01\n\x14GetAgentInfoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x04 \x01(\t\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03pid\x18\x06 \x01(\x03\x12\x17\n\x0fruntime_version\x18\x07 \x01(\t\"\x18\n\x16GetCapabilitiesRequest\"`\n\nCapability\x12/\n\x04kind\x18\x01 \x01(\x0e\x32!.devcloud.agent.v1.CapabilityKind\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"^\n\x08\x46\x61\x63ility\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x05 \x03(\t\"\x93\x01\n\x17GetCapabilitiesResponse\x12\x33\n\x0c\x63\x61pabilities\x18\x01 \x03(\x0b\x32\x1d.devcloud.agent.v1.Capability\x12\x12\n\nextensions\x18\x02 \x03(\t\x12/\n\nfacilities\x18\x03 \x03(\x0b\x32\x1b.devcloud.agent.v1.Facility\"\x0e\n\x0cProbeRequest\"/\n\rProbeResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x0f\n\x07pending\x18\x02 \x03(\t*\xb8\x02\n\x0e\x43\x61pabilityKind\x12\x1f\n\x1b\x43\x41PABILITY_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x43\x41PABILITY_KIND_HOST_FACTS\x10\x01\x12\x17\n\x13\x43\x41PABILITY_KIND_KVM\x10\x02\x12\x1f\n\x1b\x43\x41PABILITY_KIND_NETWORK_OVN\x10\x03\x12\"\n\x1e\x43\x41PABILITY_KIND_NETWORK_BRIDGE\x10\x04\x12\x1f\n\x1b\x43\x41PABILITY_KIND_STORAGE_ZFS\x10\x05\x12 \n\x1c\x43\x41PABILITY_KIND_STORAGE_ZVOL\x10\x06\x12%\n!CAPABILITY_KIND_COMPUTE_CGROUP_V2\x10\x07\x12\x1d\n\x19\x43\x41PABILITY_KIND_INSTANCES\x10\x08\x32\xa8\x02\n\x0fIdentityService\x12_\n\x0cGetAgentInfo\x12&.devcloud.agent.v1.GetAgentInfoRequest\x1a\'.devcloud.agent.v1.GetAgentInfoResponse\x12h\n\x0fGetCapabilities\x12).devcloud.agent.v1.GetCapabilitiesRequest\x1a*.devcloud.agent.v1.GetCapabilitiesResponse\x12J\n\x05Probe\x12\x1f.devcloud.agent.v1.ProbeRequest\x1a .devcloud.agent.v1.ProbeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n devcloud/agent/v1/identity.proto\x12\x11\x64\x65vcloud.agent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x15\n\x13GetAgentInfoRequest\"\xb3\x01\n\x14GetAgentInfoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tnode_name\x18\x03 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x04 \x01(\t\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03pid\x18\x06 \x01(\x03\x12\x17\n\x0fruntime_version\x18\x07 \x01(\t\"\x18\n\x16GetCapabilitiesRequest\"`\n\nCapability\x12/\n\x04kind\x18\x01 \x01(\x0e\x32!.devcloud.agent.v1.CapabilityKind\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"^\n\x08\x46\x61\x63ility\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tavailable\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x05 \x03(\t\"\x93\x01\n\x17GetCapabilitiesResponse\x12\x33\n\x0c\x63\x61pabilities\x18\x01 \x03(\x0b\x32\x1d.devcloud.agent.v1.Capability\x12\x12\n\nextensions\x18\x02 \x03(\t\x12/\n\nfacilities\x18\x03 \x03(\x0b\x32\x1b.devcloud.agent.v1.Facility\"\x0e\n\x0cProbeRequest\"d\n\rProbeResponse\x12\r\n\x05ready\x18\x01 \x01(\x08\x12\x0f\n\x07pending\x18\x02 \x03(\t\x12\x33\n\x08problems\x18\x03 \x03(\x0b\x32!.devcloud.agent.v1.StartupProblem\"@\n\x0eStartupProblem\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x03 \x01(\r*\xb8\x02\n\x0e\x43\x61pabilityKind\x12\x1f\n\x1b\x43\x41PABILITY_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x43\x41PABILITY_KIND_HOST_FACTS\x10\x01\x12\x17\n\x13\x43\x41PABILITY_KIND_KVM\x10\x02\x12\x1f\n\x1b\x43\x41PABILITY_KIND_NETWORK_OVN\x10\x03\x12\"\n\x1e\x43\x41PABILITY_KIND_NETWORK_BRIDGE\x10\x04\x12\x1f\n\x1b\x43\x41PABILITY_KIND_STORAGE_ZFS\x10\x05\x12 \n\x1c\x43\x41PABILITY_KIND_STORAGE_ZVOL\x10\x06\x12%\n!CAPABILITY_KIND_COMPUTE_CGROUP_V2\x10\x07\x12\x1d\n\x19\x43\x41PABILITY_KIND_INSTANCES\x10\x08\x32\xa8\x02\n\x0fIdentityService\x12_\n\x0cGetAgentInfo\x12&.devcloud.agent.v1.GetAgentInfoRequest\x1a\'.devcloud.agent.v1.GetAgentInfoResponse\x12h\n\x0fGetCapabilities\x12).devcloud.agent.v1.GetCapabilitiesRequest\x1a*.devcloud.agent.v1.GetCapabilitiesResponse\x12J\n\x05Probe\x12\x1f.devcloud.agent.v1.ProbeRequest\x1a .devcloud.agent.v1.ProbeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'devcloud.agent.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CAPABILITYKIND']._serialized_start=729
-  _globals['_CAPABILITYKIND']._serialized_end=1041
+  _globals['_CAPABILITYKIND']._serialized_start=848
+  _globals['_CAPABILITYKIND']._serialized_end=1160
   _globals['_GETAGENTINFOREQUEST']._serialized_start=88
   _globals['_GETAGENTINFOREQUEST']._serialized_end=109
   _globals['_GETAGENTINFORESPONSE']._serialized_start=112
@@ -49,7 +49,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROBEREQUEST']._serialized_start=663
   _globals['_PROBEREQUEST']._serialized_end=677
   _globals['_PROBERESPONSE']._serialized_start=679
-  _globals['_PROBERESPONSE']._serialized_end=726
-  _globals['_IDENTITYSERVICE']._serialized_start=1044
-  _globals['_IDENTITYSERVICE']._serialized_end=1340
+  _globals['_PROBERESPONSE']._serialized_end=779
+  _globals['_STARTUPPROBLEM']._serialized_start=781
+  _globals['_STARTUPPROBLEM']._serialized_end=845
+  _globals['_IDENTITYSERVICE']._serialized_start=1163
+  _globals['_IDENTITYSERVICE']._serialized_end=1459
 # @@protoc_insertion_point(module_scope)

@@ -96,9 +96,21 @@ class ProbeRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ProbeResponse(_message.Message):
-    __slots__ = ("ready", "pending")
+    __slots__ = ("ready", "pending", "problems")
     READY_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
     ready: bool
     pending: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ready: _Optional[bool] = ..., pending: _Optional[_Iterable[str]] = ...) -> None: ...
+    problems: _containers.RepeatedCompositeFieldContainer[StartupProblem]
+    def __init__(self, ready: _Optional[bool] = ..., pending: _Optional[_Iterable[str]] = ..., problems: _Optional[_Iterable[_Union[StartupProblem, _Mapping]]] = ...) -> None: ...
+
+class StartupProblem(_message.Message):
+    __slots__ = ("step", "reason", "attempts")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    step: str
+    reason: str
+    attempts: int
+    def __init__(self, step: _Optional[str] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...

@@ -82,7 +82,8 @@ class IdentityServiceServicer:
 
     def Probe(self, request, context):
         """Probe reports ready=false until the agent finished its startup work
-        (driver probes, embedded components, first reconcile); then true.
+        (embedded components, every interrupted operation finished); then true.
+        While not ready, the reply lists each unfinished step and why.
         Errors: none beyond transport errors.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
