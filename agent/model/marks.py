@@ -1,0 +1,41 @@
+"""The agent's ownership marks: the one place their keys and values are spelled.
+
+An object is ours only when it carries OWNER as the value of its owner key
+(OVSDB external_ids OWNER_KEY, ZFS property P_OWNER, the netdev ifalias
+prefix, the cgroup xattr); everything else is never changed or removed.
+"""
+from __future__ import annotations
+
+OWNER = "devcloud-agent"                 # the owner value of every mark
+
+# OVN Northbound / local Open_vSwitch external_ids keys
+OWNER_KEY = "devcloud-owner"
+KIND_KEY = "devcloud-kind"               # network | port | ...
+NETWORK_KEY = "devcloud-network"
+NODE_KEY = "devcloud-node"               # the node (agent) a port is bound to
+PORT_KEY = "devcloud-port"
+INSTANCE_KEY = "devcloud-instance"
+NIC_KEY = "devcloud-nic"                 # veth | tap
+NETDEV_KEY = "devcloud-netdev"
+PG_KEY = "devcloud-port-group"
+ACL_KEY = "devcloud-acl"
+ADDR_KEY = "devcloud-addresses"          # LSP: "mac ip..." as created; a changed addresses column is drift
+SUBNET4_KEY = "devcloud-subnet4"
+SUBNET6_KEY = "devcloud-subnet6"
+GATEWAY4_KEY = "devcloud-gateway4"
+MTU_KEY = "devcloud-mtu"
+DNS_KEY = "devcloud-dns"
+ALLOW_KEY = "devcloud-allow"
+
+# ZFS user properties
+P_OWNER = "devcloud:owner"               # always OWNER
+P_TYPE = "devcloud:type"                 # root | dir | image | volume | tmp | snapshot
+P_KIND = "devcloud:kind"                 # volumes: root | filesystem | block
+P_TEAM = "devcloud:team"
+P_NAME = "devcloud:name"                 # volume name (within the team) / image id
+P_INSTANCE = "devcloud:instance"         # optional instance id the volume belongs to
+P_IMAGE = "devcloud:image"               # root volumes: the image id they were cloned from; images: their id
+P_SHA256 = "devcloud:sha256"             # images: sha256 of the tarball they were imported from
+
+# netdev ifalias: "devcloud owner=... kind=... net=... port=... inst=..."
+IFALIAS_PREFIX = "devcloud"
