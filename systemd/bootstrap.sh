@@ -59,5 +59,7 @@ if ((want_test)); then
     mkdir -p .tools
     npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@1 >/dev/null
   fi
+  # real runtimes for the runtime tests: lxc, busybox-static, squashfs-tools, a Debian guest kernel (cached)
+  integration/runtimes/setup.sh >/dev/null
 fi
 log "ready: $(.venv/bin/python --version), $(.venv/bin/devcloud-agent --version 2>/dev/null || echo agent)"
