@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -51,6 +52,7 @@ def main() -> int:
         node.stop()
         remove_cgroup_tree(cg)
         zfs_fuse.destroy_file_pool(cmd, name, pool.path)
+        shutil.rmtree(base, ignore_errors=True)
         if daemon is not None:
             zfs_fuse.stop_if_unused(daemon, lease)
 

@@ -17,18 +17,20 @@ from agent._proto.devcloud.agent.v1 import network_pb2 as pb
 from agent._proto.devcloud.agent.v1 import network_pb2_grpc as pb_grpc
 from agent.drivers.embedded.ovn_stack import OvnStack, probe
 from tests.support.ovn import PID, Tools, wait_until
+from agent.drivers.embedded import processes
 from tests.support.server import AgentProcess, temp_dir
 
 DAEMONS = ("nb", "sb", "northd", "ovsdb", "vswitchd", "controller")
 
 
 def _pid(d: Path, name: str) -> int | None:
+    """The daemon's PID from its pidfile, only while that PID is alive and still runs our command
+    line (PIDs are recycled: pid_max is 32768 here; a stale pidfile must never name a stranger)."""
     try:
         pid = int((d / f"{name}.pid").read_text())
-        os.kill(pid, 0)
-        return pid
     except (OSError, ValueError):
         return None
+    return pid if processes.alive(pid) and str(d) in processes.cmdline(pid) else None
 
 
 @pytest.fixture
