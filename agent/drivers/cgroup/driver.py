@@ -13,19 +13,30 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import time
 from typing import Callable, Iterator
 
-from agent import validation
 from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, from_oserror
+from agent.model.compute import LIMIT_CONTROLLERS, SCOPE, SLICE, CgroupInfo, LimitDrift, Limits, Mark, Stats
 
 from . import fs
 from .hierarchy import Hierarchy, subdirs
 from .limits import MissingFile, default_text, files_for, observed_limits, plan, required_controllers
 from .marks import MARK_XATTR, claim, create, decode_mark, forget_intent, is_ours_or_pending, sweep_pending
-from .model import LIMIT_CONTROLLERS, SCOPE, SLICE, CgroupInfo, LimitDrift, Limits, Mark, Stats
 from .stats import read_stats
+
+# What a team/instance name must be to become one directory under the subtree and one
+# word of the mark ("team=t instance=i"): no '/', '.', '..', space or '='.
+_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def _check_name(what: str, name: str) -> None:
+    """InvalidArgument (plain message, no request field) for a name that cannot be a cgroup of ours."""
+    if not _NAME_RE.fullmatch(name):
+        raise InvalidArgument(f"{what} name {name[:80]!r} cannot name a cgroup of the agent: 1-63 of a-z, "
+                              "0-9 and '-', starting and ending with a letter or digit")
 
 
 class CgroupDriver(Hierarchy):
@@ -36,16 +47,19 @@ class CgroupDriver(Hierarchy):
     # ------------------------------------------------------------ names
 
     def slice_path(self, team: str) -> str:
-        """Deterministic path of a team's slice (pure; validates the name)."""
-        validation.cgroup_name("team", team)
+        """Deterministic path of a team's slice, whether it exists or not (pure, no I/O).
+        Raises InvalidArgument when `team` cannot name a cgroup directory."""
+        _check_name("team", team)
         return f"{self.root}/{team}.slice"
 
     def scope_path(self, team: str, instance: str) -> str:
-        """Deterministic path of an instance's scope (pure; validates the names)."""
-        validation.cgroup_name("instance", instance)
+        """Deterministic path of an instance's scope, whether it exists or not (pure, no I/O).
+        Raises InvalidArgument when a name cannot name a cgroup directory."""
+        _check_name("instance", instance)
         return f"{self.slice_path(team)}/{instance}.scope"
 
     def path(self, team: str, instance: str = "") -> str:
+        """scope_path() when `instance` is set, else slice_path(). Pure; raises InvalidArgument as they do."""
         return self.scope_path(team, instance) if instance else self.slice_path(team)
 
     # ------------------------------------------------------------ create / update
@@ -185,11 +199,11 @@ class CgroupDriver(Hierarchy):
         with self._time("attach"):
             self._require()
             if not instance:
-                raise InvalidArgument.for_field("instance", "processes go into an instance scope, not a team slice")
+                raise InvalidArgument("processes go into an instance scope, not a team slice")
             path, _ = self._existing(team, instance)
-            for i, pid in enumerate(pids):
+            for pid in pids:
                 if pid <= 1 or pid == os.getpid():
-                    raise InvalidArgument.for_field(f"pids[{i}]", f"pid {pid} cannot be moved (init or the agent itself)")
+                    raise InvalidArgument(f"pid {pid} cannot be moved (init or the agent itself)")
             for pid in pids:
                 fs.write(os.path.join(path, "cgroup.procs"), str(pid), create=self._plain)
             return self._pids(path)
@@ -304,7 +318,8 @@ class CgroupDriver(Hierarchy):
                 try:
                     path = self.path(team, inst)
                     if not inst:
-                        raise InvalidArgument.for_field("instance", "delete_many removes scopes")
+                        raise InvalidArgument(f"delete_many removes scopes; team {team!r} came without an "
+                                              "instance")
                     if not os.path.isdir(path):
                         results[(team, inst)] = None
                         continue

@@ -20,9 +20,9 @@ from agent.drivers import procfs
 from agent.drivers.base import Availability, require
 from agent.errors import FailedPrecondition, NotFound, from_oserror
 from agent.metrics import Metrics
+from agent.model.compute import HostFacts, parse_cpulist
 
 from . import fs
-from .limits import HostFacts, parse_cpulist
 
 SUPERVISOR = "supervisor"
 DEFAULT_ROOT_NAME = "devcloud.slice"

@@ -13,13 +13,13 @@ import os
 from typing import Callable
 
 from agent.errors import FailedPrecondition, from_oserror
+from agent.model.compute import SCOPE, SLICE, Mark
+from agent.model.marks import CGROUP_MARK_XATTR, CGROUP_PENDING_XATTR, OWNER
 
 from . import fs
-from .model import SCOPE, SLICE, Mark
 
-MARK_XATTR = "user.devcloud.owner"
-PENDING_XATTR = "user.devcloud.pending."
-OWNER = "devcloud-agent"
+MARK_XATTR = CGROUP_MARK_XATTR           # the driver's (and its tests') short names for the model's keys
+PENDING_XATTR = CGROUP_PENDING_XATTR
 
 
 def encode_mark(mark: Mark) -> bytes:
