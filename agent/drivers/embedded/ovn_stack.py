@@ -30,10 +30,10 @@ from pyroute2 import IPRoute, netns as pr_netns
 from agent.drivers.base import Availability
 from agent.drivers.embedded.processes import Adopted, alive, cmdline, in_netns, ns_inode, stop_pid
 from agent.errors import FailedPrecondition, Unavailable
+from agent.model.marks import OWNER, OWNER_KEY
 
 log = logging.getLogger(__name__)
 
-OWNER = "devcloud-agent"
 NB_SCHEMA = "/usr/share/ovn/ovn-nb.ovsschema"
 SB_SCHEMA = "/usr/share/ovn/ovn-sb.ovsschema"
 VSWITCH_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
@@ -399,13 +399,13 @@ class OvnStack:
                     f"external_ids:ovn-encap-ip={self.encap_ip}",
                     f"external_ids:ovn-bridge-datapath-type={self.datapath_type}",
                     f"external_ids:ovn-bridge={self.bridge}",
-                    f"external_ids:devcloud-owner={OWNER}"], deadline)
+                    f"external_ids:{OWNER_KEY}={OWNER}"], deadline)
 
     def _ensure_bridge(self, deadline: float) -> None:
         self._tool(["ovs-vsctl", f"--db={self.ovs_remote}", "--timeout=10", "--may-exist", "add-br", self.bridge,
                     "--", "set", "Bridge", self.bridge, f"datapath_type={self.datapath_type}",
                     "fail-mode=secure", "other_config:disable-in-band=true",
-                    f"external_ids:devcloud-owner={OWNER}"], deadline)
+                    f"external_ids:{OWNER_KEY}={OWNER}"], deadline)
 
     def _wait_chassis(self, deadline: float) -> None:
         argv = ["ovn-sbctl", f"--db={self.sb_remote}", "--bare", "--columns=name", "find", "Chassis",

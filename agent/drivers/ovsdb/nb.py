@@ -2,7 +2,7 @@
 
 The driver makes rows look like a desired description (the network service
 computes the description: names, marks, ACL policy); every write is ONE
-transaction. Rows are recognised as ours by external_ids devcloud-owner; a
+transaction. Rows are recognised as ours by external_ids OWNER_KEY; a
 row with our name but without our mark is never modified.
 
 Idempotency: ensure_* on rows already matching -> changed=False. NB is
@@ -20,7 +20,7 @@ from agent.drivers.ovsdb.client import OvsdbClient
 from agent.drivers.ovsdb.nb_commands import (
     _AddressBook, _DeleteNetwork, _DeletePorts, _EnsureNetwork, _EnsurePort)
 from agent.drivers.ovsdb.nb_types import (  # noqa: F401 - re-exported for callers
-    KIND_KEY, NETWORK_KEY, NODE_KEY, OWNER_KEY, PG_KEY, TABLES, AclRule, NetworkRows, PortRow, _addresses, _ours,
+    ACL_KEY, KIND_KEY, NETWORK_KEY, NODE_KEY, OWNER_KEY, PG_KEY, TABLES, AclRule, NetworkRows, PortRow, _addresses, _ours,
     mac_from_ip4)
 from agent.errors import Aborted, FailedPrecondition
 from agent.metrics import Metrics
@@ -118,7 +118,7 @@ class OvnNb:
         ext = dict(ls.external_ids)
         dhcp = [r for r in self.db.rows("DHCP_Options") if _ours(r, self.owner)
                 and r.external_ids.get(NETWORK_KEY) == ext.get(NETWORK_KEY)]
-        acls = [AclRule(a.external_ids.get("devcloud-acl", ""), a.direction, a.priority, a.match, a.action)
+        acls = [AclRule(a.external_ids.get(ACL_KEY, ""), a.direction, a.priority, a.match, a.action)
                 for a in (pg.acls if pg is not None else [])]
         return NetworkRows(
             switch=ls.name, port_group=pg.name if pg is not None else "",

@@ -7,7 +7,7 @@ import ipaddress
 
 from agent.drivers.ovsdb.client import Command
 from agent.drivers.ovsdb.nb_types import (
-    ADDR_KEY, KIND_KEY, NETWORK_KEY, OWNER_KEY, PG_KEY, AclRule, NetworkRows, PortRow, _addresses, _one, _ours,
+    ACL_KEY, ADDR_KEY, KIND_KEY, NETWORK_KEY, OWNER_KEY, PG_KEY, AclRule, NetworkRows, PortRow, _addresses, _one, _ours,
     mac_from_ip4)
 from agent.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted
 
@@ -87,7 +87,7 @@ class _EnsureNetwork(Command):
         want = {a.key: a for a in self.desired.acls}
         changed = False
         for acl in list(pg.acls):
-            key = acl.external_ids.get("devcloud-acl", "")
+            key = acl.external_ids.get(ACL_KEY, "")
             rule = want.get(key)
             if rule and (acl.direction, acl.priority, acl.match, acl.action) == (
                     rule.direction, rule.priority, rule.match, rule.action) and _ours(acl, self.owner):
@@ -105,7 +105,7 @@ class _EnsureNetwork(Command):
         acl = txn.insert(idl.tables["ACL"])
         acl.direction, acl.priority, acl.match, acl.action = (
             rule.direction, rule.priority, rule.match, rule.action)
-        acl.external_ids = {**self.desired.marks, KIND_KEY: "acl", "devcloud-acl": rule.key}
+        acl.external_ids = {**self.desired.marks, KIND_KEY: "acl", ACL_KEY: rule.key}
         return acl
 
 

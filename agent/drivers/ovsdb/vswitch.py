@@ -1,7 +1,7 @@
 """The local Open_vSwitch database: chassis settings, br-int and the OVS
 ports binding our netdevs to OVN logical ports (external_ids:iface-id).
 
-Ownership: an Interface is ours when external_ids devcloud-owner is our
+Ownership: an Interface is ours when external_ids OWNER_KEY is our
 owner. Before binding a port, any OTHER interface of ours that claims the
 same iface-id is removed in the same transaction (a leftover of a crash or a
 re-created NIC); an interface that is not ours and claims it is never
@@ -15,8 +15,8 @@ from agent.drivers.base import Availability
 from agent.drivers.ovsdb.client import Command, OvsdbClient, Table
 from agent.errors import FailedPrecondition, NotFound
 from agent.metrics import Metrics
+from agent.model.marks import EXTERNAL_IDS_PREFIX, OWNER_KEY
 
-OWNER_KEY = "devcloud-owner"
 IFACE_ID = "iface-id"
 OVN_INSTALLED = "ovn-installed"
 CHASSIS_KEYS = ("system-id", "ovn-remote", "ovn-encap-type", "ovn-encap-ip", "ovn-bridge-datapath-type",
@@ -216,7 +216,7 @@ class _BindPort(Command):
                 iface.setkey("external_ids", k, v)
                 changed = True
         for k in have:
-            if k.startswith("devcloud-") and k not in self.ext:
+            if k.startswith(EXTERNAL_IDS_PREFIX) and k not in self.ext:
                 iface.delkey("external_ids", k)
                 changed = True
         if iface.type != self.iface_type:
