@@ -42,7 +42,12 @@ def _check_name(what: str, name: str) -> None:
 class CgroupDriver(Hierarchy):
     """Slices and scopes with limits, stats, freeze/thaw/kill, over cgroupfs v2.
 
-    Construction: see Hierarchy (root, mount, own, plain)."""
+    Construction: see Hierarchy (root, mount, own, plain). Every method that
+    touches the kernel first checks the facility: FailedPrecondition
+    FACILITY_UNAVAILABLE when probe() says cgroup v2 is unusable here. A
+    directory at our path without our mark is never changed or removed:
+    FailedPrecondition NOT_OURS. Kernel errors come back translated
+    (agent.errors.from_oserror: e.g. FailedPrecondition PERMISSION)."""
 
     # ------------------------------------------------------------ names
 
@@ -68,11 +73,18 @@ class CgroupDriver(Hierarchy):
                checkpoint: Callable[[str], None] | None = None) -> tuple[CgroupInfo, bool]:
         """Create the slice (instance="") or scope if missing and make its limit
         files say `limits` (limits not requested go back to kernel defaults).
+        Returns (the group as the kernel reports it, changed).
 
-        Idempotent: same limits again -> changed=False, no write. Raises
-        FailedPrecondition (controller unavailable, slice missing for a scope,
-        a cgroup at our path without our mark), AlreadyExists (the instance has
-        a scope in another team), InvalidArgument (kernel refused a value).
+        Idempotent: same limits again -> changed=False, no write. Absent: created
+        with our mark (a directory a crash left unmarked after our recorded
+        intent is adopted). Exists and ours: only differing files are written.
+        Raises InvalidArgument (a name that cannot be a cgroup of ours; the
+        kernel refused a value: KERNEL_EINVAL / OUT_OF_RANGE), FailedPrecondition
+        CONTROLLER_UNAVAILABLE, SLICE_NOT_FOUND (a scope without its team slice),
+        NOT_OURS (a cgroup at our path without our mark), LIMIT_FILE_MISSING
+        (the kernel lacks a requested limit's file), CGROUP_BUSY (processes where
+        controllers must be enabled), CGROUP_ROOT_MISSING, FACILITY_UNAVAILABLE;
+        AlreadyExists INSTANCE_IN_OTHER_TEAM (the instance has a scope in another team).
         A new cgroup is removed again if anything fails: nothing half-created.
         Every check (controllers, kernel files) precedes the first write; if the
         kernel still refuses one, an existing group keeps the writes made before
@@ -112,8 +124,12 @@ class CgroupDriver(Hierarchy):
 
     def update(self, team: str, instance: str, limits: Limits) -> tuple[CgroupInfo, bool]:
         """Write only the requested limits of an existing slice/scope (others untouched).
+        Returns (the group as the kernel reports it, changed).
 
-        Idempotent. Raises NotFound if it does not exist, FailedPrecondition as ensure().
+        Idempotent: requested values already there -> changed=False, no write. Never
+        creates: absent -> NotFound CGROUP_NOT_FOUND. Raises InvalidArgument,
+        FailedPrecondition (NOT_OURS, CONTROLLER_UNAVAILABLE, LIMIT_FILE_MISSING,
+        CGROUP_BUSY, FACILITY_UNAVAILABLE) as ensure().
         """
         with self._time("update"):
             self._require()
@@ -126,8 +142,11 @@ class CgroupDriver(Hierarchy):
             return self._info(path, mark), changed
 
     def drift(self, team: str, instance: str, limits: Limits) -> list[LimitDrift]:
-        """Kernel files that differ from `limits` (what ensure() would write). Read-only.
-        Raises NotFound if the cgroup does not exist."""
+        """Kernel files that differ from `limits` (what ensure() would write; [] when in sync),
+        including controllers not enabled on the parent and requested files the kernel lacks.
+
+        Read-only, so idempotent. Absent -> NotFound CGROUP_NOT_FOUND. Raises
+        InvalidArgument (bad name), FailedPrecondition NOT_OURS, FACILITY_UNAVAILABLE."""
         with self._time("drift"):
             self._require()
             path, _ = self._existing(team, instance)
@@ -144,15 +163,23 @@ class CgroupDriver(Hierarchy):
     # ------------------------------------------------------------ read
 
     def get(self, team: str, instance: str = "") -> CgroupInfo:
-        """The slice/scope as the kernel reports it. Raises NotFound, FailedPrecondition (not ours)."""
+        """The slice (instance="") or scope as the kernel reports it: controllers, limits read
+        back from the files, populated/frozen, pids (scopes), child count.
+
+        Read-only. Absent -> NotFound CGROUP_NOT_FOUND. Raises InvalidArgument (bad name),
+        FailedPrecondition NOT_OURS (exists without our mark), FACILITY_UNAVAILABLE."""
         with self._time("get"):
             self._require()
             path, mark = self._existing(team, instance)
             return self._info(path, mark)
 
     def list(self, team: str = "", *, kind: str = SCOPE) -> list[CgroupInfo]:
-        """Every slice (kind=SLICE) or scope (of `team`, or of all teams) carrying our mark.
-        Unmarked directories are skipped, never touched."""
+        """Every slice (kind=SLICE) or scope (of `team`, or of all teams) carrying our mark,
+        as get() reports them. Unmarked directories are skipped, never touched; a group
+        removed during the scan is left out.
+
+        Read-only. An absent subtree or team slice -> []. Raises InvalidArgument (bad team
+        name), FailedPrecondition FACILITY_UNAVAILABLE."""
         with self._time("list"):
             self._require()
             out = []
@@ -164,7 +191,12 @@ class CgroupDriver(Hierarchy):
             return out
 
     def owned(self, team: str = "", *, kind: str = SCOPE) -> Iterator[tuple[str, Mark]]:
-        """(path, mark) of every marked slice or scope: a directory scan, for GC and reconcile."""
+        """(path, mark) of every marked slice (kind=SLICE) or scope of ours (of `team`, or of
+        all teams): a directory scan without reading limits, for GC and reconcile.
+
+        Read-only; lazy (a generator). Unmarked directories and scopes whose mark names
+        another team are skipped; an absent subtree yields nothing. Does not check the
+        facility. Raises InvalidArgument (bad team name), translated OSError of the scan."""
         slices = [self.slice_path(team)] if team else [
             os.path.join(self.root, e) for e in subdirs(self.root) if e.endswith(".slice")]
         for s in slices:
@@ -181,7 +213,11 @@ class CgroupDriver(Hierarchy):
                     yield p, m
 
     def stats(self, team: str, instance: str = "") -> Stats:
-        """Usage counters and pressure of a slice/scope. Read-only. Raises NotFound."""
+        """Usage counters and pressure (PSI) of a slice (instance="") or scope; counters whose
+        file the kernel lacks stay None/empty.
+
+        Read-only. Absent -> NotFound CGROUP_NOT_FOUND. Raises InvalidArgument (bad name),
+        FailedPrecondition NOT_OURS, FACILITY_UNAVAILABLE."""
         with self._time("stats"):
             self._require()
             path, _ = self._existing(team, instance)
@@ -192,9 +228,11 @@ class CgroupDriver(Hierarchy):
     def attach(self, team: str, instance: str, pids: list[int]) -> tuple[int, ...]:
         """Move processes (whole thread groups) into a scope; returns the scope's pids.
 
-        Idempotent (a pid already there is fine). Raises NotFound (scope or
-        process missing), InvalidArgument (pid <= 1 or the agent itself),
-        FailedPrecondition (scope not ours).
+        Idempotent (a pid already there is fine). Absent scope -> NotFound
+        CGROUP_NOT_FOUND; a process that does not exist -> NotFound
+        PROCESS_NOT_FOUND (earlier pids of the list stay moved). Raises
+        InvalidArgument (instance "" - a team slice -, pid <= 1 or the agent
+        itself, a bad name), FailedPrecondition NOT_OURS, FACILITY_UNAVAILABLE.
         """
         with self._time("attach"):
             self._require()
@@ -211,8 +249,11 @@ class CgroupDriver(Hierarchy):
     def freeze(self, team: str, instance: str, deadline: float | None) -> float:
         """Freeze every process of the slice/scope and wait until cgroup.events says frozen 1.
 
-        Idempotent. Returns seconds waited. Raises NotFound, DeadlineExceeded
-        (the freeze stays requested), FailedPrecondition (not ours).
+        Idempotent (already frozen: returns at once). Returns seconds waited.
+        Absent -> NotFound CGROUP_NOT_FOUND. Raises DeadlineExceeded
+        CGROUP_WAIT_TIMEOUT (the freeze stays requested), FailedPrecondition
+        NOT_OURS (the group, or for a team slice any child cgroup, is not ours),
+        FACILITY_UNAVAILABLE; InvalidArgument (bad name).
         """
         with self._time("freeze"):
             self._require()
@@ -223,10 +264,12 @@ class CgroupDriver(Hierarchy):
             return fs.wait_events(path, "frozen", 1, deadline, "freeze")
 
     def thaw(self, team: str, instance: str, deadline: float | None) -> float:
-        """Thaw and wait until cgroup.events says frozen 0. Idempotent.
+        """Thaw and wait until cgroup.events says frozen 0; returns seconds waited.
 
-        Raises FailedPrecondition if an ancestor (the team slice) is frozen:
-        thaw that first. NotFound, DeadlineExceeded as freeze().
+        Idempotent (not frozen: returns at once). Absent -> NotFound
+        CGROUP_NOT_FOUND. Raises FailedPrecondition PARENT_FROZEN when the
+        scope's team slice is frozen (thaw that first), NOT_OURS,
+        FACILITY_UNAVAILABLE; DeadlineExceeded CGROUP_WAIT_TIMEOUT; InvalidArgument.
         """
         with self._time("thaw"):
             self._require()
@@ -242,8 +285,10 @@ class CgroupDriver(Hierarchy):
         """SIGKILL every process of the slice/scope (cgroup.kill) and wait for populated 0.
 
         Idempotent (an empty cgroup: nothing to do). Returns seconds waited.
-        Raises NotFound, DeadlineExceeded, FailedPrecondition (not ours, or a
-        kernel without cgroup.kill: Linux < 5.14).
+        Absent -> NotFound CGROUP_NOT_FOUND. Raises DeadlineExceeded
+        CGROUP_WAIT_TIMEOUT, FailedPrecondition NOT_OURS (the group, or for a
+        team slice any child cgroup), KILL_UNSUPPORTED (no cgroup.kill: Linux
+        < 5.14), FACILITY_UNAVAILABLE; InvalidArgument (bad name).
         """
         with self._time("kill"):
             self._require()
@@ -272,7 +317,11 @@ class CgroupDriver(Hierarchy):
         (FailedPrecondition SCOPE_POPULATED) unless kill=True, which kills its
         processes first. A slice with scopes is refused (SLICE_NOT_EMPTY)
         unless kill=True, which kills and removes them; a child without our
-        mark always blocks (NOT_OURS) and is left alone.
+        mark always blocks (NOT_OURS) and is left alone. Also raises
+        FailedPrecondition NOT_OURS (the group itself is not ours),
+        KILL_UNSUPPORTED, FACILITY_UNAVAILABLE, a translated rmdir error (BUSY
+        once the deadline passed); DeadlineExceeded CGROUP_WAIT_TIMEOUT;
+        InvalidArgument (bad name).
         """
         with self._time("delete"):
             self._require()
@@ -308,7 +357,12 @@ class CgroupDriver(Hierarchy):
                     deadline: float | None = None) -> list[tuple[str, str, bool, Exception | None]]:
         """Bulk scope removal: kill all first (one cgroup.kill each), wait for all, then rmdir.
 
-        Returns (team, instance, deleted, error) per ref; errors are per item, never raised.
+        Returns (team, instance, deleted, error) per ref, in order. Idempotent per
+        item: an absent scope -> deleted=False, error None. Errors are per item,
+        never raised: InvalidArgument (bad name, a ref without instance),
+        FailedPrecondition NOT_OURS / SCOPE_POPULATED (populated and not kill),
+        DeadlineExceeded and rmdir errors as delete(). Only FailedPrecondition
+        FACILITY_UNAVAILABLE is raised for the whole call.
         """
         with self._time("delete_many"):
             self._require()
@@ -343,7 +397,12 @@ class CgroupDriver(Hierarchy):
                     for t, i in refs]
 
     def sweep_pending(self) -> int:
-        """Drop intent records (pending xattrs) whose directory never came to exist. Returns how many."""
+        """Drop intent records (pending xattrs on our root and slices) whose directory never
+        came to exist (a crash between the record and the mkdir). Returns how many.
+
+        Idempotent: a second call finds none and returns 0. An absent subtree -> 0.
+        Unreadable directories are skipped; raises a translated OSError when an xattr
+        cannot be removed."""
         return sweep_pending([self.root] + [os.path.join(self.root, e) for e in subdirs(self.root)
                                             if e.endswith(".slice")])
 

@@ -82,7 +82,9 @@ class Hierarchy:
 
     def probe(self) -> Availability:
         """Whether cgroup v2 is usable here; features = controllers available to the subtree.
-        Never raises."""
+
+        Read-only, never raises: no cgroup2 mount, a root outside the mount or an
+        unreadable anchor come back as Availability.missing with the reason."""
         try:
             if not self.mount:
                 v1 = procfs.cgroup_v1_controllers()
@@ -105,11 +107,14 @@ class Hierarchy:
         require("cgroup v2", self.probe())
 
     def available_controllers(self) -> set[str]:
-        """Controllers the subtree can use (the anchor's cgroup.controllers)."""
+        """Controllers the subtree can use (the anchor's cgroup.controllers); an absent file -> set().
+        Read-only. Raises a translated OSError when the file cannot be read."""
         return parse_controllers(fs.read(os.path.join(self.anchor, "cgroup.controllers")))
 
     def require_controllers(self, need: set[str]) -> None:
-        """FailedPrecondition naming every controller of `need` this host cannot give us."""
+        """Return when every controller of `need` is available to the subtree; else raise
+        FailedPrecondition CONTROLLER_UNAVAILABLE naming each missing one and why (bound to
+        cgroup v1, not delegated, not offered by the anchor). Read-only, idempotent."""
         missing = sorted(need - self.available_controllers())
         if not missing:
             return
@@ -129,12 +134,16 @@ class Hierarchy:
             reason="CONTROLLER_UNAVAILABLE", metadata={"controllers": ",".join(missing)})
 
     def host_facts(self) -> HostFacts:
-        """Online CPUs and memory nodes, hugepage sizes, block devices: what limits are checked against."""
+        """Online CPUs and memory nodes, hugepage sizes and a block device lookup: what limits
+        are checked against (agent.validation.limit_violations). Read-only; an unreadable
+        sysfs online list counts as node 0 only. Raises ValueError on a malformed list."""
         cpus = parse_cpulist(procfs.read_text("/sys/devices/system/cpu/online", "0"))
         mems = parse_cpulist(procfs.read_text("/sys/devices/system/node/online", "0"))
         return HostFacts(cpus, mems, self.page_sizes(), block_device)
 
     def page_sizes(self) -> tuple[str, ...]:
+        """Hugepage sizes of this host as the kernel names them in hugetlb files ("2MB", "1GB"),
+        smallest first; () without hugetlbfs support. Read once, then cached; never raises."""
         if self._page_sizes is None:
             sizes = []
             try:

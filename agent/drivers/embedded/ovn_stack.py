@@ -107,22 +107,28 @@ class OvnStack:
     # -- addresses -------------------------------------------------------
     @property
     def nb_remote(self) -> str:
+        """OVSDB remote of the Northbound database ("unix:<dir>/nb.sock"), running or not. Pure."""
         return f"unix:{self.dir / 'nb.sock'}"
 
     @property
     def sb_remote(self) -> str:
+        """OVSDB remote of the Southbound database ("unix:<dir>/sb.sock"), running or not. Pure."""
         return f"unix:{self.dir / 'sb.sock'}"
 
     @property
     def ovs_remote(self) -> str:
+        """OVSDB remote of the local Open_vSwitch database ("unix:<dir>/db.sock"), running or not. Pure."""
         return f"unix:{self.dir / 'db.sock'}"
 
     def pid(self, name: str) -> int | None:
+        """PID of daemon `name` (one of ORDER) while it runs; None when it was never started,
+        was stopped or has exited, or the name is unknown. Read-only; never raises."""
         child = self._children.get(name)
         return child.proc.pid if child and child.proc and child.proc.poll() is None else None
 
     def pids(self) -> set[int]:
-        """PIDs of the daemons running now (started or adopted by us)."""
+        """PIDs of the daemons running now (started or adopted by us); empty when none runs.
+        Read-only; never raises."""
         return {pid for pid in (self.pid(n) for n in self.ORDER) if pid}
 
     # -- lifecycle -------------------------------------------------------
@@ -130,8 +136,13 @@ class OvnStack:
         """Create the databases (when absent), start every daemon, configure the
         chassis and br-int, and wait until ovn-controller registered the chassis.
 
-        Raises FailedPrecondition when binaries are missing, Unavailable when a
-        daemon does not come up within `timeout` (everything started is stopped).
+        Idempotent: daemons already running are kept; a live daemon of a previous
+        run (our pidfile, command line and namespaces) is adopted, a stale one is
+        stopped by its PID and started anew; existing databases are kept (converted
+        when their schema changed) unless `fresh`. Raises FailedPrecondition
+        FACILITY_UNAVAILABLE when binaries or schemas are missing, Unavailable
+        OVN_STACK_START_FAILED (a daemon or tool failed) or OVN_STACK_TIMEOUT
+        (not up within `timeout`); on any failure everything started is stopped.
         """
         avail = probe()
         if not avail.available:
@@ -157,7 +168,11 @@ class OvnStack:
         then SIGKILL after `timeout`), by PID. With remove_netns, also delete the
         namespace this stack created (which deletes every netdev in it); without,
         the namespace is deleted only when it holds nothing but lo and ovs-vswitchd's own
-        netdevs, so a built data plane, and any netdev that is not ours, always survives."""
+        netdevs, so a built data plane, and any netdev that is not ours, always survives.
+
+        Idempotent: daemons already stopped are skipped, a second call does nothing more.
+        Never raises for one daemon that will not stop (logged, the others are stopped);
+        a namespace that cannot be removed is logged and kept."""
         self._stop.set()
         if self._supervisor and self._supervisor is not threading.current_thread():
             self._supervisor.join(timeout)
@@ -192,7 +207,9 @@ class OvnStack:
         return sorted(n for n in names if n not in ("lo", "ovs-netdev", self.bridge))
 
     def stop_component(self, name: str, timeout: float = 5.0) -> None:
-        """Stop one daemon by its PID (used for fault tests and by stop())."""
+        """Stop one daemon by its PID: SIGTERM, SIGKILL after `timeout` (used for fault tests and
+        by stop()). Idempotent: not started or already stopped -> nothing to do; an exited one
+        is only forgotten. Raises subprocess.TimeoutExpired if it survives SIGKILL for `timeout`."""
         child = self._children.get(name)
         if not child or not child.proc:
             return
@@ -207,11 +224,15 @@ class OvnStack:
         child.proc = None
 
     def start_component(self, name: str, timeout: float = 10.0) -> None:
-        """(Re)start one daemon that is not running; waits for its socket."""
+        """(Re)start one daemon that is not running (adopting a live one of a previous run) and
+        wait for its socket. Idempotent: a running daemon is left alone. Raises Unavailable
+        OVN_STACK_START_FAILED (it exited) or OVN_STACK_TIMEOUT (no socket within `timeout`);
+        KeyError for an unknown name."""
         self._start_child(name, time.monotonic() + timeout)
 
     def status(self) -> dict[str, str]:
-        """Each daemon: "running", "stopped", "exited <rc>" or "failed: <why>"."""
+        """Each daemon of ORDER: "running", "stopped" (never started or stopped), "exited <rc>"
+        or "failed: <why>" (the supervisor gave up). Read-only; never raises."""
         out = {}
         for name in self.ORDER:
             child = self._children.get(name)
@@ -224,7 +245,8 @@ class OvnStack:
         return out
 
     def health(self) -> Availability:
-        """Available when every daemon runs; else names the ones that do not."""
+        """Available when every daemon runs; else missing, naming the ones that do not and where
+        their logs are. Read-only; never raises."""
         bad = {k: v for k, v in self.status().items() if v != "running"}
         if bad:
             return Availability.missing("embedded OVN stack: " + ", ".join(f"{k} {v}" for k, v in bad.items())
@@ -234,7 +256,10 @@ class OvnStack:
     # -- supervision -----------------------------------------------------
     def supervise(self, interval: float = 1.0, max_restarts: int = 5, window: float = 60.0) -> None:
         """Start a thread that restarts a daemon that died (at most `max_restarts`
-        per `window` seconds, then marks it failed and logs why)."""
+        per `window` seconds, then marks it failed and logs why).
+
+        Idempotent: a second call while the thread runs does nothing. Never raises;
+        restart failures are logged and retried at the next interval."""
         if self._supervisor:
             return
         self._stop.clear()
