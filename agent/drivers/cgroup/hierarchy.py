@@ -52,6 +52,8 @@ def resolve_root(root: str = "", mount: str | None = None, own: str | None = Non
 
 
 def parse_controllers(text: str | None) -> set[str]:
+    """'cpu memory' or '+cpu +memory' (cgroup.controllers / subtree_control) -> {'cpu', 'memory'};
+    None -> set(). Pure."""
     # A plain directory tree keeps our "+cpu" words verbatim: accept both forms.
     return {w.lstrip("+") for w in (text or "").split()}
 
@@ -233,6 +235,8 @@ class Hierarchy:
 
 
 def subdirs(path: str) -> list[str]:
+    """Names of the directories directly in `path` (symlinks not followed), sorted; [] when `path`
+    is absent. Read-only. Raises the translated OSError otherwise."""
     try:
         with os.scandir(path) as it:
             return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
@@ -243,6 +247,8 @@ def subdirs(path: str) -> list[str]:
 
 
 def block_device(dev: str) -> str:
+    """What block device "MAJ:MIN" is on this host: "disk", "partition" or "missing" (sysfs).
+    Read-only; never raises."""
     base = f"/sys/dev/block/{dev}"
     if not os.path.exists(base):
         return "missing"

@@ -42,6 +42,7 @@ CONTROLLER_FILES = {
 
 
 def hugetlb_file(page_size: str) -> str:
+    """The limit file of a hugepage size: "2MB" -> "hugetlb.2MB.max". Pure."""
     return f"hugetlb.{page_size}.max"
 
 
@@ -57,6 +58,7 @@ def files_for(controllers: set[str] | frozenset[str], page_sizes: tuple[str, ...
 
 
 def default_text(file: str) -> str:
+    """What limit file `file` holds when nobody set it. Pure; KeyError for a file that is not a limit."""
     return HUGETLB_DEFAULT if file.startswith("hugetlb.") else DEFAULTS[file]
 
 
@@ -85,11 +87,14 @@ def required_controllers(limits: Limits) -> set[str]:
 # ---------------------------------------------------------------- parsing kernel text
 
 def parse_bound(text: str) -> Bound:
+    """'max' -> MAX, '123' -> 123. Pure; ValueError for anything else."""
     t = text.strip()
     return MAX if t == MAX else int(t)
 
 
 def parse_cpu_max(text: str) -> tuple[Bound, int]:
+    """'max 100000' / '50000 100000' (cpu.max) -> (quota, period); a missing period is the
+    kernel default. Pure; ValueError on bad text."""
     q, _, p = text.strip().partition(" ")
     return parse_bound(q), int(p or CPU_PERIOD_DEFAULT_US)
 

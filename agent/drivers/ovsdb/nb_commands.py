@@ -11,13 +11,23 @@ from agent.drivers.ovsdb.nb_types import (
     mac_from_ip4)
 from agent.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted
 
+
 class _EnsureNetwork(Command):
+    """OvnNb.ensure_network's one transaction: switch, DHCPv4 options, port group, ACLs."""
+
     def __init__(self, desired: NetworkRows, owner: str) -> None:
         super().__init__()
         self.desired, self.owner = desired, owner
         self.result = False                      # changed
 
     def run(self, txn, idl) -> None:
+        """Measure the switch and port group, then create or update them; result = changed.
+
+        Idempotent: everything matching -> result False, nothing staged. Absent rows
+        are inserted; ours are brought to `desired` (marks, DHCP row, ACLs by key;
+        duplicate DHCP rows of an older race are removed). Raises FailedPrecondition
+        NOT_OURS (a same-named switch or port group without our mark), AlreadyExists
+        IMMUTABLE_FIELD (an immutable mark of the existing switch differs)."""
         d = self.desired
         ls = _lookup(idl, "Logical_Switch", d.switch)
         pg = _lookup(idl, "Port_Group", d.port_group)
@@ -110,12 +120,21 @@ class _EnsureNetwork(Command):
 
 
 class _DeleteNetwork(Command):
+    """OvnNb.delete_network's one transaction."""
+
     def __init__(self, switch: str, port_group: str, network: str, owner: str) -> None:
         super().__init__()
         self.switch, self.port_group, self.network, self.owner = switch, port_group, network, owner
         self.result: list[str] = []              # deleted LSP names
 
     def run(self, txn, idl) -> None:
+        """Delete the switch with its ports, the port group with its ACLs, and the network's DHCP
+        rows; result = the deleted port names.
+
+        Idempotent: absent rows are skipped (all absent -> result []). Raises
+        FailedPrecondition NOT_OURS when the switch or port group is not ours, or the
+        switch holds a port that is not ours (verified by the server at commit: a port
+        added meanwhile makes the transaction re-run and refuse)."""
         ls = _lookup(idl, "Logical_Switch", self.switch)
         pg = _lookup(idl, "Port_Group", self.port_group)
         for row, what in ((ls, "logical switch"), (pg, "port group")):
@@ -155,6 +174,8 @@ class _AddressBook:
         self.pending: dict = {}              # id(txn) -> {switch: (macs, ips)} inserted in that txn
 
     def on_event(self, event: str, table: str, row) -> None:
+        """OvsdbClient listener (IDL thread): keep the parsed addresses of every LSP current;
+        "resync" drops them all (re-parsed lazily). Never raises for a well-formed row."""
         if event == "resync":
             self.by_uuid.clear()
         elif table == "Logical_Switch_Port":
@@ -164,6 +185,9 @@ class _AddressBook:
                 self.by_uuid[row.uuid] = _parsed(row)
 
     def used(self, idl, txn, ls) -> tuple[set, set]:
+        """(MACs, IP addresses) in use on switch `ls`: its committed ports plus the ones staged
+        earlier in the same transaction `txn`. Read-only apart from caching; forgets pending
+        entries of finished transactions. Never raises."""
         macs, ips = set(), set()
         rows = idl.tables["Logical_Switch_Port"].rows
         for atom in ls._data["ports"].values:      # the committed set, without Row objects
@@ -182,6 +206,8 @@ class _AddressBook:
         return macs | pm, ips | pi
 
     def add_pending(self, txn, switch: str, mac: str, ips: list[str]) -> None:
+        """Record addresses handed out inside transaction `txn` (not committed yet), so a second
+        port of the same transaction never gets them. Raises ValueError for a malformed IP."""
         pm, pi = self.pending.setdefault(id(txn), {}).setdefault(switch, (set(), set()))
         pm.add(mac)
         pi.update(ipaddress.ip_address(a) for a in ips)
@@ -193,12 +219,21 @@ def _parsed(row) -> tuple[str, frozenset]:
 
 
 class _EnsurePort(Command):
+    """One logical switch port of OvnNb.ensure_ports (several share one transaction)."""
+
     def __init__(self, desired: PortRow, owner: str, book: _AddressBook) -> None:
         super().__init__()
         self.desired, self.owner, self.book = desired, owner, book
         self.result: tuple[bool, str, list[str]] = (False, "", [])   # changed, mac, ips
 
     def run(self, txn, idl) -> None:
+        """Create the LSP (allocating addresses not given) or reconcile ours; result = (changed,
+        mac, ips). The switch's port list is verified, so a concurrent writer makes it re-run.
+
+        Idempotent: a matching port of ours -> changed False. Raises NotFound
+        NETWORK_NOT_FOUND / NETWORK_INCOMPLETE, FailedPrecondition NOT_OURS / NO_MAC,
+        AlreadyExists ADDRESS_IN_USE / MAC_IN_USE / IMMUTABLE_FIELD / PORT_ON_OTHER_SWITCH,
+        ResourceExhausted SUBNET_EXHAUSTED."""
         d = self.desired
         ls = _lookup(idl, "Logical_Switch", d.switch)
         if ls is None or not _ours(ls, self.owner):
@@ -315,12 +350,17 @@ class _EnsurePort(Command):
 
 
 class _DeletePorts(Command):
+    """OvnNb.delete_ports's one transaction."""
+
     def __init__(self, names: list[str], owner: str) -> None:
         super().__init__()
         self.names, self.owner = names, owner
         self.result: list[str] = []              # deleted names
 
     def run(self, txn, idl) -> None:
+        """Remove our LSPs named `names` from their switches and delete them; result = deleted names.
+        Idempotent: absent names are skipped. Raises FailedPrecondition NOT_OURS when one is not
+        ours (the whole transaction is aborted: nothing deleted)."""
         rows = []
         for name in self.names:
             lsp = _lookup(idl, "Logical_Switch_Port", name)

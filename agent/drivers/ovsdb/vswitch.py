@@ -45,10 +45,12 @@ class InterfaceInfo:
 
     @property
     def iface_id(self) -> str:
+        """external_ids iface-id: the OVN logical port it binds to ("" when unbound). Pure."""
         return self.external_ids.get(IFACE_ID, "")
 
     @property
     def ovn_installed(self) -> bool:
+        """True once ovn-controller set external_ids ovn-installed=true (flows installed). Pure."""
         return self.external_ids.get(OVN_INSTALLED) == "true"
 
 
@@ -83,12 +85,22 @@ def _root(idl):
 
 
 class _EnsureChassis(Command):
+    """OvsDb.ensure_chassis's one transaction."""
+
     def __init__(self, settings: dict[str, str], bridge: str, datapath_type: str, owner: str) -> None:
         super().__init__()
         self.settings, self.bridge, self.datapath_type, self.owner = settings, bridge, datapath_type, owner
         self.result = False
 
     def run(self, txn, idl) -> None:
+        """Set the Open_vSwitch external_ids `settings` and create the integration bridge when
+        absent; result = changed.
+
+        Idempotent: keys already holding the value and an existing bridge of the
+        right datapath type -> False. Setting system-id on a root that is not ours
+        puts our owner mark on it. Raises FailedPrecondition OVS_NOT_INITIALISED (no
+        Open_vSwitch row), NOT_OURS (a key holds another value set by someone else,
+        or a bridge that is not ours has another datapath type)."""
         root = _root(idl)
         ext = dict(root.external_ids)
         ours = _ours(root, self.owner)
@@ -139,6 +151,8 @@ class _Claims:
         self.of_row: dict = {}
 
     def on_event(self, event: str, table: str, row) -> None:
+        """OvsdbClient listener (IDL thread): keep iface-id -> claiming Interface UUIDs current;
+        "resync" rebuilds it from the reloaded table. Never raises for a well-formed row."""
         if event == "resync":                        # rebuild from the reloaded table
             self.by_id.clear()
             self.of_row.clear()
@@ -157,6 +171,7 @@ class _Claims:
                 self.by_id.setdefault(iid, set()).add(row.uuid)
 
     def claimants(self, idl, iface_id: str) -> list:
+        """The cached Interface rows whose external_ids claim `iface_id` ([] when none). Read-only."""
         rows = idl.tables["Interface"].rows
         return [rows[u] for u in list(self.by_id.get(iface_id, ())) if u in rows]
 
@@ -167,6 +182,8 @@ def _in_set(row, column: str, member) -> bool:
 
 
 class _BindPort(Command):
+    """OvsDb.bind's one transaction."""
+
     def __init__(self, bridge: str, name: str, iface_type: str, external_ids: dict[str, str], owner: str,
                  claims: _Claims) -> None:
         super().__init__()
@@ -175,6 +192,14 @@ class _BindPort(Command):
         self.result: tuple[bool, list[str]] = (False, [])    # changed, removed stale interface names
 
     def run(self, txn, idl) -> None:
+        """Create the Port+Interface on the bridge, or reconcile ours (external_ids key by key, our
+        stale keys removed, type); remove other interfaces of ours claiming the same iface-id.
+        result = (changed, removed interface names).
+
+        Idempotent: a matching port -> (False, []). Raises FailedPrecondition
+        NO_INTEGRATION_BRIDGE (bridge absent), IFACE_ID_CLAIMED (an interface that is
+        not ours claims the iface-id), NOT_OURS (the port exists and is not ours),
+        WRONG_BRIDGE (ours, on another bridge)."""
         br = _lookup(idl, "Bridge", self.bridge)
         if br is None:
             raise FailedPrecondition(f"OVS bridge {self.bridge} does not exist: call EnsureChassis first",
@@ -244,12 +269,17 @@ def _remove_port_of(idl, iface) -> None:
 
 
 class _UnbindPorts(Command):
+    """OvsDb.unbind's one transaction."""
+
     def __init__(self, names: list[str], owner: str) -> None:
         super().__init__()
         self.names, self.owner = names, owner
         self.result: list[str] = []
 
     def run(self, txn, idl) -> None:
+        """Delete the Ports holding our interfaces named `names` (and detach them from their
+        bridges); result = the removed names. Idempotent: absent names are skipped. Raises
+        FailedPrecondition NOT_OURS when one is not ours (the transaction is aborted)."""
         doomed = []
         for name in self.names:
             iface = _lookup(idl, "Interface", name)
@@ -274,7 +304,10 @@ class _UnbindPorts(Command):
 
 
 class OvsDb:
-    """The local Open_vSwitch database."""
+    """The local Open_vSwitch database.
+
+    Every method that reads or writes can raise Unavailable OVSDB_UNAVAILABLE
+    (the database down, slow or reconnecting past the deadline; retryable)."""
 
     def __init__(self, remote: str, *, metrics: Metrics, owner: str, timeout: float = 5.0,
                  probe_interval_ms: int = 5000) -> None:
@@ -285,10 +318,12 @@ class OvsDb:
         self.db.add_listener(self._claims.on_event)
 
     def probe(self) -> Availability:
-        """Connected to the local Open_vSwitch database (never raises)."""
+        """Connected to the local Open_vSwitch database (tries once, briefly). Never raises:
+        unreachable -> missing with the reason."""
         return self.db.probe()
 
     def close(self) -> None:
+        """Close the connection. Idempotent; never raises."""
         self.db.close()
 
     def ensure_chassis(self, settings: dict[str, str], bridge: str, datapath_type: str = "",
@@ -296,13 +331,15 @@ class OvsDb:
         """Set Open_vSwitch external_ids `settings` and create `bridge` (secure fail
         mode, our mark) when absent, in one transaction. Returns changed.
 
-        Raises FailedPrecondition when a key already holds another value set by
+        Idempotent: all set and the bridge there -> False, nothing written. Raises
+        FailedPrecondition NOT_OURS when a key already holds another value set by
         someone else, or the bridge is not ours and has another datapath type;
-        Unavailable when the database is down."""
+        OVS_NOT_INITIALISED (no Open_vSwitch row); Unavailable OVSDB_UNAVAILABLE."""
         return self.db.transact([_EnsureChassis(settings, bridge, datapath_type, self.owner)], deadline)[0]
 
     def chassis(self, bridge: str, deadline: float | None = None) -> ChassisInfo:
-        """Observed chassis settings from the cache."""
+        """Observed chassis settings from the cache (bridge_exists False when the bridge is absent).
+        Read-only. Raises FailedPrecondition OVS_NOT_INITIALISED, Unavailable OVSDB_UNAVAILABLE."""
         idl = self.db.require_connected(deadline)
         root = _root(idl)
         br = self.db.lookup("Bridge", "name", bridge)
@@ -320,26 +357,30 @@ class OvsDb:
         our owner mark), removing other interfaces of ours claiming the same
         iface-id, in one transaction. Returns (changed, removed names).
 
-        Raises FailedPrecondition when another owner's interface claims the
-        iface-id, the port exists and is not ours, or the bridge is missing;
-        Unavailable."""
+        Idempotent: a port of ours already so -> (False, []); our stale keys are
+        removed, ovn-controller's keys (ovn-installed) are kept. Raises
+        FailedPrecondition IFACE_ID_CLAIMED (another owner's interface claims the
+        iface-id), NOT_OURS (the port exists and is not ours), WRONG_BRIDGE,
+        NO_INTEGRATION_BRIDGE (the bridge is missing); Unavailable OVSDB_UNAVAILABLE."""
         ext = {**external_ids, OWNER_KEY: self.owner}
         return self.db.transact([_BindPort(bridge, name, iface_type, ext, self.owner, self._claims)], deadline)[0]
 
     def unbind(self, names: list[str], deadline: float | None = None) -> list[str]:
-        """Remove our OVS ports named `names` in one transaction (absent ones are
-        skipped). Raises FailedPrecondition when one is not ours (nothing removed)."""
+        """Remove our OVS ports named `names` in one transaction; returns the removed names.
+        Idempotent: absent ones are skipped; [] -> [] without a round trip. Raises
+        FailedPrecondition NOT_OURS when one is not ours (nothing removed), Unavailable."""
         if not names:
             return []
         return self.db.transact([_UnbindPorts(names, self.owner)], deadline)[0]
 
     def interface(self, name: str, deadline: float | None = None) -> InterfaceInfo | None:
-        """An interface from the cache (None when absent)."""
+        """An interface from the cache, ours or not (`ours` says); None when absent. Read-only.
+        Raises Unavailable OVSDB_UNAVAILABLE."""
         iface = self.db.lookup("Interface", "name", name, deadline)
         return self._info(iface) if iface is not None else None
 
     def interface_cached(self, name: str) -> InterfaceInfo | None:
-        """Like interface() but never waits (None when disconnected)."""
+        """Like interface() but never waits: None when absent or disconnected. Read-only."""
         if not self.db.connected:
             return None
         iface = self.db.lookup("Interface", "name", name, None)
@@ -352,7 +393,8 @@ class OvsDb:
                              ours=_ours(iface, self.owner))
 
     def interface_names(self, key: str, value: str, deadline: float | None = None) -> list[str]:
-        """Names of our interfaces whose external_ids[key] == value (one read per row)."""
+        """Names of our interfaces whose external_ids[key] == value, sorted (one read per row); []
+        when none. Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
         out = []
         for i in self.db.rows("Interface", deadline):
             ext = i.external_ids
@@ -361,11 +403,13 @@ class OvsDb:
         return sorted(out)
 
     def interfaces(self, deadline: float | None = None) -> list[InterfaceInfo]:
-        """Every interface of ours (cache scan, for reconcile and GC)."""
+        """Every interface of ours, by name (cache scan, for reconcile and GC); [] when none.
+        Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
         return sorted((self._info(i) for i in self.db.rows("Interface", deadline) if _ours(i, self.owner)),
                       key=lambda i: i.name)
 
     def require_bridge(self, bridge: str, deadline: float | None = None) -> None:
-        """Raise FailedPrecondition when `bridge` does not exist."""
+        """Return when `bridge` exists (ours or not); else raise NotFound NO_INTEGRATION_BRIDGE.
+        Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
         if self.db.lookup("Bridge", "name", bridge, deadline) is None:
             raise NotFound(f"OVS bridge {bridge} does not exist", reason="NO_INTEGRATION_BRIDGE")
