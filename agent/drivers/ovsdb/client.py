@@ -22,17 +22,17 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from ovs import poller as ovs_poller
 from ovs.db import idl as ovs_idl
 from ovsdbapp.backend.ovs_idl import command as ovsdbapp_command
 from ovsdbapp.backend.ovs_idl import connection as ovsdbapp_connection
 from ovsdbapp.backend.ovs_idl import idlutils
-from ovsdbapp.backend.ovs_idl import transaction as ovsdbapp_txn
 
 from agent.drivers.base import Availability
 from agent.drivers.ovsdb import fastjson
-from agent.errors import AgentError, Aborted, Internal, Unavailable
+from agent.drivers.ovsdb.txn import Api, Transaction
+from agent.errors import Unavailable
 from agent.metrics import Metrics
+from agent.model.marks import OWNER_KEY
 
 log = logging.getLogger(__name__)
 
@@ -100,120 +100,6 @@ class _Idl(ovsdbapp_connection.OvsdbIdl):
                 self.resyncs += 1
                 self._on_event("resync", "", self)      # the tables are already reloaded: row = the IDL
         return changed
-
-
-class _Api:
-    """The minimal 'api' object ovsdbapp's Transaction/Command expect."""
-
-    def __init__(self, idl: _Idl) -> None:
-        self.idl = idl
-
-
-class _Transaction(ovsdbapp_txn.Transaction):
-    """A transaction bounded by a deadline at every wait (ovsdbapp's own loop
-    can wait unbounded for a change once its time is used up)."""
-
-    def __init__(self, api, conn, timeout: float, db: str) -> None:
-        super().__init__(api, conn, timeout=timeout, check_error=True, log_errors=False)
-        self.deadline = time.monotonic() + timeout
-        self.abandoned = False
-        self.db = db
-
-    def _left(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def _unavailable(self, what: str) -> Unavailable:
-        return Unavailable(f"OVSDB {self.db}: {what}", reason="OVSDB_UNAVAILABLE", metadata={"db": self.db})
-
-    def _wait_change(self, seqno: int) -> None:
-        idl = self.api.idl
-        while True:
-            idl.run()
-            if idl.change_seqno != seqno and idl.state == idl.IDL_S_MONITORING:
-                return
-            left = self._left()
-            if left <= 0:
-                raise self._unavailable("not connected (deadline reached while waiting for the server)")
-            p = ovs_poller.Poller()
-            idl.wait(p)
-            p.timer_wait(max(1, int(min(left, 0.5) * 1000)))
-            p.block()
-
-    def do_commit(self) -> list:
-        """On the IDL thread: run the commands into one OVSDB transaction and commit it, waiting
-        for the server; re-run them from scratch after a TRY_AGAIN (verify conflict) until the
-        deadline. Returns each command's result.
-
-        Raises Unavailable OVSDB_UNAVAILABLE (not connected, no reply, or the deadline reached;
-        the caller gave up), Aborted OVSDB_CONFLICT (constraint violation or referential
-        integrity: a concurrent writer), Internal OVSDB_ERROR (another server error), and any
-        AgentError a command raised (the transaction is aborted, nothing written)."""
-        idl = self.api.idl
-        if self.abandoned:
-            raise self._unavailable("caller gave up before the transaction started")
-        while True:
-            if self._left() <= 0:
-                raise self._unavailable("transaction deadline reached")
-            if idl.state != idl.IDL_S_MONITORING:
-                self._wait_change(idl.change_seqno)
-                continue
-            seqno = idl.change_seqno
-            txn = ovs_idl.Transaction(idl)
-            try:
-                for command in self.commands:
-                    command.api = self.api
-                    command.run_idl(txn)
-            except BaseException:
-                txn.abort()
-                raise
-            status = txn.commit()
-            while status == txn.INCOMPLETE:
-                left = self._left()
-                if left <= 0:
-                    txn.abort()
-                    raise self._unavailable("no reply from the server before the deadline")
-                p = ovs_poller.Poller()
-                idl.wait(p)
-                txn.wait(p)
-                p.timer_wait(max(1, int(min(left, 0.5) * 1000)))
-                p.block()
-                idl.run()
-                status = txn.commit()
-            if status == txn.TRY_AGAIN:
-                self._wait_change(seqno)
-                continue
-            if status == txn.ERROR:
-                err = txn.get_error() or "unknown error"
-                if "constraint violation" in err or "referential integrity" in err:
-                    raise Aborted(f"OVSDB {self.db}: concurrent change conflicts with this one: {err}",
-                                  reason="OVSDB_CONFLICT", metadata={"db": self.db})
-                raise Internal(f"OVSDB {self.db} transaction failed: {err}", reason="OVSDB_ERROR")
-            if status in (txn.ABORTED, txn.NOT_LOCKED):
-                raise self._unavailable(f"transaction {status}")
-            if status == txn.SUCCESS:
-                self.post_commit(txn)
-            return [cmd.result for cmd in self.commands]
-
-    def commit(self) -> list:
-        """Hand the transaction to the IDL thread and wait for do_commit()'s outcome within the
-        deadline. Returns the commands' results. Raises Unavailable OVSDB_UNAVAILABLE (queue
-        stuck, or no outcome by the deadline: the transaction is then abandoned and never
-        started later, but one already running may still commit), AgentErrors of do_commit()
-        unchanged, Internal OVSDB_ERROR for anything else."""
-        try:
-            self.ovsdb_connection.txns.put(self, timeout=max(0.001, self._left()))
-        except Exception:
-            raise self._unavailable("another transaction is stuck; server slow or unreachable") from None
-        try:
-            result = self.results.get(timeout=max(0.001, self._left() + 0.05))
-        except Exception:
-            self.abandoned = True
-            raise self._unavailable("transaction deadline reached (server slow or unreachable)") from None
-        if isinstance(result, idlutils.ExceptionResult):
-            if isinstance(result.ex, AgentError):
-                raise result.ex
-            raise Internal(f"OVSDB {self.db} transaction failed: {result.ex}", reason="OVSDB_ERROR") from result.ex
-        return result
 
 
 class OvsdbClient:
@@ -363,7 +249,7 @@ class OvsdbClient:
             return []
         end = min(deadline, time.monotonic() + self.timeout) if deadline else time.monotonic() + self.timeout
         idl = self.require_connected(end)
-        txn = _Transaction(_Api(idl), self._conn, max(0.001, end - time.monotonic()), self.label)
+        txn = Transaction(Api(idl), self._conn, max(0.001, end - time.monotonic()), self.label)
         for c in commands:
             txn.add(c)
         with self._metrics.time(self._metrics.ovsdb_txn, db=self.label):
@@ -450,4 +336,14 @@ def _retry(fn: Callable[[], Any], attempts: int = 5) -> Any:
 def ext(row, key: str, default: str = "") -> str:
     """external_ids[key] of a row (default when absent)."""
     return row.external_ids.get(key, default)
+
+
+def owned_by(row, owner: str) -> bool:
+    """True when the row carries our mark: external_ids OWNER_KEY == owner."""
+    return row.external_ids.get(OWNER_KEY) == owner
+
+
+def by_name(idl, table: str, name: str):
+    """The row of `table` whose indexed name column is `name`, or None (inside a command, on the IDL thread)."""
+    return next(idlutils.index_lookup_all(idl.tables[table], name=name), None)
 

@@ -16,11 +16,11 @@ import ipaddress
 import time
 
 from agent.drivers.base import Availability
-from agent.drivers.ovsdb.client import OvsdbClient
+from agent.drivers.ovsdb.client import OvsdbClient, owned_by
 from agent.drivers.ovsdb.nb_commands import (
     _AddressBook, _DeleteNetwork, _DeletePorts, _EnsureNetwork, _EnsurePort)
 from agent.drivers.ovsdb.nb_types import (  # noqa: F401 - re-exported for callers
-    ACL_KEY, KIND_KEY, NETWORK_KEY, NODE_KEY, OWNER_KEY, PG_KEY, TABLES, AclRule, NetworkRows, PortRow, _addresses, _ours,
+    ACL_KEY, KIND_KEY, NETWORK_KEY, NODE_KEY, OWNER_KEY, PG_KEY, TABLES, AclRule, NetworkRows, PortRow, _addresses,
     mac_from_ip4)
 from agent.errors import Aborted, FailedPrecondition
 from agent.metrics import Metrics
@@ -121,7 +121,7 @@ class OvnNb:
         """Names of the switch's logical ports without our mark ([] when the switch is absent).
         Read-only. Raises FailedPrecondition NOT_OURS when the switch is not ours, Unavailable."""
         ls = self._our_switch(switch, deadline)
-        return [] if ls is None else sorted(p.name for p in ls.ports if not _ours(p, self.owner))
+        return [] if ls is None else sorted(p.name for p in ls.ports if not owned_by(p, self.owner))
 
     def switch_marks(self, switch: str, deadline: float | None = None) -> dict[str, str] | None:
         """external_ids of one of our switches (cheap: no port or ACL reads), None when absent.
@@ -132,13 +132,13 @@ class OvnNb:
     def _our_switch(self, switch: str, deadline: float | None):
         """The cached switch row, None when absent; FailedPrecondition NOT_OURS when not ours."""
         ls = self.db.lookup("Logical_Switch", "name", switch, deadline)
-        if ls is not None and not _ours(ls, self.owner):
+        if ls is not None and not owned_by(ls, self.owner):
             raise FailedPrecondition(f"logical switch {switch} is not ours", reason="NOT_OURS")
         return ls
 
     def _network_rows(self, ls, pg) -> NetworkRows:
         ext = dict(ls.external_ids)
-        dhcp = [r for r in self.db.rows("DHCP_Options") if _ours(r, self.owner)
+        dhcp = [r for r in self.db.rows("DHCP_Options") if owned_by(r, self.owner)
                 and r.external_ids.get(NETWORK_KEY) == ext.get(NETWORK_KEY)]
         acls = [AclRule(a.external_ids.get(ACL_KEY, ""), a.direction, a.priority, a.match, a.action)
                 for a in (pg.acls if pg is not None else [])]
@@ -153,7 +153,7 @@ class OvnNb:
         none. Rows that are not ours are skipped. Read-only. Raises Unavailable."""
         out = []
         for ls in self.db.rows("Logical_Switch", deadline):
-            if _ours(ls, self.owner) and ls.external_ids.get(KIND_KEY) == "network":
+            if owned_by(ls, self.owner) and ls.external_ids.get(KIND_KEY) == "network":
                 pg_name = ls.external_ids.get(PG_KEY, "")
                 out.append(self._network_rows(ls, self.db.lookup("Port_Group", "name", pg_name) if pg_name else None))
         return sorted(out, key=lambda n: n.switch)
@@ -162,7 +162,7 @@ class OvnNb:
         """Observed LSP from the cache (None when absent, or not ours: never an error). Read-only.
         Raises Unavailable OVSDB_UNAVAILABLE."""
         lsp = self.db.lookup("Logical_Switch_Port", "name", name, deadline)
-        if lsp is None or not _ours(lsp, self.owner):
+        if lsp is None or not owned_by(lsp, self.owner):
             return None
         return self._port_row(lsp)
 

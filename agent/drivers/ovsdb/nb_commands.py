@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from agent.drivers.ovsdb.client import Command
+from agent.drivers.ovsdb.client import Command, by_name, owned_by
 from agent.drivers.ovsdb.nb_types import (
-    ACL_KEY, ADDR_KEY, KIND_KEY, NETWORK_KEY, OWNER_KEY, PG_KEY, AclRule, NetworkRows, PortRow, _addresses, _one, _ours,
+    ACL_KEY, ADDR_KEY, KIND_KEY, NETWORK_KEY, OWNER_KEY, PG_KEY, AclRule, NetworkRows, PortRow, _addresses, _one,
     mac_from_ip4)
 from agent.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted
 
@@ -29,10 +29,10 @@ class _EnsureNetwork(Command):
         NOT_OURS (a same-named switch or port group without our mark), AlreadyExists
         IMMUTABLE_FIELD (an immutable mark of the existing switch differs)."""
         d = self.desired
-        ls = _lookup(idl, "Logical_Switch", d.switch)
-        pg = _lookup(idl, "Port_Group", d.port_group)
+        ls = by_name(idl, "Logical_Switch", d.switch)
+        pg = by_name(idl, "Port_Group", d.port_group)
         for row, what in ((ls, "logical switch"), (pg, "port group")):
-            if row is not None and not _ours(row, self.owner):
+            if row is not None and not owned_by(row, self.owner):
                 raise FailedPrecondition(f"{what} {row.name} exists but is not owned by {self.owner} "
                                          f"(external_ids {OWNER_KEY} is {row.external_ids.get(OWNER_KEY)!r}); "
                                          "rename or remove it", reason="NOT_OURS", metadata={"object": row.name})
@@ -67,7 +67,7 @@ class _EnsureNetwork(Command):
     def _dhcp(self, txn, idl, ext) -> bool:
         d = self.desired
         mine = [r for r in idl.tables["DHCP_Options"].rows.values()
-                if _ours(r, self.owner) and r.external_ids.get(NETWORK_KEY) == d.marks[NETWORK_KEY]]
+                if owned_by(r, self.owner) and r.external_ids.get(NETWORK_KEY) == d.marks[NETWORK_KEY]]
         if not d.dhcp4_cidr:
             for r in mine:
                 r.delete()
@@ -100,7 +100,7 @@ class _EnsureNetwork(Command):
             key = acl.external_ids.get(ACL_KEY, "")
             rule = want.get(key)
             if rule and (acl.direction, acl.priority, acl.match, acl.action) == (
-                    rule.direction, rule.priority, rule.match, rule.action) and _ours(acl, self.owner):
+                    rule.direction, rule.priority, rule.match, rule.action) and owned_by(acl, self.owner):
                 del want[key]
                 continue
             pg.delvalue("acls", acl)
@@ -135,17 +135,17 @@ class _DeleteNetwork(Command):
         FailedPrecondition NOT_OURS when the switch or port group is not ours, or the
         switch holds a port that is not ours (verified by the server at commit: a port
         added meanwhile makes the transaction re-run and refuse)."""
-        ls = _lookup(idl, "Logical_Switch", self.switch)
-        pg = _lookup(idl, "Port_Group", self.port_group)
+        ls = by_name(idl, "Logical_Switch", self.switch)
+        pg = by_name(idl, "Port_Group", self.port_group)
         for row, what in ((ls, "logical switch"), (pg, "port group")):
-            if row is not None and not _ours(row, self.owner):
+            if row is not None and not owned_by(row, self.owner):
                 raise FailedPrecondition(f"{what} {row.name} is not owned by {self.owner}; not deleting it",
                                          reason="NOT_OURS", metadata={"object": row.name})
         if ls is not None:
             # the server re-checks the ports we looked at: a port added by someone else since our
             # cache saw the switch makes the commit retry (and this check refuse), never deletes it
             ls.verify("ports")
-            foreign = sorted(p.name for p in ls.ports if not _ours(p, self.owner))
+            foreign = sorted(p.name for p in ls.ports if not owned_by(p, self.owner))
             if foreign:
                 raise FailedPrecondition(
                     f"logical switch {ls.name} has ports that are not ours: {', '.join(foreign[:10])}"
@@ -160,7 +160,7 @@ class _DeleteNetwork(Command):
                 acl.delete()
             pg.delete()
         for r in list(idl.tables["DHCP_Options"].rows.values()):
-            if _ours(r, self.owner) and r.external_ids.get(NETWORK_KEY) == self.network:
+            if owned_by(r, self.owner) and r.external_ids.get(NETWORK_KEY) == self.network:
                 r.delete()
 
 
@@ -235,16 +235,16 @@ class _EnsurePort(Command):
         AlreadyExists ADDRESS_IN_USE / MAC_IN_USE / IMMUTABLE_FIELD / PORT_ON_OTHER_SWITCH,
         ResourceExhausted SUBNET_EXHAUSTED."""
         d = self.desired
-        ls = _lookup(idl, "Logical_Switch", d.switch)
-        if ls is None or not _ours(ls, self.owner):
+        ls = by_name(idl, "Logical_Switch", d.switch)
+        if ls is None or not owned_by(ls, self.owner):
             raise NotFound(f"network switch {d.switch} does not exist; EnsureNetwork first",
                            reason="NETWORK_NOT_FOUND", metadata={"switch": d.switch})
-        pg = _lookup(idl, "Port_Group", d.port_group)
+        pg = by_name(idl, "Port_Group", d.port_group)
         if pg is None:
             raise NotFound(f"port group {d.port_group} is missing; EnsureNetwork again to repair it",
                            reason="NETWORK_INCOMPLETE")
         ls.verify("ports")                       # another writer adding a port -> TRY_AGAIN, re-run
-        lsp = _lookup(idl, "Logical_Switch_Port", d.name)
+        lsp = by_name(idl, "Logical_Switch_Port", d.name)
         if lsp is not None:
             self._update(txn, idl, ls, pg, lsp)
         else:
@@ -257,7 +257,7 @@ class _EnsurePort(Command):
         from ovsdbapp.backend.ovs_idl import idlutils
         net = d.marks.get(NETWORK_KEY)
         return _one([r for r in idlutils.index_lookup_all(idl.tables["DHCP_Options"], cidr=d.subnet4)
-                     if _ours(r, self.owner) and r.external_ids.get(NETWORK_KEY) == net])
+                     if owned_by(r, self.owner) and r.external_ids.get(NETWORK_KEY) == net])
 
     def _create(self, txn, idl, ls, pg) -> None:
         d = self.desired
@@ -308,7 +308,7 @@ class _EnsurePort(Command):
 
     def _update(self, txn, idl, ls, pg, lsp) -> None:
         d = self.desired
-        if not _ours(lsp, self.owner):
+        if not owned_by(lsp, self.owner):
             raise FailedPrecondition(f"logical switch port {lsp.name} exists but is not ours; not touching it",
                                      reason="NOT_OURS", metadata={"object": lsp.name})
         if lsp not in ls.ports:
@@ -363,10 +363,10 @@ class _DeletePorts(Command):
         ours (the whole transaction is aborted: nothing deleted)."""
         rows = []
         for name in self.names:
-            lsp = _lookup(idl, "Logical_Switch_Port", name)
+            lsp = by_name(idl, "Logical_Switch_Port", name)
             if lsp is None:
                 continue
-            if not _ours(lsp, self.owner):
+            if not owned_by(lsp, self.owner):
                 raise FailedPrecondition(f"logical switch port {name} is not ours; not deleting it",
                                          reason="NOT_OURS", metadata={"object": name})
             rows.append(lsp)
@@ -382,7 +382,3 @@ class _DeletePorts(Command):
             r.delete()
         self.result = names
 
-
-def _lookup(idl, table: str, name: str):
-    from ovsdbapp.backend.ovs_idl import idlutils
-    return next(idlutils.index_lookup_all(idl.tables[table], name=name), None)

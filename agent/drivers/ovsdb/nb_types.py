@@ -68,10 +68,6 @@ class PortRow:
     dhcp4: bool = True
 
 
-def _ours(row, owner: str) -> bool:
-    return row.external_ids.get(OWNER_KEY) == owner
-
-
 def _one(row_list):
     return row_list[0] if row_list else None
 
