@@ -18,125 +18,28 @@ NotFound NETNS_NOT_FOUND.
 from __future__ import annotations
 
 import os
-import queue
 import random
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from agent.drivers.base import Availability
+from agent.drivers.netlink.link import BIRTH_GROUP, GROUP_MASK, Link, link_of
 from agent.drivers.netlink.nsexec import NsExec, netns_path
+from agent.drivers.netlink.sock import Sock
 from agent.errors import AgentError, FailedPrecondition, NotFound, from_oserror
 from agent.metrics import Metrics
 
-IFF_UP = 0x1
+__all__ = ["BIRTH_GROUP", "GROUP_MASK", "Link", "Netlink"]
+
 _IFA_F_NODAD = 0x02
-# Every netdev the agent creates is born in a link group with "dc" in the high half, set in the
-# very RTM_NEWLINK that creates it (the kernel ignores IFLA_IFALIAS there, so the ifalias mark
-# needs a second request). A crash between the two leaves a netdev that is still recognisably
-# ours: our name prefix + this group + no ifalias. Bulk deletes move netdevs to a temporary
-# group of the same range, so a crash in the middle of one leaves them recognisable too.
-GROUP_MASK = 0xFFFF0000
-BIRTH_GROUP = 0x64630000
-
-
-@dataclass(frozen=True)
-class Link:
-    """A netdev as the kernel reports it."""
-
-    name: str
-    index: int
-    kind: str                # veth | tun | bridge | ... ("" for physical)
-    mac: str
-    mtu: int
-    alias: str               # ifalias ("" when unset): our ownership mark lives here
-    group: int
-    master: int              # ifindex of the bridge it is enslaved to (0 = none)
-    up: bool                 # administratively up (IFF_UP)
-    operstate: str
-    peer_index: int          # veth: IFLA_LINK (peer ifindex, maybe in another namespace)
-    peer_netnsid: int        # -1 when the peer is in the same namespace
-    multiqueue: bool         # tun/tap created with IFF_MULTI_QUEUE
-
-    @property
-    def born_ours(self) -> bool:
-        """Created by the agent (its birth group), whether or not the ifalias mark was set yet."""
-        return self.group & GROUP_MASK == BIRTH_GROUP
-
-
-def _link(msg) -> Link:
-    data = msg.get(("linkinfo", "data"))
-    mq = False
-    if data is not None and hasattr(data, "get_attr"):
-        mq = bool(data.get_attr("IFLA_TUN_MULTI_QUEUE"))
-    nsid = msg.get("link_netnsid")
-    return Link(name=msg.get("ifname"), index=msg["index"], kind=msg.get(("linkinfo", "kind")) or "",
-                mac=msg.get("address") or "", mtu=msg.get("mtu") or 0, alias=msg.get("ifalias") or "",
-                group=msg.get("group") or 0, master=msg.get("master") or 0, up=bool(msg["flags"] & IFF_UP),
-                operstate=msg.get("operstate") or "", peer_index=msg.get("link") or 0,
-                peer_netnsid=-1 if nsid is None else nsid, multiqueue=mq)
 
 
 def _err(exc: NetlinkError, what: str) -> AgentError:
     return from_oserror(OSError(exc.code, os.strerror(exc.code)), what)
-
-
-class _Sock:
-    """One long-lived rtnetlink socket served by its own thread: pyroute2 0.9
-    keeps its transport per thread, so every request for this namespace runs
-    on this thread (the kernel serialises RTNL work anyway)."""
-
-    def __init__(self, opener) -> None:
-        self._q: queue.Queue = queue.Queue()
-        ready = threading.Event()
-        box: dict = {}
-
-        def loop() -> None:
-            try:
-                box["ipr"] = opener()
-            except BaseException as exc:
-                box["error"] = exc
-            ready.set()
-            if "error" in box:
-                return
-            ipr = box["ipr"]
-            while True:
-                item = self._q.get()
-                if item is None:
-                    ipr.close()
-                    return
-                fn, out, done = item
-                try:
-                    out["value"] = fn(ipr)
-                except BaseException as exc:  # handed back to the caller's thread
-                    out["error"] = exc
-                done.set()
-
-        self._thread = threading.Thread(target=loop, name="netlink", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if "error" in box:
-            raise box["error"]
-
-    def call(self, fn: Callable[[IPRoute], Any]) -> Any:
-        """fn(ipr) on the socket's thread; returns its value, re-raises its exception (NetlinkError
-        untranslated: the caller maps it). Blocks until done."""
-        out: dict = {}
-        done = threading.Event()
-        self._q.put((fn, out, done))
-        done.wait()
-        if "error" in out:
-            raise out["error"]
-        return out.get("value")
-
-    def close(self) -> None:
-        """Close the socket and end its thread (waits up to 2 s). Call once; never raises."""
-        self._q.put(None)
-        self._thread.join(2)
 
 
 class Netlink:
@@ -148,7 +51,7 @@ class Netlink:
         self._metrics = metrics
         self.host_netns = host_netns
         self._ns = NsExec()
-        self._host: _Sock | None = None
+        self._host: Sock | None = None
         self._open_lock = threading.Lock()
         self._bridge_vlan: bool | None = None
 
@@ -161,11 +64,11 @@ class Netlink:
                            metadata={"netns": target})
         return IPRoute(fileno=self._ns.netlink_socket(target).detach(), groups=0)
 
-    def _host_sock(self) -> _Sock:
+    def _host_sock(self) -> Sock:
         if self._host is None:
             with self._open_lock:
                 if self._host is None:
-                    self._host = _Sock(lambda: self._open(self.host_netns))
+                    self._host = Sock(lambda: self._open(self.host_netns))
         return self._host
 
     def _op(self, op: str, what: str, fn: Callable[[IPRoute], object]):
@@ -220,27 +123,27 @@ class Netlink:
         """The host-namespace netdev named `name`, or None when it (or the host namespace) is absent.
         Read-only. Other kernel errors come back translated (e.g. FailedPrecondition PERMISSION)."""
         return _none_if_absent(lambda: self._op("get", f"link {name}",
-                                                lambda ipr: _link(ipr.link("get", ifname=name)[0])))
+                                                lambda ipr: link_of(ipr.link("get", ifname=name)[0])))
 
     def link_by_index(self, index: int) -> Link | None:
         """The host-namespace netdev with ifindex `index`, or None when absent (also when the
         kernel refuses the read: any FailedPrecondition). Read-only."""
         try:
-            return self._op("get", f"link #{index}", lambda ipr: _link(ipr.link("get", index=index)[0]))
+            return self._op("get", f"link #{index}", lambda ipr: link_of(ipr.link("get", index=index)[0]))
         except (NotFound, FailedPrecondition):
             return None
 
     def links(self) -> list[Link]:
         """Every netdev of the host namespace (a full dump: startup/GC only). Read-only. Raises
         NotFound NETNS_NOT_FOUND (no host namespace) and translated kernel errors."""
-        return self._op("dump", "link dump", lambda ipr: [_link(m) for m in ipr.link("dump")])
+        return self._op("dump", "link dump", lambda ipr: [link_of(m) for m in ipr.link("dump")])
 
     def peer_link(self, target: str, name: str) -> Link | None:
         """A netdev inside namespace `target` (e.g. the instance's end of a veth); None when the
         netdev or the namespace is absent. Read-only; other kernel errors come back translated."""
         def get() -> Link:
             with self.in_netns(target) as ipr:
-                return _link(ipr.link("get", ifname=name)[0])
+                return link_of(ipr.link("get", ifname=name)[0])
         return _none_if_absent(get)
 
     def addresses(self, target: str, name: str) -> list[str]:
@@ -432,7 +335,7 @@ class Netlink:
                 have, changed = set(), True
             else:
                 have = {f"{a.get('address')}/{a['prefixlen']}" for a in ipr.addr("dump", index=idx[0])}
-                link = _link(ipr.link("get", index=idx[0])[0])
+                link = link_of(ipr.link("get", index=idx[0])[0])
                 changed = not link.up or bool(mtu and link.mtu != mtu)
             for addr in addresses:
                 if addr not in have:
