@@ -11,17 +11,14 @@ marks and creation intents: marks.py. Limit files: limits.py.
 """
 from __future__ import annotations
 
-import errno
 import os
 import re
-import shutil
-import time
 from typing import Callable, Iterator
 
-from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, from_oserror
+from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from agent.model.compute import LIMIT_CONTROLLERS, SCOPE, SLICE, CgroupInfo, LimitDrift, Limits, Mark, Stats
 
-from . import fs
+from . import fs, removal
 from .hierarchy import Hierarchy, subdirs
 from .limits import MissingFile, default_text, files_for, observed_limits, plan, required_controllers
 from .marks import MARK_XATTR, claim, create, decode_mark, forget_intent, is_ours_or_pending, sweep_pending
@@ -110,7 +107,7 @@ class CgroupDriver(Hierarchy):
             self._enable_chain(parent, need)
             created = False
             if not exists:
-                create(path, mark, self._remove_dir)
+                create(path, mark, lambda p: removal.remove_dir(p, plain=self._plain))
                 created = True
                 if checkpoint is not None:
                     checkpoint("scope-created" if instance else "slice-created")
@@ -118,7 +115,7 @@ class CgroupDriver(Hierarchy):
                 changed = self._apply(path, parent, limits, full=True)
             except BaseException:
                 if created:
-                    self._remove_dir(path)
+                    removal.remove_dir(path, plain=self._plain)
                 raise
             return self._info(path, mark), created or changed
 
@@ -244,7 +241,7 @@ class CgroupDriver(Hierarchy):
                     raise InvalidArgument(f"pid {pid} cannot be moved (init or the agent itself)")
             for pid in pids:
                 fs.write(os.path.join(path, "cgroup.procs"), str(pid), create=self._plain)
-            return self._pids(path)
+            return fs.procs(path)
 
     def freeze(self, team: str, instance: str, deadline: float | None) -> float:
         """Freeze every process of the slice/scope and wait until cgroup.events says frozen 1.
@@ -295,7 +292,7 @@ class CgroupDriver(Hierarchy):
             path, _ = self._existing(team, instance)
             if not instance:
                 self._refuse_foreign_children(path, "kill")
-            return self._kill(path, deadline)
+            return removal.kill(path, deadline)
 
     def _refuse_foreign_children(self, slice_path: str, verb: str) -> None:
         """A team slice's freeze/kill reaches every child: refused (NOT_OURS) when one is not ours.
@@ -331,7 +328,7 @@ class CgroupDriver(Hierarchy):
             mark = Mark(SCOPE if instance else SLICE, team, instance)
             claim(path, mark)
             if instance:
-                self._delete_scope(path, kill, deadline)
+                removal.delete_scope(path, kill, deadline, plain=self._plain)
                 return True
             scopes = []
             for e in subdirs(path):
@@ -345,12 +342,12 @@ class CgroupDriver(Hierarchy):
                 raise FailedPrecondition(f"team slice {path} still has {len(scopes)} scope(s) "
                                          f"({', '.join(os.path.basename(s) for s in scopes[:5])}); delete them "
                                          "or pass kill", reason="SLICE_NOT_EMPTY", metadata={"cgroup": path})
-            if scopes and self._populated(path):
-                self._kill(path, deadline)
+            if scopes and fs.populated(path):
+                removal.kill(path, deadline)
             for s in scopes:
-                self._remove_tree(s, deadline)
+                removal.remove_tree(s, deadline, plain=self._plain)
                 forget_intent(path, os.path.basename(s))
-            self._remove_tree(path, deadline)
+            removal.remove_tree(path, deadline, plain=self._plain)
             return True
 
     def delete_many(self, refs: list[tuple[str, str]], *, kill: bool = False,
@@ -378,7 +375,7 @@ class CgroupDriver(Hierarchy):
                         results[(team, inst)] = None
                         continue
                     claim(path, Mark(SCOPE, team, inst))
-                    if self._populated(path):
+                    if fs.populated(path):
                         if not kill:
                             raise FailedPrecondition(f"scope {path} holds processes; pass kill",
                                                      reason="SCOPE_POPULATED")
@@ -388,7 +385,7 @@ class CgroupDriver(Hierarchy):
                     results[(team, inst)] = exc
             for team, inst, path in live:
                 try:
-                    self._delete_scope(path, kill, deadline)
+                    removal.delete_scope(path, kill, deadline, plain=self._plain)
                     results[(team, inst)] = None
                 except Exception as exc:
                     results[(team, inst)] = exc
@@ -461,55 +458,5 @@ class CgroupDriver(Hierarchy):
             controllers=tuple(sorted(self._enabled(parent))),
             limits=observed_limits(self._observed(path, parent)),
             populated=bool(events.get("populated", 0)), frozen=bool(events.get("frozen", 0)),
-            pids=self._pids(path) if mark.kind == SCOPE else (),
+            pids=fs.procs(path) if mark.kind == SCOPE else (),
             children=len(subdirs(path)))
-
-    def _kill(self, path: str, deadline: float | None) -> float:
-        if not self._populated(path):
-            return 0.0
-        if not os.path.exists(os.path.join(path, "cgroup.kill")):
-            raise FailedPrecondition("this kernel has no cgroup.kill (Linux >= 5.14 needed)",
-                                     reason="KILL_UNSUPPORTED")
-        fs.write(os.path.join(path, "cgroup.kill"), "1")
-        return fs.wait_events(path, "populated", 0, deadline, "kill")
-
-    def _delete_scope(self, path: str, kill: bool, deadline: float | None) -> None:
-        if self._populated(path):
-            if not kill:
-                n = len(self._pids(path))
-                raise FailedPrecondition(f"scope {path} holds processes ({n} in the scope itself); "
-                                         "pass kill to kill them first", reason="SCOPE_POPULATED",
-                                         metadata={"cgroup": path})
-            self._kill(path, deadline)
-        self._remove_tree(path, deadline)
-
-    def _remove_tree(self, path: str, deadline: float | None) -> None:
-        """rmdir bottom-up (a workload may have made nested cgroups inside its scope)."""
-        if self._plain:
-            shutil.rmtree(path, ignore_errors=False)
-            return
-        for dirpath, _, _ in os.walk(path, topdown=False):
-            while True:
-                try:
-                    os.rmdir(dirpath)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError as exc:
-                    # A just-killed cgroup can stay busy for a moment while its tasks finish exiting.
-                    if exc.errno == errno.EBUSY and deadline is not None and time.monotonic() < deadline \
-                            and not self._populated(dirpath):
-                        time.sleep(0.001)
-                        continue
-                    raise from_oserror(exc, f"rmdir {dirpath}") from None
-
-    def _remove_dir(self, path: str) -> None:
-        try:
-            if self._plain:
-                shutil.rmtree(path)
-            else:
-                os.rmdir(path)
-        except OSError:
-            pass
-
-

@@ -82,6 +82,17 @@ def parse_events(text: str) -> dict[str, int]:
     return out
 
 
+def procs(cgroup: str) -> tuple[int, ...]:
+    """PIDs in `cgroup` itself (cgroup.procs; () when it is absent). Read-only."""
+    text = read(os.path.join(cgroup, "cgroup.procs")) or ""
+    return tuple(int(p) for p in text.split())
+
+
+def populated(cgroup: str) -> bool:
+    """True while `cgroup` or a descendant holds a process (cgroup.events populated 1). Read-only."""
+    return parse_events(read(os.path.join(cgroup, "cgroup.events")) or "").get("populated", 0) == 1
+
+
 def wait_events(cgroup: str, key: str, want: int, deadline: float | None, what: str) -> float:
     """Wait until cgroup.events says `key want` (frozen 1, populated 0...).
 

@@ -192,7 +192,7 @@ class Hierarchy:
             have = self._enabled(cg)
             if need <= have:
                 continue
-            if cg != self.mount and self._pids(cg):
+            if cg != self.mount and fs.procs(cg):
                 if cg == self.anchor and self.delegated:
                     self._move_to_supervisor(cg)
                 else:
@@ -214,7 +214,7 @@ class Hierarchy:
             except OSError as exc:
                 raise from_oserror(exc, f"mkdir {sup}") from None
             for _ in range(10):
-                pids = self._pids(cg)
+                pids = fs.procs(cg)
                 if not pids:
                     return
                 for pid in pids:
@@ -225,12 +225,6 @@ class Hierarchy:
             raise FailedPrecondition(f"processes keep appearing in {cg}; cannot empty it into {sup}",
                                      reason="CGROUP_BUSY")
 
-    def _pids(self, path: str) -> tuple[int, ...]:
-        text = fs.read(os.path.join(path, "cgroup.procs")) or ""
-        return tuple(int(p) for p in text.split())
-
-    def _populated(self, path: str) -> bool:
-        return fs.parse_events(fs.read(os.path.join(path, "cgroup.events")) or "").get("populated", 0) == 1
 
 
 
