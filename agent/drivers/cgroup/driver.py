@@ -7,7 +7,8 @@ Layout (deterministic, computable before anything exists):
     <root>/supervisor                     the agent's own processes, in delegated mode only
 
 Where <root> is and how controllers get enabled: hierarchy.py. Ownership
-marks and creation intents: marks.py. Limit files: limits.py.
+marks and creation intents: marks.py. Limit files: limits.py. Killing and
+rmdir: removal.py. Value types: agent/model/compute.py.
 """
 from __future__ import annotations
 
