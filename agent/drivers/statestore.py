@@ -7,6 +7,7 @@ reconcile completes or rolls back.
 """
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import threading
@@ -229,7 +230,7 @@ class StateStore:
                                         (team,) if team else ()).fetchall()
         return [_record(r) for r in rows]
 
-    def running_operations(self) -> list[Operation]:
+    def running_operations(self) -> builtins.list[Operation]:
         """Operations still marked running (a crash interrupted them, or in flight now), oldest
         first. Read-only. Raises FailedPrecondition STATE_STORE_UNAVAILABLE, sqlite3.Error."""
         with self._lock:

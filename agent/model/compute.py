@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Literal, Union
 
-MAX = "max"
+MAX: Literal["max"] = "max"
 Bound = Union[int, Literal["max"]]      # bytes / count / µs, or "max"
 
 SLICE = "slice"

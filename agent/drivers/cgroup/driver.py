@@ -12,6 +12,7 @@ rmdir: removal.py. Value types: agent/model/compute.py.
 """
 from __future__ import annotations
 
+import builtins
 import os
 import re
 from typing import Callable, Iterator
@@ -223,7 +224,7 @@ class CgroupDriver(Hierarchy):
 
     # ------------------------------------------------------------ processes
 
-    def attach(self, team: str, instance: str, pids: list[int]) -> tuple[int, ...]:
+    def attach(self, team: str, instance: str, pids: builtins.list[int]) -> tuple[int, ...]:
         """Move processes (whole thread groups) into a scope; returns the scope's pids.
 
         Idempotent (a pid already there is fine). Absent scope -> NotFound
@@ -351,8 +352,8 @@ class CgroupDriver(Hierarchy):
             removal.remove_tree(path, deadline, plain=self._plain)
             return True
 
-    def delete_many(self, refs: list[tuple[str, str]], *, kill: bool = False,
-                    deadline: float | None = None) -> list[tuple[str, str, bool, Exception | None]]:
+    def delete_many(self, refs: builtins.list[tuple[str, str]], *, kill: bool = False,
+                    deadline: float | None = None) -> builtins.list[tuple[str, str, bool, Exception | None]]:
         """Bulk scope removal: kill all first (one cgroup.kill each), wait for all, then rmdir.
 
         Returns (team, instance, deleted, error) per ref, in order. Idempotent per

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from ovs import poller as ovs_poller
 from ovs.db import idl as ovs_idl
@@ -11,6 +12,9 @@ from ovsdbapp.backend.ovs_idl import idlutils
 from ovsdbapp.backend.ovs_idl import transaction as ovsdbapp_txn
 
 from agent.errors import AgentError, Aborted, Internal, Unavailable
+
+if TYPE_CHECKING:
+    from agent.drivers.ovsdb.client import _Idl
 
 
 class Api:

@@ -14,6 +14,7 @@ ZFS_UNAVAILABLE, ZFS_TIMEOUT.
 """
 from __future__ import annotations
 
+import builtins
 import ctypes
 import ctypes.util
 import errno
@@ -254,7 +255,7 @@ class ZfsBackend:
                                      reason="DATASET_BUSY", metadata={"dataset": name, "mountpoint": mountpoint})
         raise from_oserror(OSError(err, os.strerror(err)), f"unmount {name} at {mountpoint}")
 
-    def mount_all(self, root: str) -> list[str]:
+    def mount_all(self, root: str) -> builtins.list[str]:
         """Mount every filesystem under `root` that should be mounted and is not (after a
         zfs-fuse restart pools import but do not mount). Returns the names mounted.
         Idempotent (mounted ones are skipped: a second call returns []); absent root -> [].
@@ -270,7 +271,7 @@ class ZfsBackend:
     # -- destroy ------------------------------------------------------------------
 
     def destroy(self, name: str, *, recursive: bool = False, timeout: float | None = None,
-                tree: list[DatasetInfo] | None = None) -> bool:
+                tree: builtins.list[DatasetInfo] | None = None) -> bool:
         """Destroy `name` (and, if recursive, its children and snapshots).
 
         Unmounts first, retries DATASET_BUSY with a bounded exponential backoff,
@@ -312,7 +313,7 @@ class ZfsBackend:
             time.sleep(delay)
             delay = min(delay * 2, _BUSY_MAX_DELAY)
 
-    def _destroy_tree(self, tree: list[DatasetInfo], *, recursive: bool) -> None:
+    def _destroy_tree(self, tree: builtins.list[DatasetInfo], *, recursive: bool) -> None:
         """Unmount deepest first, then destroy. Default: per dataset primitives."""
         datasets = [d for d in tree if not d.is_snapshot]
         for ds in sorted(datasets, key=lambda d: d.name.count("/"), reverse=True):
