@@ -99,7 +99,7 @@ class PlaneSet:
         for names a plane refuses (too long for ZFS, not a cgroup name)."""
         with part(PART_STORAGE, spec.id, _STORAGE_FIELDS.get):
             dataset = self.storage.volume_dataset(spec.team, spec.id)
-            self.storage._check_len(dataset, "spec.name")
+            self.storage.check_dataset_name(dataset, "spec.name")
         with part(PART_COMPUTE, spec.id, _limit_fields):
             scope = self.compute.scope_path(spec.team, spec.id)
         nics = []
@@ -121,8 +121,8 @@ class PlaneSet:
                 for c in self.host.preflight(Profile.VM_HOST).checks:
                     if c.id in ("kvm.device", "dev.tun") and c.status == "missing":
                         problems.append(f"{c.id}: {c.reason} (remedy: {c.remedy})")
-            if not self.storage.zfs.supports("zvol"):
-                problems.append(f"storage.zvol: this node's ZFS ({self.storage.zfs.flavor}) cannot create zvols "
+            if not self.storage.supports("zvol"):
+                problems.append(f"storage.zvol: this node's ZFS ({self.storage.flavor}) cannot create zvols "
                                 "for VM disks (remedy: the OpenZFS kernel module)")
         if spec.kubernetes_node and self.host is not None:
             for c in self.host.preflight(Profile.KUBERNETES_IN_LXD).checks:

@@ -20,7 +20,7 @@ from agent.services.instances.model import (FAILED, PART_COMPUTE, PREPARED, Allo
                                            RepairResult, keep_allocations, names_from_dict, names_to_dict,
                                            spec_from_dict)
 from agent.services.locks import remaining
-from agent.services.storage.model import P_INSTANCE, P_TEAM, P_TYPE
+from agent.model.marks import P_INSTANCE, P_TEAM, P_TYPE
 
 log = logging.getLogger(__name__)
 
