@@ -75,7 +75,7 @@ def test_describe_plane_errors_joins_messages_of_any_exception():
     # regression: a rollback that left something behind (storage Unavailable) turned into INTERNAL
     # because the message join expected strings (seen in the bench under zfs-fuse load)
     from agent.errors import Unavailable
-    from agent.services.instances.release import describe
+    from agent.services.instances.runner import describe
     errs = [Unavailable("zfs clone did not answer within 60s", reason="ZFS_UNAVAILABLE"), OSError(16, "busy"),
             RuntimeError()]
     assert describe(errs) == "zfs clone did not answer within 60s; [Errno 16] busy; RuntimeError"

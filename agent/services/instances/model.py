@@ -159,6 +159,10 @@ class Instance:
     def ready(self) -> bool:
         return self.observed and bool(self.parts) and all(p.ready for p in self.parts)
 
+    def observed_allocations(self) -> dict[str, Allocation]:
+        """The addresses of the NICs whose port was observed, by NIC name."""
+        return {n.nic: Allocation(n.port.mac, n.port.ip4, n.port.ip6) for n in self.nics if n.port}
+
 
 PartDrift = tuple[str, Drift]      # (part key: "storage" | "network:<nic>" | "compute", drift)
 
