@@ -19,6 +19,11 @@ from agent.services.instances.runner import PlaneRunner
 GC_SECONDS = 60.0                    # bound of the removals of one GarbageCollect without a deadline
 
 
+def _port_of(o: Orphan) -> tuple[str, str]:
+    network, _, port = o.network.partition("/")          # Orphan.network is "<network>/<port>"
+    return network, port
+
+
 class GarbageCollector:
     """GarbageCollect."""
 
@@ -47,10 +52,10 @@ class GarbageCollector:
 
     def _owned_objects(self, deadline: float | None) -> list[Orphan]:
         out = []
-        for o in self.planes.storage.inventory():
-            m = o.marks
+        for d in self.planes.storage.inventory():
+            m = d.marks
             if m.get(P_TYPE) == "volume" and m.get(P_INSTANCE):
-                out.append(Orphan(PART_STORAGE, "volume", o.dataset, m[P_INSTANCE], m.get(P_TEAM, "")))
+                out.append(Orphan(PART_STORAGE, "volume", d.dataset, m[P_INSTANCE], m.get(P_TEAM, "")))
         net = self.planes.network
         for o in net.inventory(deadline):
             if not o.instance:
@@ -88,7 +93,7 @@ class GarbageCollector:
         errors: dict[int, str] = {}
         if self.ctx.store.get(inst) is not None:             # recorded meanwhile: it is not garbage
             return {id(o): "instance was recorded meanwhile; left alone" for o in objs}
-        ports = sorted({tuple(o.network.split("/", 1)) for o in objs if o.plane == PART_NETWORK})
+        ports = sorted({_port_of(o) for o in objs if o.plane == PART_NETWORK})
         if ports:
             try:
                 for p, exc in self.runner.delete_nics(ports, end).items():

@@ -54,6 +54,10 @@ def part(name: str, obj: str, fields: Callable[[str], str] = lambda f: f) -> Ite
         raise tagged(exc, name, obj, fields) from exc
 
 
+def _storage_fields(f: str) -> str:
+    return _STORAGE_FIELDS.get(f, f)
+
+
 def _nic_fields(i: int) -> Callable[[str], str]:
     def fields(f: str) -> str:
         if f == "spec.instance":
@@ -97,7 +101,7 @@ class PlaneSet:
     def names_for(self, spec: InstanceSpec) -> InstanceNames:
         """Every object name Prepare will create, before anything exists. Raises InvalidArgument
         for names a plane refuses (too long for ZFS, not a cgroup name)."""
-        with part(PART_STORAGE, spec.id, _STORAGE_FIELDS.get):
+        with part(PART_STORAGE, spec.id, _storage_fields):
             dataset = self.storage.volume_dataset(spec.team, spec.id)
             self.storage.check_dataset_name(dataset, "spec.name")
         with part(PART_COMPUTE, spec.id, _limit_fields):
@@ -132,7 +136,7 @@ class PlaneSet:
 
     # -- ensure (each converges; returns (observed, changed)) --------------------------------
     def ensure_storage(self, spec: InstanceSpec, wait_timeout: float | None) -> tuple[Volume, bool]:
-        with part(PART_STORAGE, spec.id, _STORAGE_FIELDS.get):
+        with part(PART_STORAGE, spec.id, _storage_fields):
             return self.storage.ensure_volume(self.volume_spec(spec), wait_timeout=wait_timeout)
 
     def ensure_nic(self, spec: InstanceSpec, i: int, deadline: float | None, *, wait_ready: bool,

@@ -35,11 +35,6 @@ class Reader:
         inst.observed = True
         return inst
 
-    def list(self, team: str = "", state: str = "") -> list[Instance]:
-        """Recorded instances of `team` ("" = all) in `state` ("" = any): one read, nothing
-        observed (GetInstance observes). Empty when none."""
-        return [record_instance(r) for r in self.store.list(team) if not state or r.state == state]
-
     def watch(self, team: str = "", instance_id: str = "", *,
               snapshot: bool = True) -> tuple[list[Event], Subscription]:
         """(snapshot events of the recorded instances, a subscription for every later change).
@@ -52,3 +47,8 @@ class Reader:
                 if not instance_id or rec.id == instance_id:
                     events.append(Event(rec.id, rec.team, rec.state, message=rec.message, snapshot=True))
         return events, sub
+
+    def list(self, team: str = "", state: str = "") -> list[Instance]:
+        """Recorded instances of `team` ("" = all) in `state` ("" = any): one read, nothing
+        observed (GetInstance observes). Empty when none."""
+        return [record_instance(r) for r in self.store.list(team) if not state or r.state == state]

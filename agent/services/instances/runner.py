@@ -12,7 +12,7 @@ import logging
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from agent.drivers.statestore import InstanceRecord
 from agent.errors import AgentError, FailedPrecondition, Internal
@@ -20,7 +20,6 @@ from agent.services.instances.context import InstanceContext
 from agent.services.instances.model import (PART_COMPUTE, PART_NETWORK, PART_STORAGE, PREPARING, Instance,
                                            InstanceNames, InstanceSpec, NicState, names_from_dict)
 from agent.services.instances.planes import part, tagged
-from agent.services.locks import remaining
 
 log = logging.getLogger(__name__)
 TOLERATED = ("NOT_OURS", "OTHER_NODE")          # an object in our name's place that is not ours: left alone
@@ -69,7 +68,7 @@ class PlaneRunner:
         Returns the observed instance (state preparing). Raises PlanesFailed after every plane
         finished, so an undo knows what exists; each error names its part."""
         f = self.faults
-        wait_s = self.storage_wait if deadline is None else max(0.0, min(self.storage_wait, remaining(deadline)))
+        wait_s = self.storage_wait if deadline is None else max(0.0, min(self.storage_wait, deadline - time.monotonic()))
 
         def network():
             ports = [self.planes.ensure_nic(spec, i, deadline, wait_ready=False, ready_timeout=None,
@@ -86,7 +85,7 @@ class PlaneRunner:
             futures[PART_NETWORK] = self.pool.submit(network)
         futures[PART_COMPUTE] = self.pool.submit(self.planes.ensure_scope, spec, f.checkpoint("prepare", "compute."))
         errors: dict[str, BaseException] = {}
-        results: dict[str, object] = {PART_NETWORK: []}
+        results: dict[str, Any] = {PART_NETWORK: []}
         try:
             results[PART_STORAGE] = self.planes.ensure_storage(spec, wait_s)
             f.hit("prepare", "storage.volume-created")
@@ -98,9 +97,9 @@ class PlaneRunner:
             except BaseException as exc:            # noqa: BLE001
                 errors[key] = exc
         if errors:
-            for key, exc in errors.items():
-                if not isinstance(exc, AgentError):
-                    log.error("instance %s: %s failed unexpectedly", spec.id, key, exc_info=exc)
+            for key, err in errors.items():
+                if not isinstance(err, AgentError):
+                    log.error("instance %s: %s failed unexpectedly", spec.id, key, exc_info=err)
             raise PlanesFailed(errors, results)
         (volume, v_changed), (scope, s_changed) = results[PART_STORAGE], results[PART_COMPUTE]
         ports = results[PART_NETWORK]
@@ -168,7 +167,7 @@ class PlaneRunner:
             if not tolerated(exc) and len(ports) == 1:
                 raise
             first = exc
-        errors = {}
+        errors: dict[tuple[str, str], BaseException] = {}
         for p in ports:                        # isolate the one(s) in the way
             try:
                 self.planes.delete_nics([p], deadline)

@@ -133,11 +133,11 @@ class InstanceService:
         """The recorded instance, every part observed now. Raises NotFound."""
         return self.reader.get(instance_id)
 
-    def list(self, team: str = "", state: str = "") -> list[Instance]:
-        """Recorded instances (one read; nothing observed)."""
-        return self.reader.list(team, state)
-
     def watch(self, team: str = "", instance_id: str = "", *,
               snapshot: bool = True) -> tuple[list[Event], Subscription]:
         """(snapshot events, a subscription for every later change). Close the subscription."""
         return self.reader.watch(team, instance_id, snapshot=snapshot)
+
+    def list(self, team: str = "", state: str = "") -> list[Instance]:
+        """Recorded instances (one read; nothing observed)."""
+        return self.reader.list(team, state)
