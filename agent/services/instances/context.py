@@ -44,6 +44,8 @@ class InstanceContext:
     def create(cls, store: StateStore, planes: PlaneSet, metrics: Metrics, *, faults: Faults | None = None,
                workers: int = 32, ready_timeout: float = 30.0,
                storage_wait: float = DEFAULT_STORAGE_WAIT) -> "InstanceContext":
+        """A context with its own locks, pool of `workers` threads, watch hub and journal over
+        `store` (not opened here: the startup reconcile opens it). Nothing else is touched."""
         hub = WatchHub(planes.network)
         return cls(store=store, planes=planes, metrics=metrics, faults=faults or Faults(),
                    locks=KeyedLocks("instance"),

@@ -82,6 +82,7 @@ class InstanceSpec:
     kubernetes_node: bool = False                 # container meant to run Kubernetes: nesting preflight first
 
     def port_name(self, nic: NicSpec) -> str:
+        """The network plane's port name of `nic`: "<id>-<nic name>"."""
         return f"{self.id}-{nic.name}"
 
 
@@ -107,6 +108,7 @@ class InstanceNames:
     nics: tuple[NicNames, ...] = ()
 
     def ports(self) -> list[tuple[str, str]]:
+        """(network, port) of every NIC, as the network plane's bulk delete takes them."""
         return [(n.network, n.port) for n in self.nics]
 
 
@@ -157,6 +159,7 @@ class Instance:
 
     @property
     def ready(self) -> bool:
+        """Observed, and every part ready."""
         return self.observed and bool(self.parts) and all(p.ready for p in self.parts)
 
     def observed_allocations(self) -> dict[str, Allocation]:
@@ -201,7 +204,8 @@ class Orphan:
     """An object carrying our mark whose instance is neither recorded nor kept."""
 
     plane: str
-    kind: str                      # volume | netdev | veth-peer | unmarked-netdev | ovs-interface | logical-port | scope
+    kind: str                      # volume | netdev | veth-peer | unmarked-netdev | ovs-interface | logical-port
+                                   # | scope
     name: str
     instance: str
     team: str = ""
@@ -255,6 +259,7 @@ def spec_to_dict(s: InstanceSpec) -> dict:
 
 
 def spec_from_dict(d: dict) -> InstanceSpec:
+    """The spec back from its stored form (absent optional keys take their defaults)."""
     return InstanceSpec(id=d["id"], team=d["team"], kind=d.get("kind", KIND_CONTAINER),
                         root=RootSpec(**d.get("root", {})), nics=tuple(NicSpec(**n) for n in d.get("nics", ())),
                         limits=_limits_from_dict(d.get("limits")),
@@ -263,12 +268,14 @@ def spec_from_dict(d: dict) -> InstanceSpec:
 
 
 def names_to_dict(n: InstanceNames, allocations: dict[str, Allocation] | None = None) -> dict:
+    """The stored form of the names, with the allocated addresses by NIC."""
     d = dataclasses.asdict(n)
     d["allocations"] = {k: dataclasses.asdict(v) for k, v in (allocations or {}).items()}
     return d
 
 
 def names_from_dict(d: dict) -> tuple[InstanceNames, dict[str, Allocation]]:
+    """(names, allocations by NIC) back from their stored form."""
     names = InstanceNames(dataset=d["dataset"], volume_team=d["volume_team"], volume_name=d["volume_name"],
                           scope=d["scope"], nics=tuple(NicNames(**n) for n in d.get("nics", ())))
     return names, {k: Allocation(**v) for k, v in d.get("allocations", {}).items()}

@@ -68,7 +68,9 @@ class PlaneRunner:
         Returns the observed instance (state preparing). Raises PlanesFailed after every plane
         finished, so an undo knows what exists; each error names its part."""
         f = self.faults
-        wait_s = self.storage_wait if deadline is None else max(0.0, min(self.storage_wait, deadline - time.monotonic()))
+        wait_s = self.storage_wait
+        if deadline is not None:
+            wait_s = max(0.0, min(wait_s, deadline - time.monotonic()))
 
         def network():
             ports = [self.planes.ensure_nic(spec, i, deadline, wait_ready=False, ready_timeout=None,

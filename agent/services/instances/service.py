@@ -59,13 +59,14 @@ class InstanceService:
         self.collector = GarbageCollector(ctx, runner)
         self.reader = Reader(ctx)
 
-    # the intent store and the per-instance locks (tests reach them to set up a situation)
     @property
     def store(self) -> StateStore:
+        """The intent store (tests reach it to set up a situation; writes go through the journal)."""
         return self.ctx.store
 
     @property
     def locks(self) -> KeyedLocks:
+        """The per-instance locks (holding one makes operations on that id ABORTED or wait)."""
         return self.ctx.locks
 
     def require_reconciled(self) -> None:
