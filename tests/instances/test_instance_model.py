@@ -10,8 +10,8 @@ import pytest
 from agent.drivers.cgroup import Limits, MemoryLimits, PidsLimits
 from agent.services.compute import SCOPE_ENSURE_STEPS
 from agent.services.instances.faults import FAULT_ENV, FAULT_EXIT_CODE, PREPARE_STEPS, RELEASE_STEPS, Faults
-from agent.services.instances.model import (Allocation, InstanceSpec, NicSpec, RootSpec, incompatible,
-                                           keep_allocations, spec_from_dict, spec_to_dict)
+from agent.services.instances.model import Allocation, InstanceSpec, NicSpec, RootSpec
+from agent.services.instances.records import incompatible, keep_allocations, spec_from_dict, spec_to_dict
 from agent.services.network.ports import PORT_DELETE_STEPS, PORT_ENSURE_STEPS
 from tests.support.server import REPO
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Iterable
 
 from agent.drivers.statestore import InstanceRecord, StateStore
-from agent.services.instances.model import FAILED, PREPARED, RELEASED, Event, names_from_dict
+from agent.services.instances.model import FAILED, PREPARED, RELEASED, Event
+from agent.services.instances.records import names_from_dict
 from agent.services.instances.watch import WatchHub
 
 

@@ -17,9 +17,8 @@ import time
 from agent.drivers.statestore import InstanceRecord
 from agent.errors import AlreadyExists, FailedPrecondition
 from agent.services.instances.context import InstanceContext
-from agent.services.instances.model import (KIND_VM, PREPARED, PREPARING, Instance, InstanceNames, InstanceSpec,
-                                           incompatible, names_from_dict, names_to_dict, spec_from_dict,
-                                           spec_to_dict)
+from agent.services.instances.model import KIND_VM, PREPARED, PREPARING, Instance, InstanceNames, InstanceSpec
+from agent.services.instances.records import incompatible, names_from_dict, names_to_dict, spec_from_dict, spec_to_dict
 from agent.services.instances.runner import PlaneRunner, PlanesFailed, describe
 from agent.services.locks import remaining
 from agent.services.revert import Reverter

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from agent.drivers.statestore import InstanceRecord
 from agent.services.instances.context import InstanceContext
-from agent.services.instances.model import Event, Instance, NicState, names_from_dict, spec_from_dict
+from agent.services.instances.model import Event, Instance, NicState
+from agent.services.instances.records import names_from_dict, spec_from_dict
 from agent.services.instances.watch import Subscription
 
 

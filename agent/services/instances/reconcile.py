@@ -25,7 +25,8 @@ import time
 from agent.drivers.statestore import InstanceRecord, Operation
 from agent.errors import AgentError, Unavailable
 from agent.services.instances.context import InstanceContext
-from agent.services.instances.model import FAILED, ReleaseResult, names_from_dict, names_to_dict, spec_from_dict
+from agent.services.instances.model import FAILED, ReleaseResult
+from agent.services.instances.records import names_from_dict, names_to_dict, spec_from_dict
 from agent.services.instances.release import Releaser
 from agent.services.instances.runner import PlaneRunner, PlanesFailed
 

@@ -18,7 +18,8 @@ from contextlib import ExitStack
 from agent.drivers.statestore import InstanceRecord
 from agent.errors import AgentError
 from agent.services.instances.context import InstanceContext
-from agent.services.instances.model import RELEASING, ReleaseResult, names_from_dict
+from agent.services.instances.model import RELEASING, ReleaseResult
+from agent.services.instances.records import names_from_dict
 from agent.services.instances.runner import UNDO_SECONDS, PlaneRunner, describe
 from agent.services.locks import remaining
 

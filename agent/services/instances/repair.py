@@ -11,8 +11,8 @@ from agent.drivers.statestore import InstanceRecord
 from agent.errors import AgentError
 from agent.services.instances.context import InstanceContext
 from agent.services.instances.model import (FAILED, PART_COMPUTE, PART_STORAGE, PREPARED, Allocation, InstanceDrift,
-                                           InstanceSpec, RepairResult, keep_allocations, names_from_dict,
-                                           names_to_dict, spec_from_dict)
+                                            InstanceSpec, RepairResult)
+from agent.services.instances.records import keep_allocations, names_from_dict, names_to_dict, spec_from_dict
 from agent.services.locks import remaining
 
 

@@ -18,7 +18,8 @@ from agent.drivers.statestore import InstanceRecord
 from agent.errors import AgentError, FailedPrecondition, Internal
 from agent.services.instances.context import InstanceContext
 from agent.services.instances.model import (PART_COMPUTE, PART_NETWORK, PART_STORAGE, PREPARING, Instance,
-                                           InstanceNames, InstanceSpec, NicState, names_from_dict)
+                                            InstanceNames, InstanceSpec, NicState)
+from agent.services.instances.records import names_from_dict
 from agent.services.instances.planes import part, tagged
 
 log = logging.getLogger(__name__)
