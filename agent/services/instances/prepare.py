@@ -12,7 +12,6 @@ a failure records it failed (the parts stay: they were there before).
 from __future__ import annotations
 
 import logging
-import time
 
 from agent.drivers.statestore import InstanceRecord
 from agent.errors import AlreadyExists, FailedPrecondition
@@ -66,7 +65,7 @@ class Preparer:
                 ready_timeout: float | None) -> Instance:
         rec = InstanceRecord(spec.id, spec.team, PREPARING, spec_to_dict(spec), names_to_dict(names), 1, 0, 0)
         op = self.journal.begin(rec, "prepare")                      # intent before action
-        cause: list[BaseException] = []                              # what the undo reports
+        cause: list[BaseException] = []         # what the undo reports (empty: the "prepared" write failed)
         with Reverter(f"prepare of instance {spec.id}") as revert:
             revert.add(lambda: self._undo_new(rec, names, op, cause))
             self.faults.hit("prepare", "intent-recorded")
@@ -86,7 +85,7 @@ class Preparer:
         """Roll back a new instance: delete its parts by recorded names, objects without our
         mark left alone. Fully undone -> the record goes; else it stays as failed (Release or
         the startup reconcile finish the job)."""
-        problems = self.runner.delete(rec.team, rec.id, names, time.monotonic() + 30, "rollback")
+        problems = self.runner.delete(rec.team, rec.id, names, None, "rollback")      # bounded: UNDO_SECONDS
         err = cause[0] if cause else "not recorded as prepared"
         msg = f"prepare failed: {getattr(err, 'message', err)}"
         if problems:
