@@ -464,3 +464,19 @@ class StorageService(ImageOps, SnapshotDeleteOps):
             if changes:
                 self.zfs.set_props(info.name, {k: (v if v else "none") for k, v in changes.items()})
             return self._observe(info.name), bool(changes)
+
+    # -- for the instance plane (public; it never reaches the backend) -------------------
+
+    def check_dataset_name(self, dataset: str, field: str) -> None:
+        """Pure check of a dataset name computed before anything exists: it must leave room for
+        any snapshot name within ZFS's name limit. Raises InvalidArgument naming `field`."""
+        self._check_len(dataset, field)
+
+    def supports(self, feature: str) -> bool:
+        """Whether this node's ZFS can do `feature` ("zvol", "lz4", ...), as probed. No I/O."""
+        return self.zfs.supports(feature)
+
+    @property
+    def flavor(self) -> str:
+        """This node's ZFS implementation: "openzfs" | "zfs-fuse"."""
+        return self.zfs.flavor
