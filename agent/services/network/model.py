@@ -12,7 +12,8 @@ import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 
-OWNER = "devcloud-agent"
+from agent.model.marks import IFALIAS_PREFIX, OWNER  # noqa: F401 - OWNER re-exported for callers
+
 BACKEND_OVN = "ovn"
 BACKEND_BRIDGE = "bridge"
 KIND_VETH = "veth"
@@ -212,7 +213,7 @@ def mac_from_hash(network: str, port: str) -> str:
 
 
 # -- ifalias marks -------------------------------------------------------------
-MARK_PREFIX = "devcloud"
+MARK_PREFIX = IFALIAS_PREFIX
 
 
 def encode_mark(fields: dict[str, str]) -> str:
@@ -231,6 +232,12 @@ def parse_mark(alias: str) -> dict[str, str] | None:
         if sep:
             out[k] = v
     return out
+
+
+def mark_is(mark: dict[str, str] | None, **fields: str) -> bool:
+    """True when `mark` (from parse_mark) has every given field with the given value,
+    e.g. mark_is(mark, owner=OWNER, net="team-a")."""
+    return mark is not None and all(mark.get(k) == v for k, v in fields.items())
 
 
 # -- ACL policy ---------------------------------------------------------------
