@@ -29,7 +29,7 @@ import posixpath
 import stat
 import tarfile
 import time
-from typing import Callable, Iterator
+from typing import IO, Callable, Iterator, cast
 
 from agent.errors import DataLoss, FailedPrecondition, InvalidArgument, ResourceExhausted
 
@@ -183,7 +183,7 @@ def extract_stream(reader: ChunkReader, root: str, *, allow_devices: bool,
     entries = extracted = 0
     last_bytes, last_time = 0, time.monotonic()
     try:
-        with tarfile.open(fileobj=reader, mode="r|*") as tar:
+        with tarfile.open(fileobj=cast(IO[bytes], reader), mode="r|*") as tar:
             tar.errorlevel = 2          # chown/chmod/utime failures raise ExtractError (default: ignored)
             for member in tar:
                 try:
