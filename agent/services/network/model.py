@@ -11,6 +11,7 @@ import base64
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from agent.model.marks import IFALIAS_PREFIX, OWNER  # noqa: F401 - OWNER re-exported for callers
 
@@ -234,7 +235,7 @@ def parse_mark(alias: str) -> dict[str, str] | None:
     return out
 
 
-def mark_is(mark: dict[str, str] | None, **fields: str) -> bool:
+def mark_is(mark: dict[str, str] | None, **fields: str) -> TypeGuard[dict[str, str]]:
     """True when `mark` (from parse_mark) has every given field with the given value,
     e.g. mark_is(mark, owner=OWNER, net="team-a")."""
     return mark is not None and all(mark.get(k) == v for k, v in fields.items())

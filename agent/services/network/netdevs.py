@@ -104,8 +104,11 @@ class Netdevs:
             if spec.kind == KIND_VETH and spec.peer_netns:
                 self.nl.configure_peer(spec.peer_netns, peer, addresses=addrs, fresh=True)
             if vlan:
-                self.nl.bridge_port_vlan(self.nl.link(names.host).index, vlan)
+                created_link = self.nl.link(names.host)
+                assert created_link is not None, f"{names.host} vanished while it was being created"
+                self.nl.bridge_port_vlan(created_link.index, vlan)
             return True
+        assert link is not None                  # not created: the name was taken by this netdev
         if not link.alias and link.born_ours:
             # a crash of an earlier call landed between the creating request (birth group) and
             # the mark: the netdev is ours for this port (the name is the port's): finish it
@@ -164,11 +167,9 @@ class Netdevs:
             if link is None:
                 continue
             mark = parse_mark(link.alias)
-            ok = mark_is(mark, owner=self.owner, kind="port")
-            if ok and network is not None:
-                ok = mark.get("net") == network
-            if ok and ports is not None:
-                ok = (mark.get("net"), mark.get("port")) in ports
+            ok = mark_is(mark, owner=self.owner, kind="port") \
+                and (network is None or mark.get("net") == network) \
+                and (ports is None or (mark.get("net", ""), mark.get("port", "")) in ports)
             ok = ok or (not link.alias and link.born_ours)
             if not ok:
                 log.warning("netdev %s has our name but not our mark (%r): left alone", name, link.alias)
