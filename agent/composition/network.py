@@ -76,7 +76,8 @@ def build_network(cfg: Config, planes: Planes, metrics: Metrics) -> NetworkServi
 
     def reconcile() -> None:
         service.reconcile(time.monotonic() + 30)
-    planes.startup.append(Step("network.reconcile", reconcile, plane="network", gates=("network_ovn", "network_bridge")))
+    planes.startup.append(Step("network.reconcile", reconcile, plane="network",
+                               gates=("network_ovn", "network_bridge")))
     planes.shutdown.extend([service.close, netlink.close])
     planes.registrations.append(Registration(
         "devcloud.agent.v1.NetworkService",

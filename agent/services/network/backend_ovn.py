@@ -46,8 +46,7 @@ class OvnBackend:
                  integration_bridge: str, metrics: Metrics) -> None:
         self.nb, self.ovs, self.hub = nb, ovs, hub
         self.netdevs = netdevs
-        self.owner = owner
-        self.node = node
+        self.owner, self.node = owner, node           # the owner mark of our rows; the node our ports are bound to
         self.integration_bridge = integration_bridge
         self.metrics = metrics
 

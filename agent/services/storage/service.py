@@ -11,8 +11,9 @@ locks it needs:
 - VolumeReads (volume_reads.py): observed volumes, lists, drift, inventory.
 - Volumes (volumes.py): create/converge, resize.
 - Snapshots (snapshots.py) and VolumeDeletes (volume_deletes.py).
+- VolumeLocks (volume_locks.py), shared by the last three.
 
-Concurrency: one KeyedLocks per object kind.
+Concurrency:
 - Volumes: a second operation on the same (team, name) WAITS for the first
   (bounded by `wait_timeout`, then DEADLINE_EXCEEDED) and then measures
   again. Creations in a team share its gate; a whole-team destroy excludes them.
@@ -30,7 +31,6 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
 from agent.services.drift import Drift
-from agent.services.locks import KeyedLocks, SharedExclusive
 
 from .directories import Directories
 from .images import Images
@@ -40,6 +40,7 @@ from .model import (MARKS, DeleteResult, Image, ImageState, ImportProgress, Owne
 from .pool import Pool
 from .snapshots import Snapshots
 from .volume_deletes import VolumeDeletes
+from .volume_locks import VolumeLocks
 from .volume_reads import VolumeReads
 from .volumes import Volumes
 
@@ -56,19 +57,15 @@ class StorageService:
         self.allow_device_nodes = allow_device_nodes
         self.embedded = embedded
         self.wait_timeout = wait_timeout
-        self.volume_locks = KeyedLocks("volume")
-        # creations in a team share it; a whole-team recursive destroy excludes them (volume_deletes)
-        self.team_gate = SharedExclusive("team")
+        self.locks = VolumeLocks(wait_timeout)
         self.dirs = Directories(backend, self.layout, wait_timeout=wait_timeout)
         self.pool = Pool(backend, self.layout, embedded=embedded)
         self.images = Images(backend, self.layout, self.dirs, allow_device_nodes=allow_device_nodes)
         self.reads = VolumeReads(backend, self.layout)
         self.volumes = Volumes(backend, self.layout, dirs=self.dirs, images=self.images, pool=self.pool,
-                               reads=self.reads, locks=self.volume_locks, team_gate=self.team_gate,
-                               wait_timeout=wait_timeout)
-        self.snapshots = Snapshots(backend, reads=self.reads, locks=self.volume_locks, wait_timeout=wait_timeout)
-        self.deletes = VolumeDeletes(backend, self.layout, dirs=self.dirs, images=self.images,
-                                     locks=self.volume_locks, team_gate=self.team_gate, wait_timeout=wait_timeout)
+                               reads=self.reads, locks=self.locks)
+        self.snapshots = Snapshots(backend, reads=self.reads, locks=self.locks)
+        self.deletes = VolumeDeletes(backend, self.layout, dirs=self.dirs, images=self.images, locks=self.locks)
 
     # -- names (deterministic, computable before creation) --------------------------
 

@@ -1,29 +1,27 @@
 """Snapshots of volumes: create, roll back to, destroy. Each holds the volume's key
-(waiting, bounded by wait_timeout, for an operation in flight on it)."""
+(volume_locks.py: waiting, bounded, for an operation in flight on it)."""
 from __future__ import annotations
 
 from agent.drivers.zfs import ZfsBackend
 from agent.errors import AlreadyExists, FailedPrecondition, NotFound
-from agent.services.locks import KeyedLocks
-
 from .model import P_TYPE, Snapshot, Volume
+from .volume_locks import VolumeLocks
 from .volume_reads import VolumeReads
 
 
 class Snapshots:
     """The snapshots of the volumes of one layout."""
 
-    def __init__(self, zfs: ZfsBackend, *, reads: VolumeReads, locks: KeyedLocks, wait_timeout: float) -> None:
+    def __init__(self, zfs: ZfsBackend, *, reads: VolumeReads, locks: VolumeLocks) -> None:
         self.zfs = zfs
         self.reads = reads
-        self.locks = locks                  # per (team, name), shared with volumes and deletes
-        self.wait_timeout = wait_timeout
+        self.locks = locks
 
     def snapshot_volume(self, team: str, name: str, snapshot: str) -> tuple[Snapshot, bool]:
         """Snapshot the volume as @<snapshot>. Returns (snapshot, changed). Idempotent (an existing
         snapshot of that name is returned with changed=false). NotFound if the volume is absent;
         FailedPrecondition NOT_OURS."""
-        with self.locks.hold((team, name), wait=True, timeout=self.wait_timeout):
+        with self.locks.volume(team, name):
             info = self.reads.required(team, name)
             full = f"{info.name}@{snapshot}"
             changed = False
@@ -41,7 +39,7 @@ class Snapshots:
         """Roll the volume back to @<snapshot>. When newer snapshots exist: FailedPrecondition
         SNAPSHOT_NOT_LATEST unless destroy_newer (they are destroyed first; HAS_DEPENDENTS if
         one has clones). NotFound if the volume or snapshot is absent. Idempotent in effect."""
-        with self.locks.hold((team, name), wait=True, timeout=self.wait_timeout):
+        with self.locks.volume(team, name):
             info = self.reads.required(team, name)
             tree = self.zfs.list(info.name)
             snaps = sorted((d for d in tree if d.is_snapshot and d.dataset == info.name),
@@ -61,7 +59,7 @@ class Snapshots:
     def delete_snapshot(self, team: str, name: str, snapshot: str) -> bool:
         """Destroy @<snapshot>. Idempotent (absent volume or snapshot -> False).
         FailedPrecondition HAS_DEPENDENTS if something was cloned from it; NOT_OURS."""
-        with self.locks.hold((team, name), wait=True, timeout=self.wait_timeout):
+        with self.locks.volume(team, name):
             info = self.reads.owned(team, name)
             if info is None or self.zfs.get(f"{info.name}@{snapshot}") is None:
                 return False

@@ -10,12 +10,12 @@ from typing import Sequence
 
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
 from agent.errors import AgentError, FailedPrecondition
-from agent.services.locks import KeyedLocks, SharedExclusive
 
 from .directories import Directories
 from .images import Images
 from .layout import Layout, is_ours
 from .model import MARKS, P_TYPE, DeleteResult
+from .volume_locks import VolumeLocks
 
 log = logging.getLogger(__name__)
 BULK_WORKERS = 8                     # parallel destroys in bulk deletes
@@ -24,15 +24,12 @@ BULK_WORKERS = 8                     # parallel destroys in bulk deletes
 class VolumeDeletes:
     """Destroys the volumes of one layout."""
 
-    def __init__(self, zfs: ZfsBackend, layout: Layout, *, dirs: Directories, images: Images, locks: KeyedLocks,
-                 team_gate: SharedExclusive, wait_timeout: float) -> None:
-        self.zfs = zfs
-        self.layout = layout
+    def __init__(self, zfs: ZfsBackend, layout: Layout, *, dirs: Directories, images: Images,
+                 locks: VolumeLocks) -> None:
+        self.zfs, self.layout = zfs, layout
         self.dirs = dirs
         self.images = images
-        self.locks = locks                  # per (team, name), shared with volumes and snapshots
-        self.team_gate = team_gate          # per team: creations shared, a whole-team destroy exclusive
-        self.wait_timeout = wait_timeout
+        self.locks = locks
 
     def delete_volume(self, team: str, name: str, *, wait_timeout: float | None = None,
                       tree: list[DatasetInfo] | None = None) -> bool:
@@ -43,10 +40,9 @@ class VolumeDeletes:
         of its snapshots has clones. A parked image whose last clone this was is destroyed too.
         `tree`: the volume's listing when the caller has one (a bulk delete lists the team
         once); a retry lists again. Waits for an operation in flight on the volume
-        (DeadlineExceeded past wait_timeout).
+        (DeadlineExceeded past wait_timeout, default the service's).
         """
-        with self.locks.hold((team, name), wait=True,
-                             timeout=self.wait_timeout if wait_timeout is None else wait_timeout):
+        with self.locks.volume(team, name, wait_timeout):
             if tree is None:
                 tree = self.zfs.list(self.layout.volume(team, name), MARKS)
             if not tree:
@@ -63,12 +59,12 @@ class VolumeDeletes:
     def delete_volumes(self, team: str, names: Sequence[str] | None = None) -> list[DeleteResult]:
         """Bulk delete of `names` (None: every volume of `team`). When they are every volume
         in the team and everything there is ours: one recursive destroy of the team dataset,
-        with new volumes of the team held back meanwhile (team_gate); else per volume,
+        with new volumes of the team held back meanwhile (the team gate); else per volume,
         parallel (BULK_WORKERS), foreign datasets left. Each result says deleted/absent/
         error; the call itself fails only if the backend is unavailable (Unavailable) or
         the team stays busy past wait_timeout (DeadlineExceeded)."""
         team_dir = self.layout.team(team)
-        with self.team_gate.exclusive(team, timeout=self.wait_timeout):
+        with self.locks.destroying(team):
             tree = self.zfs.list(team_dir, MARKS)
             if not tree:
                 return [DeleteResult(team, n, False) for n in names or []]
@@ -100,14 +96,14 @@ class VolumeDeletes:
             return list(pool.map(one, names))
 
     def _destroy_team(self, team: str, team_dir: str, tree: list[DatasetInfo], vols: dict[str, DatasetInfo]) -> bool:
-        """One recursive destroy of the team dataset (caller holds team_gate exclusively).
+        """One recursive destroy of the team dataset (the caller holds the team gate exclusively).
         False when it failed (busy after the retries...): the caller goes volume by volume,
         which reports per volume."""
         origins = {d.origin.split("@", 1)[0] for d in vols.values() if d.origin and self.layout.is_parked(d.origin)}
         try:
             with ExitStack() as held:
-                for key in sorted((team, n) for n in vols):
-                    held.enter_context(self.locks.hold(key, wait=True, timeout=self.wait_timeout))
+                for n in sorted(vols):
+                    held.enter_context(self.locks.volume(team, n))
                 self.dirs.forget_team(team)
                 self.zfs.destroy(team_dir, recursive=True, tree=tree)
         except AgentError as exc:

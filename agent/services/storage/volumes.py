@@ -1,17 +1,15 @@
 """Volumes: creation (a clone of an image's @base, an empty filesystem, or a zvol) and
 convergence to a spec, and resizes.
 
-Concurrency: a second operation on the same (team, name) WAITS for the first (bounded
-by `wait_timeout`, then DEADLINE_EXCEEDED) and then measures again: two concurrent
-EnsureVolume of one name -> one creates, the other returns the same volume with
-changed=false. Creations hold their team's gate shared: a whole-team destroy
-(volume_deletes.py) excludes them.
+Concurrency (volume_locks.py): a second operation on the same (team, name) WAITS for
+the first and then measures again: two concurrent EnsureVolume of one name -> one
+creates, the other returns the same volume with changed=false. Creations hold their
+team's gate shared: a whole-team destroy (volume_deletes.py) excludes them.
 """
 from __future__ import annotations
 
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
 from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from agent.services.locks import KeyedLocks, SharedExclusive
 
 from .directories import Directories
 from .images import Images
@@ -19,6 +17,7 @@ from .layout import Layout, check_name_length, is_ours
 from .model import (MARKS, OWNER, P_IMAGE, P_INSTANCE, P_KIND, P_NAME, P_OWNER, P_TEAM, P_TYPE, Volume, VolumeKind,
                     VolumeSpec)
 from .pool import Pool
+from .volume_locks import VolumeLocks
 from .volume_reads import VolumeReads
 
 
@@ -26,16 +25,13 @@ class Volumes:
     """Creates and changes the volumes of one layout."""
 
     def __init__(self, zfs: ZfsBackend, layout: Layout, *, dirs: Directories, images: Images, pool: Pool,
-                 reads: VolumeReads, locks: KeyedLocks, team_gate: SharedExclusive, wait_timeout: float) -> None:
-        self.zfs = zfs
-        self.layout = layout
+                 reads: VolumeReads, locks: VolumeLocks) -> None:
+        self.zfs, self.layout = zfs, layout
         self.dirs = dirs
         self.images = images
         self.pool = pool
         self.reads = reads
-        self.locks = locks                  # per (team, name), shared with snapshots and deletes
-        self.team_gate = team_gate          # per team: creations shared, a whole-team destroy exclusive
-        self.wait_timeout = wait_timeout
+        self.locks = locks
 
     def ensure_volume(self, spec: VolumeSpec, *, wait_timeout: float | None = None) -> tuple[Volume, bool]:
         """Create the volume or converge it to `spec`. Returns (observed volume, changed).
@@ -53,9 +49,7 @@ class Volumes:
         self.pool.check_sizes({"spec.refquota_bytes": spec.refquota_bytes, "spec.quota_bytes": spec.quota_bytes,
                                "spec.reservation_bytes": spec.reservation_bytes, "spec.size_bytes": spec.size_bytes})
         self._check_kind(spec)
-        timeout = self.wait_timeout if wait_timeout is None else wait_timeout
-        with self.team_gate.shared(spec.team, timeout=timeout), \
-                self.locks.hold((spec.team, spec.name), wait=True, timeout=timeout):
+        with self.locks.creating_in(spec.team, wait_timeout), self.locks.volume(spec.team, spec.name, wait_timeout):
             self.dirs.ensure()
             if self.dirs.team_known(spec.team) and (spec.kind != VolumeKind.ROOT
                                                     or self.images.known_ready(spec.image_id)):
@@ -204,8 +198,7 @@ class Volumes:
                                    ("reservation_bytes", reservation_bytes), ("size_bytes", size_bytes))
                  if v is not None}
         self.pool.check_sizes(sizes)
-        with self.locks.hold((team, name), wait=True,
-                             timeout=self.wait_timeout if wait_timeout is None else wait_timeout):
+        with self.locks.volume(team, name, wait_timeout):
             info = self.reads.required(team, name)
             block = info.type == "volume"
             changes: dict[str, int] = {}
