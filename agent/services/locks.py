@@ -57,6 +57,7 @@ class KeyedLocks:
                     del self._locks[key]
 
     def held(self, key: Hashable) -> bool:
+        """True while someone holds `key` (a snapshot: it may change at once)."""
         with self._guard:
             entry = self._locks.get(key)
             return bool(entry and entry[0].locked())

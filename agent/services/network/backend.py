@@ -30,6 +30,7 @@ NamedPort = tuple[str, str, PortNames]          # (network, port, its object nam
 
 
 def no_checkpoint(step: str) -> None:
+    """The checkpoint of a caller that asked for none."""
     return None
 
 
@@ -51,12 +52,13 @@ class NothingToRelease:
     """The release of a backend whose ports are only their netdevs."""
 
     def detach(self, deadline: float | None) -> None:
-        return None
+        """Nothing to detach."""
 
     def remove(self, deadline: float | None) -> None:
-        return None
+        """Nothing to remove."""
 
     def covers(self, names: PortNames) -> bool:
+        """Never: only the netdev is deleted."""
         return False
 
 

@@ -319,12 +319,15 @@ class _OvnRelease:
         self.nb, self.ovs, self.lsps, self.ifaces = nb, ovs, lsps, ifaces
 
     def detach(self, deadline: float | None) -> None:
+        """Unbind our OVS interfaces of the ports (one transaction)."""
         if self.ifaces:
             self.ovs.unbind(self.ifaces, deadline)
 
     def remove(self, deadline: float | None) -> None:
+        """Delete this node's logical ports (one NB transaction)."""
         if self.lsps:
             self.nb.delete_ports(self.lsps, deadline)
 
     def covers(self, names: PortNames) -> bool:
+        """True when the port had a logical port or an OVS interface here."""
         return names.lsp in self.lsps or names.host in self.ifaces

@@ -87,6 +87,8 @@ class ChassisSpec:
 # -- observed state ------------------------------------------------------------
 @dataclass
 class Network:
+    """A team network as observed (either backend)."""
+
     name: str
     backend: str
     subnet4: str = ""
@@ -106,6 +108,8 @@ class Network:
 
 @dataclass
 class PortStatus:
+    """Readiness of a port (a bridge port is ready once it exists)."""
+
     ovn_installed: bool = False     # OVS Interface external_ids:ovn-installed=true
     up: bool = False                # NB Logical_Switch_Port.up
     missing: tuple[str, ...] = ()   # conditions not met ("ovn-installed", "up", "netdev", "ovs-port")
@@ -115,6 +119,8 @@ class PortStatus:
 
 @dataclass
 class Port:
+    """One NIC as observed."""
+
     network: str
     name: str
     instance: str = ""
@@ -136,6 +142,8 @@ class Port:
 
 @dataclass
 class Chassis:
+    """This node's OVN chassis settings as observed."""
+
     system_id: str
     ovn_remote: str
     encap_type: str
@@ -177,6 +185,8 @@ def _hash(text: str, n: int) -> str:
 
 @dataclass(frozen=True)
 class PortNames:
+    """The deterministic names of a port's objects."""
+
     lsp: str                        # logical switch port == OVS iface-id
     host: str                       # host-side netdev (veth end or tap)
     peer: str                       # veth instance end while it stays in the host netns
@@ -190,6 +200,7 @@ def port_names(prefix: str, network: str, port: str) -> PortNames:
 
 
 def switch_name(network: str) -> str:
+    """The OVN logical switch of a team network."""
     return f"dc-{network}"
 
 
@@ -199,10 +210,12 @@ def port_group_name(network: str) -> str:
 
 
 def bridge_name(prefix: str, network: str) -> str:
+    """The default Linux bridge of a bridge-backend network: prefix + "b" + a hash, <= 15 bytes."""
     return prefix + "b" + _hash(network, IFNAMSIZ - len(prefix) - 1)
 
 
 def default_gateway(subnet4: str) -> str:
+    """The first host address of the subnet."""
     net = ipaddress.ip_network(subnet4)
     return str(net.network_address + 1)
 
@@ -290,6 +303,7 @@ def encode_allow(rules: tuple[AllowRule, ...]) -> str:
 
 
 def decode_allow(text: str) -> tuple[AllowRule, ...]:
+    """The allow rules of an encode_allow() value."""
     out = []
     for item in filter(None, text.split(";")):
         cidr, net, proto, pmin, pmax = (item.split(",") + ["", "", "any", "0", "0"])[:5]

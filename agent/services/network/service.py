@@ -65,6 +65,7 @@ class NetworkService:
 
     @property
     def ovn_enabled(self) -> bool:
+        """True when NB and the local Open_vSwitch are configured (the OVN backend exists)."""
         return self.backends.ovn is not None
 
     # -- team networks -----------------------------------------------------

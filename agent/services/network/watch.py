@@ -27,6 +27,7 @@ class ReadinessHub:
         ovs.db.add_listener(self._on_ovs)
 
     def close(self) -> None:
+        """Stop listening to both databases and close every subscription."""
         self.nb.db.remove_listener(self._on_nb)
         self.ovs.db.remove_listener(self._on_ovs)
         for sub in list(self._subs):
@@ -123,6 +124,7 @@ class Subscription(EventQueue):
         self._last: dict[tuple[str, str], tuple] = {}
 
     def offer(self, ev: PortEvent) -> None:
+        """Queue `ev` unless it is for another network or repeats the port's last state."""
         if self.closed or (self.network and ev.network != self.network):
             return
         key = (ev.network, ev.name)
@@ -139,4 +141,5 @@ class Subscription(EventQueue):
         self._last[(ev.network, ev.name)] = (ev.deleted, ev.status.ovn_installed, ev.status.up)
 
     def resynced(self) -> None:
+        """The caches were rebuilt after a reconnect: announce every port again."""
         self._last.clear()                  # after a reconnect every port is re-announced once

@@ -19,12 +19,16 @@ BASE_SNAPSHOT = "base"
 
 
 class VolumeKind(str, enum.Enum):
+    """What a volume is (immutable once created)."""
+
     ROOT = "root"                   # clone of an image's @base (an instance root filesystem)
     FILESYSTEM = "filesystem"       # an empty filesystem
     BLOCK = "block"                 # a zvol (VM disk); needs a backend with zvols
 
 
 class ImageState(str, enum.Enum):
+    """Where an image stands (DeleteImage answers ABSENT or PARKED)."""
+
     READY = "ready"                 # images/<id>@base exists: clones can be made
     PARKED = "parked"               # deleted while clones lived; destroyed with its last clone
     ABSENT = "absent"
@@ -48,6 +52,8 @@ class VolumeSpec:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """A snapshot of a volume as observed."""
+
     name: str                       # short name (after '@')
     used_bytes: int
     referenced_bytes: int
@@ -81,6 +87,8 @@ class Volume:
 
 @dataclass(frozen=True)
 class Image:
+    """An image (READY or PARKED) as observed."""
+
     image_id: str
     dataset: str
     state: ImageState
@@ -95,6 +103,8 @@ class Image:
 
 @dataclass(frozen=True)
 class ImportProgress:
+    """Progress of an image import, reported while it streams."""
+
     bytes_received: int
     bytes_extracted: int            # file content bytes written so far
     entries: int                    # tar members processed
@@ -103,6 +113,8 @@ class ImportProgress:
 
 @dataclass(frozen=True)
 class PoolStatus:
+    """The pool and our parent dataset as observed."""
+
     name: str
     health: str
     size_bytes: int
@@ -119,6 +131,8 @@ class PoolStatus:
 
 @dataclass(frozen=True)
 class DeleteResult:
+    """The outcome for one volume of a bulk delete."""
+
     team: str
     name: str
     deleted: bool                   # False: it did not exist (still OK)

@@ -70,6 +70,7 @@ class ChunkReader:
         return True
 
     def read(self, n: int = -1) -> bytes:
+        """Up to `n` bytes (all with n < 0), b"" at the end (what it pulls is hashed and counted)."""
         if n is None or n < 0:
             while self._pull():
                 pass
