@@ -60,11 +60,14 @@ class ComputeService:
     """Slices, scopes, limits, stats, freeze/thaw/kill. Thread-safe."""
 
     def __init__(self, driver: CgroupDriver | None, *, disabled_reason: str = "",
-                 own_processes: Callable[[], set[int]] = set) -> None:
+                 own_processes: Callable[[], set[int]] = set, agent_pid: int | None = None) -> None:
         """driver=None: the plane is disabled; every call raises FailedPrecondition with disabled_reason.
-        own_processes: PIDs of the daemons the agent runs (embedded OVN, zfs-fuse): never moved."""
+        own_processes: PIDs of the daemons the agent runs (embedded OVN, zfs-fuse): never moved.
+        agent_pid: the agent process whose threads and descendants are never moved (default: this
+        process; 0 when the service is used as a library by a process that is no agent)."""
         self._driver = driver
         self._own_processes = own_processes
+        self._agent_pid = os.getpid() if agent_pid is None else agent_pid
         self._disabled = disabled_reason or "the compute plane is disabled ([compute].enabled = false)"
         self._locks = KeyedLocks("cgroup")
 
@@ -169,7 +172,7 @@ class ComputeService:
     def _check_not_agent(self, pid: int) -> None:
         """A task of the agent (any thread id), a process it started (any descendant) or a daemon
         it runs is never moved: a later Kill of the scope would kill it. FailedPrecondition NOT_OURS."""
-        me = os.getpid()
+        me = self._agent_pid
         group = procfs.thread_group(pid)
         if not group:
             return                                    # no such task: the driver reports NotFound
