@@ -10,7 +10,10 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from agent.errors import InvalidArgument
+from agent.errors import FieldViolation, InvalidArgument
+from agent.model.compute import (CPU_PERIOD_MAX_US, CPU_PERIOD_MIN_US, CPU_QUOTA_MAX_US, CPU_QUOTA_MIN_US,
+                                  IO_BOUND_MAX, IO_KEYS, MAX, MEMORY_MAX_BYTES, PIDS_MAX_LIMIT, WEIGHT_MAX,
+                                  WEIGHT_MIN, HostFacts, Limits, format_cpulist, parse_cpulist)
 
 # Our own resource names: lower-case DNS-label-like, safe in every consumer
 # (ZFS component, cgroup dir, OVN name inside ACL match, netdev suffix).
@@ -216,3 +219,84 @@ def absolute_path(field: str, value: str) -> str:
     if not value.startswith("/") or "\0" in value or "/../" in value + "/" or "//" in value or len(value) > 4096:
         raise InvalidArgument.for_field(field, f"{value[:80]!r} must be an absolute path without '..'")
     return value
+
+
+# -- compute plane ---------------------------------------------------------------
+
+BLOCK_DEVICE_RE = re.compile(r"^(\d{1,10}):(\d{1,10})$")
+
+
+def limit_violations(limits: Limits, host: HostFacts, prefix: str = "limits") -> list[FieldViolation]:
+    """Every range and host check of cgroup limits that fails (kernel bounds, online
+    CPUs and memory nodes, whole block devices, hugepage sizes); [] when all pass.
+    Field names follow the proto below `prefix` (limits.cpu.quota_us, spec.limits.io.devices[0].rbps)."""
+    bad: list[FieldViolation] = []
+
+    def err(path: str, msg: str) -> None:
+        bad.append(FieldViolation(f"{prefix}.{path}", msg))
+
+    def bound(path: str, v: object, lo: int, hi: int, allow_max: bool = True) -> None:
+        if v is None:
+            return
+        if v == MAX:
+            if not allow_max:
+                err(path, "\"max\" is not allowed here")
+            return
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            alt = ' or "max"' if allow_max else ""
+            err(path, f"must be between {lo} and {hi}{alt}, got {v!r}")
+
+    if limits.cpu:
+        c = limits.cpu
+        bound("cpu.quota_us", c.quota_us, CPU_QUOTA_MIN_US, CPU_QUOTA_MAX_US)
+        bound("cpu.period_us", c.period_us, CPU_PERIOD_MIN_US, CPU_PERIOD_MAX_US, allow_max=False)
+        bound("cpu.weight", c.weight, WEIGHT_MIN, WEIGHT_MAX, allow_max=False)
+    if limits.memory:
+        for f in ("max", "high", "low", "swap_max"):
+            bound(f"memory.{f}", getattr(limits.memory, f), 0, MEMORY_MAX_BYTES)
+    if limits.pids:
+        bound("pids.max", limits.pids.max, 0, PIDS_MAX_LIMIT)
+    if limits.io:
+        bound("io.weight", limits.io.weight, WEIGHT_MIN, WEIGHT_MAX, allow_max=False)
+        seen = set()
+        for i, d in enumerate(limits.io.devices):
+            p = f"io.devices[{i}]"
+            if not BLOCK_DEVICE_RE.match(d.device or ""):
+                err(f"{p}.device", f"{d.device!r} is not a block device number like 8:0")
+            elif d.device in seen:
+                err(f"{p}.device", f"device {d.device} is listed twice")
+            else:
+                seen.add(d.device)
+                kind = host.block_device(d.device)
+                if kind == "missing":
+                    err(f"{p}.device", f"no block device {d.device} on this node (/sys/dev/block/{d.device})")
+                elif kind == "partition":
+                    err(f"{p}.device", f"{d.device} is a partition; io limits apply to whole disks")
+            for k in IO_KEYS:
+                bound(f"{p}.{k}", getattr(d, k), 1, IO_BOUND_MAX)
+            bound(f"{p}.weight", d.weight, WEIGHT_MIN, WEIGHT_MAX, allow_max=False)
+    if limits.cpuset:
+        for f, online, what in (("cpus", host.online_cpus, "CPUs"), ("mems", host.online_mems, "memory nodes")):
+            v = getattr(limits.cpuset, f)
+            if v is None:
+                continue
+            try:
+                ids = parse_cpulist(v)
+            except ValueError as exc:
+                err(f"cpuset.{f}", str(exc))
+                continue
+            extra = ids - online
+            if extra:
+                err(f"cpuset.{f}", f"{format_cpulist(extra)} not among this node's online {what} "
+                                   f"({format_cpulist(online)})")
+    seen_sizes = set()
+    for i, h in enumerate(limits.hugetlb):
+        p = f"hugetlb[{i}]"
+        if h.page_size not in host.hugepage_sizes:
+            err(f"{p}.page_size", f"{h.page_size!r} is not a hugepage size of this node "
+                                  f"({', '.join(host.hugepage_sizes) or 'none'})")
+        elif h.page_size in seen_sizes:
+            err(f"{p}.page_size", f"{h.page_size} is listed twice")
+        seen_sizes.add(h.page_size)
+        bound(f"{p}.max", h.max, 0, MEMORY_MAX_BYTES)
+    return bad

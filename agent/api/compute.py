@@ -12,10 +12,9 @@ import time
 from agent import validation
 from agent._proto.devcloud.agent.v1 import compute_pb2 as pb
 from agent._proto.devcloud.agent.v1 import compute_pb2_grpc as pb_grpc
-from agent.drivers.cgroup import (MAX, CgroupInfo, CpuLimits, CpusetLimits, HugetlbLimit, IoDeviceLimits, IoLimits,
-                                  Limits, MemoryLimits, PidsLimits, PressureStat, Stats)
-from agent.drivers.cgroup.limits import MEMORY_MAX_BYTES
 from agent.errors import ErrorReport, InvalidArgument
+from agent.model.compute import (MAX, MEMORY_MAX_BYTES, CgroupInfo, CpuLimits, CpusetLimits, HugetlbLimit,
+                                 IoDeviceLimits, IoLimits, Limits, MemoryLimits, PidsLimits, PressureStat, Stats)
 from agent.services.compute import ComputeService
 
 _INT_RE = re.compile(r"^\d{1,20}$")

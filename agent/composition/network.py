@@ -22,9 +22,9 @@ from agent.drivers.netlink import Netlink
 from agent.drivers.ovsdb.nb import OvnNb
 from agent.drivers.ovsdb.vswitch import OvsDb
 from agent.metrics import Metrics
+from agent.model.marks import OWNER
 from agent.services.identity import all_of, from_facility
 from agent.services.network.service import NetworkService
-from agent.services.network.model import OWNER
 
 DEFAULT_OVS_DB = "unix:/var/run/openvswitch/db.sock"
 
@@ -41,10 +41,13 @@ def build_network(cfg: Config, planes: Planes, metrics: Metrics) -> NetworkServi
                          datapath_type=n.datapath_type or "netdev", bridge=n.integration_bridge)
         nb_remote, ovs_remote, host_netns = stack.nb_remote, stack.ovs_remote, n.host_netns or stack.netns
     netlink = Netlink(metrics, host_netns=host_netns)
-    nb = ovs = None
+    nb: OvnNb | None = None
+    ovs: OvsDb | None = None
     if nb_remote:
-        kw = dict(metrics=metrics, owner=OWNER, timeout=n.ovsdb_timeout, probe_interval_ms=n.ovsdb_probe_interval_ms)
-        nb, ovs = OvnNb(nb_remote, **kw), OvsDb(ovs_remote, **kw)
+        nb = OvnNb(nb_remote, metrics=metrics, owner=OWNER, timeout=n.ovsdb_timeout,
+                   probe_interval_ms=n.ovsdb_probe_interval_ms)
+        ovs = OvsDb(ovs_remote, metrics=metrics, owner=OWNER, timeout=n.ovsdb_timeout,
+                    probe_interval_ms=n.ovsdb_probe_interval_ms)
     service = NetworkService(netlink=netlink, nb=nb, ovs=ovs, metrics=metrics, node=cfg.node_name,
                              netdev_prefix=n.netdev_prefix, integration_bridge=n.integration_bridge,
                              ready_timeout=n.ready_timeout)
@@ -54,10 +57,14 @@ def build_network(cfg: Config, planes: Planes, metrics: Metrics) -> NetworkServi
     if stack is not None:
         planes.facilities["ovn-stack"] = stack.health
         planes.own_processes.append(stack.pids)
-        planes.startup.append(Step("network.embedded-ovn", lambda: (stack.start(), stack.supervise()),
-                                    plane="network", gates=("network_ovn",)))
+        embedded = stack
+
+        def start_stack() -> None:
+            embedded.start()
+            embedded.supervise()
+        planes.startup.append(Step("network.embedded-ovn", start_stack, plane="network", gates=("network_ovn",)))
         planes.shutdown.append(stack.stop)                 # runs last: after the drivers closed
-    if nb is not None:
+    if nb is not None and ovs is not None:
         planes.facilities["ovn-nb"] = nb.probe
         planes.facilities["ovsdb"] = ovs.probe
         planes.shutdown.extend([nb.close, ovs.close])
@@ -66,8 +73,11 @@ def build_network(cfg: Config, planes: Planes, metrics: Metrics) -> NetworkServi
         planes.capabilities["network_ovn"] = lambda f: Availability.missing(
             "OVN is not configured: set [network].ovn_nb or embedded_ovn = true")
     planes.capabilities["network_bridge"] = from_facility("netlink")
-    planes.startup.append(Step("network.reconcile", lambda: service.reconcile(time.monotonic() + 30),
-                                plane="network", gates=("network_ovn", "network_bridge")))
+
+    def reconcile() -> None:
+        service.reconcile(time.monotonic() + 30)
+    planes.startup.append(Step("network.reconcile", reconcile, plane="network",
+                               gates=("network_ovn", "network_bridge")))
     planes.shutdown.extend([service.close, netlink.close])
     planes.registrations.append(Registration(
         "devcloud.agent.v1.NetworkService",

@@ -10,6 +10,8 @@ from agent.services.identity import from_facility
 
 
 def build_storage(cfg: Config, planes: Planes, metrics: Metrics) -> None:
+    """Build the storage plane (when enabled) and record its facility, capabilities, startup
+    and shutdown steps and servicer in `planes`."""
     if not cfg.storage.enabled:
         return
     plane = storage_pool.build(cfg, metrics)

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StoragePlane:
+    """The built storage plane: its backend and service, and the zfs-fuse it runs on (if any)."""
+
     backend: ZfsBackend
     service: StorageService
     cfg: Config
@@ -42,6 +44,7 @@ class StoragePlane:
 
     @property
     def embedded(self) -> bool:
+        """True for the file-backed pool the agent manages itself ([storage].pool empty)."""
         return not self.cfg.storage.pool
 
     def probe(self) -> Availability:
@@ -56,6 +59,7 @@ class StoragePlane:
             return a
 
     def zvol(self, facilities: dict[str, Availability]) -> Availability:
+        """The storage_zvol capability: zvols (BLOCK volumes) need the OpenZFS kernel module."""
         a = facilities.get("zfs") or self.probe()
         if not a.available:
             return Availability.missing(f"zfs: {a.reason}")
@@ -89,6 +93,7 @@ class StoragePlane:
 
 
 def build(cfg: Config, metrics: Metrics) -> StoragePlane:
+    """Open the ZFS backend and build the service over [storage].parent (default <pool>/devcloud)."""
     s = cfg.storage
     backend = open_backend(metrics, s.backend, busy_timeout=s.busy_timeout)
     pool = s.pool or s.embedded_pool_name

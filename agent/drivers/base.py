@@ -23,10 +23,12 @@ class Availability:
 
     @classmethod
     def ok(cls, version: str = "", features: tuple[str, ...] | list[str] = ()) -> "Availability":
+        """An available facility with its version and features. Pure; never raises."""
         return cls(True, "", version, tuple(features))
 
     @classmethod
     def missing(cls, reason: str, version: str = "") -> "Availability":
+        """An unavailable facility; `reason` says what is missing and what to do. Pure; never raises."""
         return cls(False, reason, version, ())
 
 

@@ -44,6 +44,8 @@ def parse_cpu_list(text: str) -> list[int]:
 
 
 def read_inventory(proc_root: str = "/proc", sys_root: str = "/sys") -> NodeInventory:
+    """The node's hostname, CPUs, memory, kernel, OS and uptime, read now. Read-only; unreadable
+    files count as empty/zero. Raises ValueError on a malformed online CPU list."""
     mem = procfs.meminfo(f"{proc_root}/meminfo")
     model = ""
     for line in procfs.read_text(f"{proc_root}/cpuinfo").splitlines():

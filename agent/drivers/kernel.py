@@ -38,7 +38,8 @@ class KernelDriver:
         return self._root / path.lstrip("/")
 
     def module(self, name: str) -> tuple[str, str]:
-        """Whether module `name` is loaded or built in."""
+        """Whether module `name` is loaded or built in: ("ok" | "missing" | "unknown", evidence).
+        Read-only; never raises (unreadable module lists give "unknown")."""
         if self._p(f"/sys/module/{name}").exists():
             return "ok", f"/sys/module/{name} exists (loaded or built in)"
         if name == "overlay" and self.filesystem("overlay"):
@@ -63,19 +64,21 @@ class KernelDriver:
         return "unknown", f"not loaded, and /lib/modules/{self._release} is not readable"
 
     def filesystem(self, fstype: str) -> bool:
-        """Whether `fstype` is listed in /proc/filesystems."""
+        """Whether `fstype` is listed in /proc/filesystems (False when unreadable). Read-only; never raises."""
         text = procfs.read_text(self._p("/proc/filesystems"))
         return any(line.split()[-1] == fstype for line in text.splitlines() if line.split())
 
     def sysctl(self, name: str) -> str | None:
-        """Value of sysctl `name` (dotted), or None when it does not exist."""
+        """Value of sysctl `name` (dotted), or None when it does not exist ("" when unreadable).
+        Read-only; never raises."""
         path = self._p("/proc/sys/" + name.replace(".", "/"))
         if not path.exists():
             return None
         return procfs.read_text(path)
 
     def writable(self, path: str) -> tuple[str, str]:
-        """Whether `path` can be opened for writing (nothing is written)."""
+        """Whether `path` can be opened for writing (nothing is written): ("ok" | "missing", evidence);
+        an absent path is "missing". Never raises."""
         p = self._p(path)
         if not p.exists():
             return "missing", f"{path} does not exist"
@@ -87,7 +90,8 @@ class KernelDriver:
         return "ok", f"{path} is writable"
 
     def path_state(self, path: str, *, readable_dir: bool = False) -> tuple[str, str]:
-        """Whether a device/file exists (and, for a dir, can be listed)."""
+        """Whether a device/file exists (and, with readable_dir, can be listed): ("ok" | "missing",
+        evidence); an absent path is "missing". Read-only; never raises."""
         p = self._p(path)
         if not p.exists():
             return "missing", f"{path} does not exist"
@@ -100,7 +104,9 @@ class KernelDriver:
         return "ok", f"{path} exists"
 
     def forward_policy(self) -> tuple[str, str]:
-        """The iptables FORWARD chain policy (filter table), via iptables -S."""
+        """The iptables FORWARD chain policy (filter table), via `iptables -S FORWARD`: "missing"
+        when it is DROP, "ok" otherwise, "unknown" without iptables or when it fails.
+        Read-only; never raises."""
         exe = shutil.which("iptables")
         if not exe:
             return "unknown", "iptables is not installed, the FORWARD policy cannot be read"

@@ -45,6 +45,7 @@ class KvmFacts:
 
     @property
     def usable(self) -> bool:
+        """True when KVM_CREATE_VM worked with the expected API version: VMs can run here. Pure."""
         return self.create_vm_works and self.api_version == KVM_API_VERSION
 
 
@@ -59,7 +60,9 @@ class KvmDriver:
         self._devroot = Path(dev_root)
 
     def probe(self) -> Availability:
-        """Available when KVM_CREATE_VM works. Never raises."""
+        """Available when KVM_CREATE_VM works (features: vhost-net, vhost-vsock, tun); else
+        missing with the reason (no /dev/kvm, no access, API version, ioctl failure).
+        Read-only (the VM fd made to test is closed at once); idempotent; never raises."""
         f = self.facts()
         if f.usable:
             return Availability.ok(version=f"api {f.api_version}",
@@ -69,7 +72,9 @@ class KvmDriver:
         return Availability.missing(f.device_error or "KVM_CREATE_VM failed")
 
     def facts(self) -> KvmFacts:
-        """Measure every fact now. Idempotent, read-only; never raises."""
+        """Measure every fact now: /dev/kvm ioctls, CPU flags, nesting, vhost/tun devices,
+        hugepages, IOMMU groups. Idempotent, read-only; never raises: a missing or unusable
+        device is reported in device_error, absent files read as zero/empty."""
         f = KvmFacts()
         self._device_facts(f)
         f.cpu_virt_flag = self._cpu_virt_flag()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import Callable
 
 try:  # python-systemd; absent only on a broken install
     from systemd import daemon as _daemon
@@ -26,7 +27,8 @@ class Notifier:
         self._thread: threading.Thread | None = None
 
     def notify(self, **fields: str) -> bool:
-        """Send e.g. notify(READY="1", STATUS="serving"). Idempotent; never raises."""
+        """Send e.g. notify(READY="1", STATUS="serving"); True when systemd got it. Idempotent;
+        never raises: without NOTIFY_SOCKET (not started by systemd) or on a send error -> False."""
         if not self.enabled:
             return False
         msg = "\n".join(f"{k}={v}" for k, v in fields.items())
@@ -36,6 +38,7 @@ class Notifier:
             return False
 
     def status(self, text: str) -> None:
+        """Show `text` as the unit's status line (STATUS=). Idempotent; a no-op outside systemd; never raises."""
         self.notify(STATUS=text)
 
     def watchdog_interval(self) -> float | None:
@@ -46,11 +49,13 @@ class Notifier:
             return None
         return int(usec) / 2e6
 
-    def start_watchdog(self, healthy) -> None:
+    def start_watchdog(self, healthy: Callable[[], bool]) -> None:
         """Ping WATCHDOG=1 every half interval while `healthy()` returns True.
 
         `healthy` checks that the serving loop still answers, so a wedged
-        server stops feeding the watchdog and systemd restarts it.
+        server stops feeding the watchdog and systemd restarts it. Idempotent:
+        a second call while the thread runs, or a unit without WatchdogSec,
+        does nothing. Never raises.
         """
         interval = self.watchdog_interval()
         if interval is None or self._thread:
@@ -65,6 +70,7 @@ class Notifier:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the watchdog thread and tell systemd the agent is stopping. Idempotent; never raises."""
         self._stop.set()
         self.notify(STOPPING="1", STATUS="stopping")
 
@@ -90,6 +96,7 @@ class _StructuredJournalHandler(logging.Handler):
         self._identifier = identifier
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Send one record to journald. Never raises: a failed send goes to logging's handleError."""
         try:
             extra = {k.upper(): str(v) for k, v in getattr(record, "fields", {}).items()}
             _journal.send(self.format(record), PRIORITY=str(_priority(record.levelno)),
@@ -111,4 +118,5 @@ def _priority(levelno: int) -> int:
 
 
 def journal_handler(identifier: str = "devcloud-agent") -> logging.Handler:
+    """A logging handler that sends records to journald as SYSLOG_IDENTIFIER=`identifier`."""
     return _StructuredJournalHandler(identifier)

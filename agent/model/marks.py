@@ -26,6 +26,7 @@ GATEWAY4_KEY = "devcloud-gateway4"
 MTU_KEY = "devcloud-mtu"
 DNS_KEY = "devcloud-dns"
 ALLOW_KEY = "devcloud-allow"
+EXTERNAL_IDS_PREFIX = "devcloud-"        # every key above starts with it: a row's keys of ours
 
 # ZFS user properties
 P_OWNER = "devcloud:owner"               # always OWNER
@@ -39,3 +40,8 @@ P_SHA256 = "devcloud:sha256"             # images: sha256 of the tarball they we
 
 # netdev ifalias: "devcloud owner=... kind=... net=... port=... inst=..."
 IFALIAS_PREFIX = "devcloud"
+
+# cgroup xattrs: the mark "owner=devcloud-agent kind=scope team=t instance=i" on every slice/scope, and the
+# intent recorded on the parent before a mkdir (the child's name follows the prefix)
+CGROUP_MARK_XATTR = "user.devcloud.owner"
+CGROUP_PENDING_XATTR = "user.devcloud.pending."

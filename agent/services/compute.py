@@ -17,11 +17,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Callable
 
+from agent import validation
 from agent.drivers import procfs
 from agent.drivers.base import Availability
-from agent.drivers.cgroup import CgroupDriver, CgroupInfo, LimitDrift, Limits, Stats, validate
-from agent.drivers.cgroup.model import SCOPE, SLICE
+from agent.drivers.cgroup import CgroupDriver
 from agent.errors import AgentError, FailedPrecondition, Internal, InvalidArgument, NotFound
+from agent.model.compute import SCOPE, SLICE, CgroupInfo, LimitDrift, Limits, Stats
 from agent.services.drift import Drift
 from agent.services.locks import KeyedLocks
 
@@ -59,11 +60,14 @@ class ComputeService:
     """Slices, scopes, limits, stats, freeze/thaw/kill. Thread-safe."""
 
     def __init__(self, driver: CgroupDriver | None, *, disabled_reason: str = "",
-                 own_processes: Callable[[], set[int]] = set) -> None:
+                 own_processes: Callable[[], set[int]] = set, agent_pid: int | None = None) -> None:
         """driver=None: the plane is disabled; every call raises FailedPrecondition with disabled_reason.
-        own_processes: PIDs of the daemons the agent runs (embedded OVN, zfs-fuse): never moved."""
+        own_processes: PIDs of the daemons the agent runs (embedded OVN, zfs-fuse): never moved.
+        agent_pid: the agent process whose threads and descendants are never moved (default: this
+        process; 0 when the service is used as a library by a process that is no agent)."""
         self._driver = driver
         self._own_processes = own_processes
+        self._agent_pid = os.getpid() if agent_pid is None else agent_pid
         self._disabled = disabled_reason or "the compute plane is disabled ([compute].enabled = false)"
         self._locks = KeyedLocks("cgroup")
 
@@ -89,17 +93,22 @@ class ComputeService:
     # ------------------------------------------------------------ names (pure)
 
     def slice_path(self, team: str) -> str:
-        """Where the team's slice is or will be. Pure; raises InvalidArgument for a bad name."""
-        return self.driver.slice_path(team)
+        """Where the team's slice is or will be. Pure; raises InvalidArgument (field "team") for a bad name."""
+        d = self.driver
+        _check_names(team)
+        return d.slice_path(team)
 
     def scope_path(self, team: str, instance_id: str) -> str:
-        """Where the instance's scope is or will be. Pure; raises InvalidArgument for a bad name."""
-        return self.driver.scope_path(team, instance_id)
+        """Where the instance's scope is or will be. Pure; raises InvalidArgument (field "instance",
+        then "team") for a bad name."""
+        d = self.driver
+        _check_names(team, instance_id, required=True)
+        return d.scope_path(team, instance_id)
 
     def check_limits(self, limits: Limits, prefix: str = "limits") -> None:
         """Ranges and this node's facts (CPUs, memory nodes, block devices, hugepage sizes).
         Raises InvalidArgument with every violation, field names as in the proto."""
-        bad = validate(limits, self.driver.host_facts(), prefix)
+        bad = validation.limit_violations(limits, self.driver.host_facts(), prefix)
         if bad:
             more = f" (+{len(bad) - 1} more)" if len(bad) > 1 else ""
             raise InvalidArgument(f"{bad[0].field}: {bad[0].description}{more}", violations=bad)
@@ -111,7 +120,7 @@ class ComputeService:
         Idempotent (changed=False when nothing was written). Raises
         InvalidArgument, FailedPrecondition, Aborted."""
         d = self.driver
-        d.slice_path(team)
+        _check_names(team)
         self.check_limits(limits)
         with self._locks.hold((team, "")):
             info, changed = d.ensure(team, "", limits)
@@ -125,7 +134,7 @@ class ComputeService:
         AlreadyExists (instance in another team), Aborted. `checkpoint` is called at
         SCOPE_ENSURE_STEPS."""
         d = self.driver
-        d.scope_path(team, instance_id)
+        _check_names(team, instance_id, required=True)
         self.check_limits(limits)
         with self._locks.hold((team, instance_id)):
             info, changed = d.ensure(team, instance_id, limits, checkpoint)
@@ -135,7 +144,7 @@ class ComputeService:
         """Write only the requested limits of an existing slice ("" instance) or scope.
         Idempotent. Raises NotFound, InvalidArgument, FailedPrecondition, Aborted."""
         d = self.driver
-        d.path(team, instance_id)
+        _check_names(team, instance_id)
         self.check_limits(limits)
         with self._locks.hold((team, instance_id)):
             info, changed = d.update(team, instance_id, limits)
@@ -145,7 +154,7 @@ class ComputeService:
         """Move processes into a scope; returns the scope's pids. Idempotent.
         Raises NotFound, InvalidArgument, FailedPrecondition, Aborted."""
         d = self.driver
-        d.path(team, instance_id)
+        _check_names(team, instance_id)
         if not pids:
             raise InvalidArgument.for_field("pids", "at least one pid is required")
         if len(pids) > MAX_ATTACH:
@@ -155,13 +164,15 @@ class ComputeService:
                 raise InvalidArgument.for_field(f"pids[{i}]", f"{pid} is not a process id that can be moved")
         for pid in pids:
             self._check_not_agent(pid)
+        if not instance_id:
+            raise InvalidArgument.for_field("instance", "processes go into an instance scope, not a team slice")
         with self._locks.hold((team, instance_id)):
             return d.attach(team, instance_id, list(pids))
 
     def _check_not_agent(self, pid: int) -> None:
         """A task of the agent (any thread id), a process it started (any descendant) or a daemon
         it runs is never moved: a later Kill of the scope would kill it. FailedPrecondition NOT_OURS."""
-        me = os.getpid()
+        me = self._agent_pid
         group = procfs.thread_group(pid)
         if not group:
             return                                    # no such task: the driver reports NotFound
@@ -180,8 +191,11 @@ class ComputeService:
     # ------------------------------------------------------------ read
 
     def get(self, team: str, instance_id: str = "") -> CgroupInfo:
-        """A slice ("" instance) or scope as the kernel reports it. Raises NotFound, FailedPrecondition."""
-        return self.driver.get(team, instance_id)
+        """A slice ("" instance) or scope as the kernel reports it. Raises InvalidArgument, NotFound,
+        FailedPrecondition."""
+        d = self.driver
+        _check_names(team, instance_id)
+        return d.get(team, instance_id)
 
     def list_slices(self) -> list[CgroupInfo]:
         """Every slice carrying our mark."""
@@ -191,12 +205,14 @@ class ComputeService:
         """Every scope carrying our mark, of `team` or of all teams."""
         d = self.driver
         if team:
-            d.slice_path(team)
+            _check_names(team)
         return d.list(team, kind=SCOPE)
 
     def stats(self, team: str, instance_id: str = "") -> Stats:
-        """Usage counters and PSI. Read-only. Raises NotFound, FailedPrecondition."""
-        return self.driver.stats(team, instance_id)
+        """Usage counters and PSI. Read-only. Raises InvalidArgument, NotFound, FailedPrecondition."""
+        d = self.driver
+        _check_names(team, instance_id)
+        return d.stats(team, instance_id)
 
     def owned(self) -> list[OwnedCgroup]:
         """Every slice and scope carrying our mark, with the mark: input to GarbageCollect."""
@@ -207,13 +223,15 @@ class ComputeService:
 
     def diff(self, team: str, instance_id: str, limits: Limits) -> list[LimitDrift]:
         """Kernel files that differ from `limits` (empty: in sync). Read-only; repair = ensure_*.
-        Raises NotFound."""
-        return self.driver.drift(team, instance_id, limits)
+        Raises InvalidArgument, NotFound."""
+        d = self.driver
+        _check_names(team, instance_id)
+        return d.drift(team, instance_id, limits)
 
     def scope_drift(self, team: str, instance_id: str, limits: Limits) -> list[Drift]:
         """diff() as Drift items with reason codes: SCOPE_MISSING, NOT_OURS (not repairable),
         CONTROLLER_NOT_ENABLED, LIMIT_DRIFT (one per kernel file). Read-only; repair = ensure_scope."""
-        path = self.driver.scope_path(team, instance_id)
+        path = self.scope_path(team, instance_id)
         try:
             drifts = self.driver.drift(team, instance_id, limits)
         except NotFound:
@@ -238,7 +256,7 @@ class ComputeService:
         """Freeze and wait for frozen; returns seconds waited. Idempotent.
         Raises NotFound, DeadlineExceeded, FailedPrecondition, Aborted."""
         d = self.driver
-        d.path(team, instance_id)
+        _check_names(team, instance_id)
         with self._locks.hold((team, instance_id)):
             return d.freeze(team, instance_id, _bounded(deadline))
 
@@ -246,7 +264,7 @@ class ComputeService:
         """Thaw and wait for not frozen; returns seconds waited. Idempotent.
         Raises NotFound, DeadlineExceeded, FailedPrecondition (PARENT_FROZEN), Aborted."""
         d = self.driver
-        d.path(team, instance_id)
+        _check_names(team, instance_id)
         with self._locks.hold((team, instance_id)):
             return d.thaw(team, instance_id, _bounded(deadline))
 
@@ -254,7 +272,7 @@ class ComputeService:
         """SIGKILL every process and wait for unpopulated; returns seconds waited. Idempotent.
         Raises NotFound, DeadlineExceeded, FailedPrecondition, Aborted."""
         d = self.driver
-        d.path(team, instance_id)
+        _check_names(team, instance_id)
         with self._locks.hold((team, instance_id)):
             return d.kill(team, instance_id, _bounded(deadline))
 
@@ -266,7 +284,7 @@ class ComputeService:
         kill -> FailedPrecondition SCOPE_POPULATED. Raises InvalidArgument,
         FailedPrecondition, DeadlineExceeded, Aborted."""
         d = self.driver
-        d.scope_path(team, instance_id)
+        _check_names(team, instance_id, required=True)
         with self._locks.hold((team, instance_id)):
             return d.delete(team, instance_id, kill=kill, deadline=_bounded(deadline))
 
@@ -274,7 +292,7 @@ class ComputeService:
         """Remove a team slice; False if absent. With scopes and without kill ->
         FailedPrecondition SLICE_NOT_EMPTY; kill removes them first. Raises as delete_scope."""
         d = self.driver
-        d.slice_path(team)
+        _check_names(team)
         with self._locks.hold((team, "")):
             return d.delete(team, "", kill=kill, deadline=_bounded(deadline))
 
@@ -293,7 +311,7 @@ class ComputeService:
                     continue
                 seen.add((team, inst))
                 try:
-                    d.scope_path(team, inst)
+                    _check_names(team, inst, required=True)
                     stack.enter_context(self._locks.hold((team, inst)))
                     held.append((team, inst))
                 except AgentError as exc:
@@ -309,6 +327,14 @@ class ComputeService:
         if self._driver is None or not self._driver.probe().available or not self._driver.root:
             return 0
         return self._driver.sweep_pending()
+
+
+def _check_names(team: str, instance_id: str = "", *, required: bool = False) -> None:
+    """InvalidArgument naming the field ("instance" first, then "team") when a name cannot be a
+    cgroup of ours; an empty instance is the team slice unless `required`."""
+    if instance_id or required:
+        validation.cgroup_name("instance", instance_id)
+    validation.cgroup_name("team", team)
 
 
 def _bounded(deadline: float | None) -> float:

@@ -13,11 +13,10 @@ import time
 
 import pytest
 
-from agent.drivers.cgroup import (MARK_XATTR, PENDING_XATTR, SUPERVISOR, CgroupDriver, CpuLimits, CpusetLimits,
-                                  HugetlbLimit, IoLimits, Limits, MemoryLimits, PidsLimits,
-                                  decode_mark)
+from agent.drivers.cgroup import MARK_XATTR, PENDING_XATTR, SUPERVISOR, CgroupDriver, decode_mark
 from agent.errors import FailedPrecondition, InvalidArgument, NotFound
 from agent.metrics import Metrics
+from agent.model.compute import CpuLimits, CpusetLimits, HugetlbLimit, IoLimits, Limits, MemoryLimits, PidsLimits
 from tests.support.cgroup import cgroup_controllers_available, require_controller, write_cgroup_file
 
 WAIT = 10.0

@@ -11,10 +11,11 @@ import os
 
 import pytest
 
-from agent.drivers.cgroup import (MARK_XATTR, PENDING_XATTR, CgroupDriver, CpuLimits, CpusetLimits, HugetlbLimit,
-                                  IoDeviceLimits, IoLimits, Limits, MemoryLimits, PidsLimits, decode_mark)
+from agent.drivers.cgroup import MARK_XATTR, PENDING_XATTR, CgroupDriver, decode_mark
 from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from agent.metrics import Metrics
+from agent.model.compute import (CpuLimits, CpusetLimits, HugetlbLimit, IoDeviceLimits, IoLimits, Limits, MemoryLimits,
+                                 PidsLimits)
 
 
 def make(tmp_path, controllers="cpu memory pids io cpuset hugetlb"):

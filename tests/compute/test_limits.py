@@ -1,14 +1,14 @@
-"""Pure tests of limit formatting, parsing, planning and validation (no I/O)."""
+"""Pure tests of limit formatting, parsing, planning (the driver) and validation (agent.validation) (no I/O)."""
 from __future__ import annotations
 
 import pytest
 
-from agent.drivers.cgroup.limits import (DEFAULTS, PAGE_SIZE, HostFacts, MissingFile, Write, files_for,
-                                         format_cpulist, observed_limits, parse_cpu_max, parse_cpulist,
-                                         parse_io_max, parse_io_weight, plan, required_controllers, validate)
-from agent.drivers.cgroup.model import (MAX, CpuLimits, CpusetLimits, HugetlbLimit, IoDeviceLimits, IoLimits,
-                                        Limits, MemoryLimits, PidsLimits)
+from agent.drivers.cgroup.limits import (DEFAULTS, PAGE_SIZE, MissingFile, Write, files_for, observed_limits,
+                                         parse_cpu_max, parse_io_max, parse_io_weight, plan, required_controllers)
 from agent.drivers.cgroup.stats import parse_io_stat, parse_pressure
+from agent.model.compute import (MAX, CpuLimits, CpusetLimits, HostFacts, HugetlbLimit, IoDeviceLimits, IoLimits,
+                                 Limits, MemoryLimits, PidsLimits, format_cpulist, parse_cpulist)
+from agent.validation import limit_violations
 
 ALL = {"cpu", "memory", "pids", "io", "cpuset", "hugetlb"}
 SIZES = ("2MB", "1GB")
@@ -157,7 +157,7 @@ def test_parsers():
     (Limits(hugetlb=(HugetlbLimit("2MB", 0), HugetlbLimit("2MB", 0))), "limits.hugetlb[1].page_size"),
 ])
 def test_out_of_range_values_name_the_field(limits, field):
-    bad = validate(limits, host())
+    bad = limit_violations(limits, host())
     assert [v.field for v in bad] == [field], bad
 
 
@@ -168,5 +168,5 @@ def test_values_at_the_kernel_bounds_are_accepted():
                 io=IoLimits(weight=10000, devices=(IoDeviceLimits("8:0", rbps=1, wbps=MAX, weight=10000),)),
                 cpuset=CpusetLimits(cpus="0-3", mems="0"),
                 hugetlb=(HugetlbLimit("1GB", MAX),))
-    assert validate(ok, host()) == []
-    assert validate(Limits(cpu=CpuLimits(period_us=1_000_000, quota_us=(1 << 44) - 1)), host()) == []
+    assert limit_violations(ok, host()) == []
+    assert limit_violations(Limits(cpu=CpuLimits(period_us=1_000_000, quota_us=(1 << 44) - 1)), host()) == []

@@ -10,9 +10,10 @@ import threading
 
 import pytest
 
-from agent.drivers.cgroup import CgroupDriver, Limits
+from agent.drivers.cgroup import CgroupDriver
 from agent.errors import FailedPrecondition
 from agent.metrics import Metrics
+from agent.model.compute import Limits
 from agent.services.compute import ComputeService
 from tests.support.cgroup import write_cgroup_file
 

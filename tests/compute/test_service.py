@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from agent.drivers.cgroup import CgroupDriver, CpusetLimits, HugetlbLimit, IoDeviceLimits, IoLimits, Limits
+from agent.drivers.cgroup import CgroupDriver
 from agent.drivers.cgroup import fs as cgfs
 from agent.errors import Aborted, DeadlineExceeded, FailedPrecondition, InvalidArgument
 from agent.metrics import Metrics
+from agent.model.compute import CpusetLimits, HugetlbLimit, IoDeviceLimits, IoLimits, Limits
 from agent.services.compute import ComputeService
 from tests.support.cgroup import require_controller, write_cgroup_file
 

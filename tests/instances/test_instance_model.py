@@ -10,8 +10,8 @@ import pytest
 from agent.drivers.cgroup import Limits, MemoryLimits, PidsLimits
 from agent.services.compute import SCOPE_ENSURE_STEPS
 from agent.services.instances.faults import FAULT_ENV, FAULT_EXIT_CODE, PREPARE_STEPS, RELEASE_STEPS, Faults
-from agent.services.instances.model import (Allocation, InstanceSpec, NicSpec, RootSpec, incompatible,
-                                           keep_allocations, spec_from_dict, spec_to_dict)
+from agent.services.instances.model import Allocation, InstanceSpec, NicSpec, RootSpec
+from agent.services.instances.records import incompatible, keep_allocations, spec_from_dict, spec_to_dict
 from agent.services.network.ports import PORT_DELETE_STEPS, PORT_ENSURE_STEPS
 from tests.support.server import REPO
 
@@ -75,7 +75,7 @@ def test_describe_plane_errors_joins_messages_of_any_exception():
     # regression: a rollback that left something behind (storage Unavailable) turned into INTERNAL
     # because the message join expected strings (seen in the bench under zfs-fuse load)
     from agent.errors import Unavailable
-    from agent.services.instances.release import describe
+    from agent.services.instances.runner import describe
     errs = [Unavailable("zfs clone did not answer within 60s", reason="ZFS_UNAVAILABLE"), OSError(16, "busy"),
             RuntimeError()]
     assert describe(errs) == "zfs clone did not answer within 60s; [Errno 16] busy; RuntimeError"

@@ -7,45 +7,63 @@ Layout (deterministic, computable before anything exists):
     <root>/supervisor                     the agent's own processes, in delegated mode only
 
 Where <root> is and how controllers get enabled: hierarchy.py. Ownership
-marks and creation intents: marks.py. Limit files: limits.py.
+marks and creation intents: marks.py. Limit files: limits.py. Killing and
+rmdir: removal.py. Value types: agent/model/compute.py.
 """
 from __future__ import annotations
 
-import errno
+import builtins
 import os
-import shutil
-import time
+import re
 from typing import Callable, Iterator
 
-from agent import validation
-from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, from_oserror
+from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from agent.model.compute import LIMIT_CONTROLLERS, SCOPE, SLICE, CgroupInfo, LimitDrift, Limits, Mark, Stats
 
-from . import fs
+from . import fs, removal
 from .hierarchy import Hierarchy, subdirs
 from .limits import MissingFile, default_text, files_for, observed_limits, plan, required_controllers
 from .marks import MARK_XATTR, claim, create, decode_mark, forget_intent, is_ours_or_pending, sweep_pending
-from .model import LIMIT_CONTROLLERS, SCOPE, SLICE, CgroupInfo, LimitDrift, Limits, Mark, Stats
 from .stats import read_stats
+
+# What a team/instance name must be to become one directory under the subtree and one
+# word of the mark ("team=t instance=i"): no '/', '.', '..', space or '='.
+_NAME_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def _check_name(what: str, name: str) -> None:
+    """InvalidArgument (plain message, no request field) for a name that cannot be a cgroup of ours."""
+    if not _NAME_RE.fullmatch(name):
+        raise InvalidArgument(f"{what} name {name[:80]!r} cannot name a cgroup of the agent: 1-63 of a-z, "
+                              "0-9 and '-', starting and ending with a letter or digit")
 
 
 class CgroupDriver(Hierarchy):
     """Slices and scopes with limits, stats, freeze/thaw/kill, over cgroupfs v2.
 
-    Construction: see Hierarchy (root, mount, own, plain)."""
+    Construction: see Hierarchy (root, mount, own, plain). Every method that
+    touches the kernel first checks the facility: FailedPrecondition
+    FACILITY_UNAVAILABLE when probe() says cgroup v2 is unusable here. A
+    directory at our path without our mark is never changed or removed:
+    FailedPrecondition NOT_OURS. Kernel errors come back translated
+    (agent.errors.from_oserror: e.g. FailedPrecondition PERMISSION)."""
 
     # ------------------------------------------------------------ names
 
     def slice_path(self, team: str) -> str:
-        """Deterministic path of a team's slice (pure; validates the name)."""
-        validation.cgroup_name("team", team)
+        """Deterministic path of a team's slice, whether it exists or not (pure, no I/O).
+        Raises InvalidArgument when `team` cannot name a cgroup directory."""
+        _check_name("team", team)
         return f"{self.root}/{team}.slice"
 
     def scope_path(self, team: str, instance: str) -> str:
-        """Deterministic path of an instance's scope (pure; validates the names)."""
-        validation.cgroup_name("instance", instance)
+        """Deterministic path of an instance's scope, whether it exists or not (pure, no I/O).
+        Raises InvalidArgument when a name cannot name a cgroup directory."""
+        _check_name("instance", instance)
         return f"{self.slice_path(team)}/{instance}.scope"
 
     def path(self, team: str, instance: str = "") -> str:
+        """scope_path() when `instance` is set, else slice_path(). Pure; raises InvalidArgument as they do."""
         return self.scope_path(team, instance) if instance else self.slice_path(team)
 
     # ------------------------------------------------------------ create / update
@@ -54,11 +72,18 @@ class CgroupDriver(Hierarchy):
                checkpoint: Callable[[str], None] | None = None) -> tuple[CgroupInfo, bool]:
         """Create the slice (instance="") or scope if missing and make its limit
         files say `limits` (limits not requested go back to kernel defaults).
+        Returns (the group as the kernel reports it, changed).
 
-        Idempotent: same limits again -> changed=False, no write. Raises
-        FailedPrecondition (controller unavailable, slice missing for a scope,
-        a cgroup at our path without our mark), AlreadyExists (the instance has
-        a scope in another team), InvalidArgument (kernel refused a value).
+        Idempotent: same limits again -> changed=False, no write. Absent: created
+        with our mark (a directory a crash left unmarked after our recorded
+        intent is adopted). Exists and ours: only differing files are written.
+        Raises InvalidArgument (a name that cannot be a cgroup of ours; the
+        kernel refused a value: KERNEL_EINVAL / OUT_OF_RANGE), FailedPrecondition
+        CONTROLLER_UNAVAILABLE, SLICE_NOT_FOUND (a scope without its team slice),
+        NOT_OURS (a cgroup at our path without our mark), LIMIT_FILE_MISSING
+        (the kernel lacks a requested limit's file), CGROUP_BUSY (processes where
+        controllers must be enabled), CGROUP_ROOT_MISSING, FACILITY_UNAVAILABLE;
+        AlreadyExists INSTANCE_IN_OTHER_TEAM (the instance has a scope in another team).
         A new cgroup is removed again if anything fails: nothing half-created.
         Every check (controllers, kernel files) precedes the first write; if the
         kernel still refuses one, an existing group keeps the writes made before
@@ -84,7 +109,7 @@ class CgroupDriver(Hierarchy):
             self._enable_chain(parent, need)
             created = False
             if not exists:
-                create(path, mark, self._remove_dir)
+                create(path, mark, lambda p: removal.remove_dir(p, plain=self._plain))
                 created = True
                 if checkpoint is not None:
                     checkpoint("scope-created" if instance else "slice-created")
@@ -92,14 +117,18 @@ class CgroupDriver(Hierarchy):
                 changed = self._apply(path, parent, limits, full=True)
             except BaseException:
                 if created:
-                    self._remove_dir(path)
+                    removal.remove_dir(path, plain=self._plain)
                 raise
             return self._info(path, mark), created or changed
 
     def update(self, team: str, instance: str, limits: Limits) -> tuple[CgroupInfo, bool]:
         """Write only the requested limits of an existing slice/scope (others untouched).
+        Returns (the group as the kernel reports it, changed).
 
-        Idempotent. Raises NotFound if it does not exist, FailedPrecondition as ensure().
+        Idempotent: requested values already there -> changed=False, no write. Never
+        creates: absent -> NotFound CGROUP_NOT_FOUND. Raises InvalidArgument,
+        FailedPrecondition (NOT_OURS, CONTROLLER_UNAVAILABLE, LIMIT_FILE_MISSING,
+        CGROUP_BUSY, FACILITY_UNAVAILABLE) as ensure().
         """
         with self._time("update"):
             self._require()
@@ -112,8 +141,11 @@ class CgroupDriver(Hierarchy):
             return self._info(path, mark), changed
 
     def drift(self, team: str, instance: str, limits: Limits) -> list[LimitDrift]:
-        """Kernel files that differ from `limits` (what ensure() would write). Read-only.
-        Raises NotFound if the cgroup does not exist."""
+        """Kernel files that differ from `limits` (what ensure() would write; [] when in sync),
+        including controllers not enabled on the parent and requested files the kernel lacks.
+
+        Read-only, so idempotent. Absent -> NotFound CGROUP_NOT_FOUND. Raises
+        InvalidArgument (bad name), FailedPrecondition NOT_OURS, FACILITY_UNAVAILABLE."""
         with self._time("drift"):
             self._require()
             path, _ = self._existing(team, instance)
@@ -130,15 +162,23 @@ class CgroupDriver(Hierarchy):
     # ------------------------------------------------------------ read
 
     def get(self, team: str, instance: str = "") -> CgroupInfo:
-        """The slice/scope as the kernel reports it. Raises NotFound, FailedPrecondition (not ours)."""
+        """The slice (instance="") or scope as the kernel reports it: controllers, limits read
+        back from the files, populated/frozen, pids (scopes), child count.
+
+        Read-only. Absent -> NotFound CGROUP_NOT_FOUND. Raises InvalidArgument (bad name),
+        FailedPrecondition NOT_OURS (exists without our mark), FACILITY_UNAVAILABLE."""
         with self._time("get"):
             self._require()
             path, mark = self._existing(team, instance)
             return self._info(path, mark)
 
     def list(self, team: str = "", *, kind: str = SCOPE) -> list[CgroupInfo]:
-        """Every slice (kind=SLICE) or scope (of `team`, or of all teams) carrying our mark.
-        Unmarked directories are skipped, never touched."""
+        """Every slice (kind=SLICE) or scope (of `team`, or of all teams) carrying our mark,
+        as get() reports them. Unmarked directories are skipped, never touched; a group
+        removed during the scan is left out.
+
+        Read-only. An absent subtree or team slice -> []. Raises InvalidArgument (bad team
+        name), FailedPrecondition FACILITY_UNAVAILABLE."""
         with self._time("list"):
             self._require()
             out = []
@@ -150,7 +190,12 @@ class CgroupDriver(Hierarchy):
             return out
 
     def owned(self, team: str = "", *, kind: str = SCOPE) -> Iterator[tuple[str, Mark]]:
-        """(path, mark) of every marked slice or scope: a directory scan, for GC and reconcile."""
+        """(path, mark) of every marked slice (kind=SLICE) or scope of ours (of `team`, or of
+        all teams): a directory scan without reading limits, for GC and reconcile.
+
+        Read-only; lazy (a generator). Unmarked directories and scopes whose mark names
+        another team are skipped; an absent subtree yields nothing. Does not check the
+        facility. Raises InvalidArgument (bad team name), translated OSError of the scan."""
         slices = [self.slice_path(team)] if team else [
             os.path.join(self.root, e) for e in subdirs(self.root) if e.endswith(".slice")]
         for s in slices:
@@ -167,7 +212,11 @@ class CgroupDriver(Hierarchy):
                     yield p, m
 
     def stats(self, team: str, instance: str = "") -> Stats:
-        """Usage counters and pressure of a slice/scope. Read-only. Raises NotFound."""
+        """Usage counters and pressure (PSI) of a slice (instance="") or scope; counters whose
+        file the kernel lacks stay None/empty.
+
+        Read-only. Absent -> NotFound CGROUP_NOT_FOUND. Raises InvalidArgument (bad name),
+        FailedPrecondition NOT_OURS, FACILITY_UNAVAILABLE."""
         with self._time("stats"):
             self._require()
             path, _ = self._existing(team, instance)
@@ -175,30 +224,35 @@ class CgroupDriver(Hierarchy):
 
     # ------------------------------------------------------------ processes
 
-    def attach(self, team: str, instance: str, pids: list[int]) -> tuple[int, ...]:
+    def attach(self, team: str, instance: str, pids: builtins.list[int]) -> tuple[int, ...]:
         """Move processes (whole thread groups) into a scope; returns the scope's pids.
 
-        Idempotent (a pid already there is fine). Raises NotFound (scope or
-        process missing), InvalidArgument (pid <= 1 or the agent itself),
-        FailedPrecondition (scope not ours).
+        Idempotent (a pid already there is fine). Absent scope -> NotFound
+        CGROUP_NOT_FOUND; a process that does not exist -> NotFound
+        PROCESS_NOT_FOUND (earlier pids of the list stay moved). Raises
+        InvalidArgument (instance "" - a team slice -, pid <= 1 or the agent
+        itself, a bad name), FailedPrecondition NOT_OURS, FACILITY_UNAVAILABLE.
         """
         with self._time("attach"):
             self._require()
             if not instance:
-                raise InvalidArgument.for_field("instance", "processes go into an instance scope, not a team slice")
+                raise InvalidArgument("processes go into an instance scope, not a team slice")
             path, _ = self._existing(team, instance)
-            for i, pid in enumerate(pids):
+            for pid in pids:
                 if pid <= 1 or pid == os.getpid():
-                    raise InvalidArgument.for_field(f"pids[{i}]", f"pid {pid} cannot be moved (init or the agent itself)")
+                    raise InvalidArgument(f"pid {pid} cannot be moved (init or the agent itself)")
             for pid in pids:
                 fs.write(os.path.join(path, "cgroup.procs"), str(pid), create=self._plain)
-            return self._pids(path)
+            return fs.procs(path)
 
     def freeze(self, team: str, instance: str, deadline: float | None) -> float:
         """Freeze every process of the slice/scope and wait until cgroup.events says frozen 1.
 
-        Idempotent. Returns seconds waited. Raises NotFound, DeadlineExceeded
-        (the freeze stays requested), FailedPrecondition (not ours).
+        Idempotent (already frozen: returns at once). Returns seconds waited.
+        Absent -> NotFound CGROUP_NOT_FOUND. Raises DeadlineExceeded
+        CGROUP_WAIT_TIMEOUT (the freeze stays requested), FailedPrecondition
+        NOT_OURS (the group, or for a team slice any child cgroup, is not ours),
+        FACILITY_UNAVAILABLE; InvalidArgument (bad name).
         """
         with self._time("freeze"):
             self._require()
@@ -209,10 +263,12 @@ class CgroupDriver(Hierarchy):
             return fs.wait_events(path, "frozen", 1, deadline, "freeze")
 
     def thaw(self, team: str, instance: str, deadline: float | None) -> float:
-        """Thaw and wait until cgroup.events says frozen 0. Idempotent.
+        """Thaw and wait until cgroup.events says frozen 0; returns seconds waited.
 
-        Raises FailedPrecondition if an ancestor (the team slice) is frozen:
-        thaw that first. NotFound, DeadlineExceeded as freeze().
+        Idempotent (not frozen: returns at once). Absent -> NotFound
+        CGROUP_NOT_FOUND. Raises FailedPrecondition PARENT_FROZEN when the
+        scope's team slice is frozen (thaw that first), NOT_OURS,
+        FACILITY_UNAVAILABLE; DeadlineExceeded CGROUP_WAIT_TIMEOUT; InvalidArgument.
         """
         with self._time("thaw"):
             self._require()
@@ -228,15 +284,17 @@ class CgroupDriver(Hierarchy):
         """SIGKILL every process of the slice/scope (cgroup.kill) and wait for populated 0.
 
         Idempotent (an empty cgroup: nothing to do). Returns seconds waited.
-        Raises NotFound, DeadlineExceeded, FailedPrecondition (not ours, or a
-        kernel without cgroup.kill: Linux < 5.14).
+        Absent -> NotFound CGROUP_NOT_FOUND. Raises DeadlineExceeded
+        CGROUP_WAIT_TIMEOUT, FailedPrecondition NOT_OURS (the group, or for a
+        team slice any child cgroup), KILL_UNSUPPORTED (no cgroup.kill: Linux
+        < 5.14), FACILITY_UNAVAILABLE; InvalidArgument (bad name).
         """
         with self._time("kill"):
             self._require()
             path, _ = self._existing(team, instance)
             if not instance:
                 self._refuse_foreign_children(path, "kill")
-            return self._kill(path, deadline)
+            return removal.kill(path, deadline)
 
     def _refuse_foreign_children(self, slice_path: str, verb: str) -> None:
         """A team slice's freeze/kill reaches every child: refused (NOT_OURS) when one is not ours.
@@ -258,7 +316,11 @@ class CgroupDriver(Hierarchy):
         (FailedPrecondition SCOPE_POPULATED) unless kill=True, which kills its
         processes first. A slice with scopes is refused (SLICE_NOT_EMPTY)
         unless kill=True, which kills and removes them; a child without our
-        mark always blocks (NOT_OURS) and is left alone.
+        mark always blocks (NOT_OURS) and is left alone. Also raises
+        FailedPrecondition NOT_OURS (the group itself is not ours),
+        KILL_UNSUPPORTED, FACILITY_UNAVAILABLE, a translated rmdir error (BUSY
+        once the deadline passed); DeadlineExceeded CGROUP_WAIT_TIMEOUT;
+        InvalidArgument (bad name).
         """
         with self._time("delete"):
             self._require()
@@ -268,7 +330,7 @@ class CgroupDriver(Hierarchy):
             mark = Mark(SCOPE if instance else SLICE, team, instance)
             claim(path, mark)
             if instance:
-                self._delete_scope(path, kill, deadline)
+                removal.delete_scope(path, kill, deadline, plain=self._plain)
                 return True
             scopes = []
             for e in subdirs(path):
@@ -282,19 +344,24 @@ class CgroupDriver(Hierarchy):
                 raise FailedPrecondition(f"team slice {path} still has {len(scopes)} scope(s) "
                                          f"({', '.join(os.path.basename(s) for s in scopes[:5])}); delete them "
                                          "or pass kill", reason="SLICE_NOT_EMPTY", metadata={"cgroup": path})
-            if scopes and self._populated(path):
-                self._kill(path, deadline)
+            if scopes and fs.populated(path):
+                removal.kill(path, deadline)
             for s in scopes:
-                self._remove_tree(s, deadline)
+                removal.remove_tree(s, deadline, plain=self._plain)
                 forget_intent(path, os.path.basename(s))
-            self._remove_tree(path, deadline)
+            removal.remove_tree(path, deadline, plain=self._plain)
             return True
 
-    def delete_many(self, refs: list[tuple[str, str]], *, kill: bool = False,
-                    deadline: float | None = None) -> list[tuple[str, str, bool, Exception | None]]:
+    def delete_many(self, refs: builtins.list[tuple[str, str]], *, kill: bool = False,
+                    deadline: float | None = None) -> builtins.list[tuple[str, str, bool, Exception | None]]:
         """Bulk scope removal: kill all first (one cgroup.kill each), wait for all, then rmdir.
 
-        Returns (team, instance, deleted, error) per ref; errors are per item, never raised.
+        Returns (team, instance, deleted, error) per ref, in order. Idempotent per
+        item: an absent scope -> deleted=False, error None. Errors are per item,
+        never raised: InvalidArgument (bad name, a ref without instance),
+        FailedPrecondition NOT_OURS / SCOPE_POPULATED (populated and not kill),
+        DeadlineExceeded and rmdir errors as delete(). Only FailedPrecondition
+        FACILITY_UNAVAILABLE is raised for the whole call.
         """
         with self._time("delete_many"):
             self._require()
@@ -304,12 +371,13 @@ class CgroupDriver(Hierarchy):
                 try:
                     path = self.path(team, inst)
                     if not inst:
-                        raise InvalidArgument.for_field("instance", "delete_many removes scopes")
+                        raise InvalidArgument(f"delete_many removes scopes; team {team!r} came without an "
+                                              "instance")
                     if not os.path.isdir(path):
                         results[(team, inst)] = None
                         continue
                     claim(path, Mark(SCOPE, team, inst))
-                    if self._populated(path):
+                    if fs.populated(path):
                         if not kill:
                             raise FailedPrecondition(f"scope {path} holds processes; pass kill",
                                                      reason="SCOPE_POPULATED")
@@ -319,7 +387,7 @@ class CgroupDriver(Hierarchy):
                     results[(team, inst)] = exc
             for team, inst, path in live:
                 try:
-                    self._delete_scope(path, kill, deadline)
+                    removal.delete_scope(path, kill, deadline, plain=self._plain)
                     results[(team, inst)] = None
                 except Exception as exc:
                     results[(team, inst)] = exc
@@ -328,7 +396,12 @@ class CgroupDriver(Hierarchy):
                     for t, i in refs]
 
     def sweep_pending(self) -> int:
-        """Drop intent records (pending xattrs) whose directory never came to exist. Returns how many."""
+        """Drop intent records (pending xattrs on our root and slices) whose directory never
+        came to exist (a crash between the record and the mkdir). Returns how many.
+
+        Idempotent: a second call finds none and returns 0. An absent subtree -> 0.
+        Unreadable directories are skipped; raises a translated OSError when an xattr
+        cannot be removed."""
         return sweep_pending([self.root] + [os.path.join(self.root, e) for e in subdirs(self.root)
                                             if e.endswith(".slice")])
 
@@ -387,55 +460,5 @@ class CgroupDriver(Hierarchy):
             controllers=tuple(sorted(self._enabled(parent))),
             limits=observed_limits(self._observed(path, parent)),
             populated=bool(events.get("populated", 0)), frozen=bool(events.get("frozen", 0)),
-            pids=self._pids(path) if mark.kind == SCOPE else (),
+            pids=fs.procs(path) if mark.kind == SCOPE else (),
             children=len(subdirs(path)))
-
-    def _kill(self, path: str, deadline: float | None) -> float:
-        if not self._populated(path):
-            return 0.0
-        if not os.path.exists(os.path.join(path, "cgroup.kill")):
-            raise FailedPrecondition("this kernel has no cgroup.kill (Linux >= 5.14 needed)",
-                                     reason="KILL_UNSUPPORTED")
-        fs.write(os.path.join(path, "cgroup.kill"), "1")
-        return fs.wait_events(path, "populated", 0, deadline, "kill")
-
-    def _delete_scope(self, path: str, kill: bool, deadline: float | None) -> None:
-        if self._populated(path):
-            if not kill:
-                n = len(self._pids(path))
-                raise FailedPrecondition(f"scope {path} holds processes ({n} in the scope itself); "
-                                         "pass kill to kill them first", reason="SCOPE_POPULATED",
-                                         metadata={"cgroup": path})
-            self._kill(path, deadline)
-        self._remove_tree(path, deadline)
-
-    def _remove_tree(self, path: str, deadline: float | None) -> None:
-        """rmdir bottom-up (a workload may have made nested cgroups inside its scope)."""
-        if self._plain:
-            shutil.rmtree(path, ignore_errors=False)
-            return
-        for dirpath, _, _ in os.walk(path, topdown=False):
-            while True:
-                try:
-                    os.rmdir(dirpath)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError as exc:
-                    # A just-killed cgroup can stay busy for a moment while its tasks finish exiting.
-                    if exc.errno == errno.EBUSY and deadline is not None and time.monotonic() < deadline \
-                            and not self._populated(dirpath):
-                        time.sleep(0.001)
-                        continue
-                    raise from_oserror(exc, f"rmdir {dirpath}") from None
-
-    def _remove_dir(self, path: str) -> None:
-        try:
-            if self._plain:
-                shutil.rmtree(path)
-            else:
-                os.rmdir(path)
-        except OSError:
-            pass
-
-

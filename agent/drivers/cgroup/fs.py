@@ -73,12 +73,24 @@ def read(path: str) -> str | None:
 
 
 def parse_events(text: str) -> dict[str, int]:
+    """'populated 1\nfrozen 0' (cgroup.events) -> {key: int}; lines without a number are skipped. Pure."""
     out = {}
     for line in text.splitlines():
         k, _, v = line.partition(" ")
         if v.strip().isdigit():
             out[k] = int(v)
     return out
+
+
+def procs(cgroup: str) -> tuple[int, ...]:
+    """PIDs in `cgroup` itself (cgroup.procs; () when it is absent). Read-only."""
+    text = read(os.path.join(cgroup, "cgroup.procs")) or ""
+    return tuple(int(p) for p in text.split())
+
+
+def populated(cgroup: str) -> bool:
+    """True while `cgroup` or a descendant holds a process (cgroup.events populated 1). Read-only."""
+    return parse_events(read(os.path.join(cgroup, "cgroup.events")) or "").get("populated", 0) == 1
 
 
 def wait_events(cgroup: str, key: str, want: int, deadline: float | None, what: str) -> float:
@@ -118,6 +130,8 @@ def wait_events(cgroup: str, key: str, want: int, deadline: float | None, what: 
 
 
 def getxattr(path: str, name: str) -> bytes | None:
+    """The xattr's value; None when the attribute or the path is absent. Read-only. Raises the
+    translated OSError otherwise (e.g. FailedPrecondition PERMISSION / NOT_SUPPORTED)."""
     try:
         return os.getxattr(path, name)
     except OSError as exc:
@@ -127,6 +141,8 @@ def getxattr(path: str, name: str) -> bytes | None:
 
 
 def setxattr(path: str, name: str, value: bytes) -> None:
+    """Set (create or replace) an xattr. Idempotent. Raises the translated OSError (NotFound
+    NOT_FOUND when the path is absent, FailedPrecondition PERMISSION / NOT_SUPPORTED)."""
     try:
         os.setxattr(path, name, value)
     except OSError as exc:
@@ -134,6 +150,8 @@ def setxattr(path: str, name: str, value: bytes) -> None:
 
 
 def removexattr(path: str, name: str) -> None:
+    """Remove an xattr. Idempotent: an absent attribute or path is no error. Raises the
+    translated OSError otherwise."""
     try:
         os.removexattr(path, name)
     except OSError as exc:

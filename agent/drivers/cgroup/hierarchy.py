@@ -20,9 +20,9 @@ from agent.drivers import procfs
 from agent.drivers.base import Availability, require
 from agent.errors import FailedPrecondition, NotFound, from_oserror
 from agent.metrics import Metrics
+from agent.model.compute import HostFacts, parse_cpulist
 
 from . import fs
-from .limits import HostFacts, parse_cpulist
 
 SUPERVISOR = "supervisor"
 DEFAULT_ROOT_NAME = "devcloud.slice"
@@ -52,6 +52,8 @@ def resolve_root(root: str = "", mount: str | None = None, own: str | None = Non
 
 
 def parse_controllers(text: str | None) -> set[str]:
+    """'cpu memory' or '+cpu +memory' (cgroup.controllers / subtree_control) -> {'cpu', 'memory'};
+    None -> set(). Pure."""
     # A plain directory tree keeps our "+cpu" words verbatim: accept both forms.
     return {w.lstrip("+") for w in (text or "").split()}
 
@@ -82,7 +84,9 @@ class Hierarchy:
 
     def probe(self) -> Availability:
         """Whether cgroup v2 is usable here; features = controllers available to the subtree.
-        Never raises."""
+
+        Read-only, never raises: no cgroup2 mount, a root outside the mount or an
+        unreadable anchor come back as Availability.missing with the reason."""
         try:
             if not self.mount:
                 v1 = procfs.cgroup_v1_controllers()
@@ -105,11 +109,14 @@ class Hierarchy:
         require("cgroup v2", self.probe())
 
     def available_controllers(self) -> set[str]:
-        """Controllers the subtree can use (the anchor's cgroup.controllers)."""
+        """Controllers the subtree can use (the anchor's cgroup.controllers); an absent file -> set().
+        Read-only. Raises a translated OSError when the file cannot be read."""
         return parse_controllers(fs.read(os.path.join(self.anchor, "cgroup.controllers")))
 
     def require_controllers(self, need: set[str]) -> None:
-        """FailedPrecondition naming every controller of `need` this host cannot give us."""
+        """Return when every controller of `need` is available to the subtree; else raise
+        FailedPrecondition CONTROLLER_UNAVAILABLE naming each missing one and why (bound to
+        cgroup v1, not delegated, not offered by the anchor). Read-only, idempotent."""
         missing = sorted(need - self.available_controllers())
         if not missing:
             return
@@ -129,12 +136,16 @@ class Hierarchy:
             reason="CONTROLLER_UNAVAILABLE", metadata={"controllers": ",".join(missing)})
 
     def host_facts(self) -> HostFacts:
-        """Online CPUs and memory nodes, hugepage sizes, block devices: what limits are checked against."""
+        """Online CPUs and memory nodes, hugepage sizes and a block device lookup: what limits
+        are checked against (agent.validation.limit_violations). Read-only; an unreadable
+        sysfs online list counts as node 0 only. Raises ValueError on a malformed list."""
         cpus = parse_cpulist(procfs.read_text("/sys/devices/system/cpu/online", "0"))
         mems = parse_cpulist(procfs.read_text("/sys/devices/system/node/online", "0"))
         return HostFacts(cpus, mems, self.page_sizes(), block_device)
 
     def page_sizes(self) -> tuple[str, ...]:
+        """Hugepage sizes of this host as the kernel names them in hugetlb files ("2MB", "1GB"),
+        smallest first; () without hugetlbfs support. Read once, then cached; never raises."""
         if self._page_sizes is None:
             sizes = []
             try:
@@ -181,7 +192,7 @@ class Hierarchy:
             have = self._enabled(cg)
             if need <= have:
                 continue
-            if cg != self.mount and self._pids(cg):
+            if cg != self.mount and fs.procs(cg):
                 if cg == self.anchor and self.delegated:
                     self._move_to_supervisor(cg)
                 else:
@@ -203,7 +214,7 @@ class Hierarchy:
             except OSError as exc:
                 raise from_oserror(exc, f"mkdir {sup}") from None
             for _ in range(10):
-                pids = self._pids(cg)
+                pids = fs.procs(cg)
                 if not pids:
                     return
                 for pid in pids:
@@ -214,16 +225,12 @@ class Hierarchy:
             raise FailedPrecondition(f"processes keep appearing in {cg}; cannot empty it into {sup}",
                                      reason="CGROUP_BUSY")
 
-    def _pids(self, path: str) -> tuple[int, ...]:
-        text = fs.read(os.path.join(path, "cgroup.procs")) or ""
-        return tuple(int(p) for p in text.split())
-
-    def _populated(self, path: str) -> bool:
-        return fs.parse_events(fs.read(os.path.join(path, "cgroup.events")) or "").get("populated", 0) == 1
 
 
 
 def subdirs(path: str) -> list[str]:
+    """Names of the directories directly in `path` (symlinks not followed), sorted; [] when `path`
+    is absent. Read-only. Raises the translated OSError otherwise."""
     try:
         with os.scandir(path) as it:
             return sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
@@ -234,6 +241,8 @@ def subdirs(path: str) -> list[str]:
 
 
 def block_device(dev: str) -> str:
+    """What block device "MAJ:MIN" is on this host: "disk", "partition" or "missing" (sysfs).
+    Read-only; never raises."""
     base = f"/sys/dev/block/{dev}"
     if not os.path.exists(base):
         return "missing"

@@ -2,8 +2,10 @@
 
 `plan()` compares desired limits with what the kernel files say and returns
 the writes that make them agree; `observed_limits()` reads limits back from
-file contents; `validate()` checks ranges and host facts. The driver does
-the I/O around them, and unit tests exercise them on plain strings.
+file contents. The driver does the I/O around them, and unit tests exercise
+them on plain strings. The value types and the kernel's bounds are in
+agent/model/compute.py; checking a request against them (with proto field
+paths) is agent/validation.py's `limits`.
 """
 from __future__ import annotations
 
@@ -12,24 +14,12 @@ import re
 from dataclasses import dataclass, fields
 from typing import Callable
 
-from agent.errors import FieldViolation
-
-from .model import (MAX, Bound, CpuLimits, CpusetLimits, HugetlbLimit, IoDeviceLimits, IoLimits,
-                    Limits, MemoryLimits, PidsLimits)
+from agent.model.compute import (CPU_PERIOD_DEFAULT_US, IO_KEYS, MAX, WEIGHT_DEFAULT, Bound, CpuLimits,
+                                  CpusetLimits, HugetlbLimit, IoDeviceLimits, IoLimits, Limits, MemoryLimits,
+                                  PidsLimits, format_cpulist, parse_cpulist)
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-CPU_QUOTA_MIN_US = 1000                  # kernel: quota >= 1 ms
-CPU_QUOTA_MAX_US = (1 << 44) - 1         # kernel: max_cfs_runtime (MAX_BW µs)
-CPU_PERIOD_MIN_US = 1000                 # kernel: 1 ms .. 1 s
-CPU_PERIOD_MAX_US = 1_000_000
-CPU_PERIOD_DEFAULT_US = 100_000
-WEIGHT_MIN, WEIGHT_MAX, WEIGHT_DEFAULT = 1, 10_000, 100
-PIDS_MAX_LIMIT = 4_194_304               # kernel: PID_MAX_LIMIT
-MEMORY_MAX_BYTES = 1 << 60               # beyond this the kernel would silently clamp to "max"
-IO_KEYS = ("rbps", "wbps", "riops", "wiops")
-DEVICE_RE = re.compile(r"^(\d{1,10}):(\d{1,10})$")
 HUGETLB_MAX_RE = re.compile(r"^hugetlb\.(\d+[KMG]B)\.max$")
-_CPULIST_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
 # What each kernel file holds when nobody set it: Ensure resets unrequested
 # limits to these, and a plain directory tree (unit tests) reads them for absent files.
@@ -52,6 +42,7 @@ CONTROLLER_FILES = {
 
 
 def hugetlb_file(page_size: str) -> str:
+    """The limit file of a hugepage size: "2MB" -> "hugetlb.2MB.max". Pure."""
     return f"hugetlb.{page_size}.max"
 
 
@@ -67,6 +58,7 @@ def files_for(controllers: set[str] | frozenset[str], page_sizes: tuple[str, ...
 
 
 def default_text(file: str) -> str:
+    """What limit file `file` holds when nobody set it. Pure; KeyError for a file that is not a limit."""
     return HUGETLB_DEFAULT if file.startswith("hugetlb.") else DEFAULTS[file]
 
 
@@ -95,43 +87,14 @@ def required_controllers(limits: Limits) -> set[str]:
 # ---------------------------------------------------------------- parsing kernel text
 
 def parse_bound(text: str) -> Bound:
+    """'max' -> MAX, '123' -> 123. Pure; ValueError for anything else."""
     t = text.strip()
     return MAX if t == MAX else int(t)
 
 
-def parse_cpulist(text: str) -> frozenset[int]:
-    """'0-3,5' -> {0,1,2,3,5}; '' -> empty. Raises ValueError on bad syntax."""
-    t = text.strip()
-    if not t:
-        return frozenset()
-    if len(t) > 4096 or not _CPULIST_RE.match(t):
-        raise ValueError(f"{text!r} is not a list like 0-3,5")
-    out: set[int] = set()
-    for part in t.split(","):
-        lo, _, hi = part.partition("-")
-        a, b = int(lo), int(hi or lo)
-        if a > b:
-            raise ValueError(f"range {part!r} is reversed")
-        if b > 65535:
-            raise ValueError(f"{b} is beyond any CPU or node number")
-        out.update(range(a, b + 1))
-    return frozenset(out)
-
-
-def format_cpulist(ids) -> str:
-    """{0,1,2,3,5} -> '0-3,5' (the kernel's own notation)."""
-    s = sorted(ids)
-    parts, i = [], 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and s[j + 1] == s[j] + 1:
-            j += 1
-        parts.append(str(s[i]) if i == j else f"{s[i]}-{s[j]}")
-        i = j + 1
-    return ",".join(parts)
-
-
 def parse_cpu_max(text: str) -> tuple[Bound, int]:
+    """'max 100000' / '50000 100000' (cpu.max) -> (quota, period); a missing period is the
+    kernel default. Pure; ValueError on bad text."""
     q, _, p = text.strip().partition(" ")
     return parse_bound(q), int(p or CPU_PERIOD_DEFAULT_US)
 
@@ -355,89 +318,3 @@ def observed_limits(files: dict[str, str | None]) -> Limits:
     huge = tuple(HugetlbLimit(m.group(1), parse_bound(v)) for f, v in sorted(files.items())
                  if (m := HUGETLB_MAX_RE.match(f)) and v is not None)
     return Limits(cpu, mem, pids, io, cpuset, huge)
-
-
-# ---------------------------------------------------------------- validation
-
-@dataclass(frozen=True)
-class HostFacts:
-    """What limits are checked against on this node."""
-
-    online_cpus: frozenset[int]
-    online_mems: frozenset[int]
-    hugepage_sizes: tuple[str, ...]                   # "2MB", "1GB"
-    block_device: Callable[[str], str]                # "MAJ:MIN" -> "disk" | "partition" | "missing"
-
-
-def validate(limits: Limits, host: HostFacts, prefix: str = "limits") -> list[FieldViolation]:
-    """Range and host checks; field names follow the proto (limits.cpu.quota_us)."""
-    bad: list[FieldViolation] = []
-
-    def err(path: str, msg: str) -> None:
-        bad.append(FieldViolation(f"{prefix}.{path}", msg))
-
-    def bound(path: str, v, lo: int, hi: int, allow_max: bool = True) -> None:
-        if v is None:
-            return
-        if v == MAX:
-            if not allow_max:
-                err(path, "\"max\" is not allowed here")
-            return
-        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            alt = ' or "max"' if allow_max else ""
-            err(path, f"must be between {lo} and {hi}{alt}, got {v!r}")
-
-    if limits.cpu:
-        c = limits.cpu
-        bound("cpu.quota_us", c.quota_us, CPU_QUOTA_MIN_US, CPU_QUOTA_MAX_US)
-        bound("cpu.period_us", c.period_us, CPU_PERIOD_MIN_US, CPU_PERIOD_MAX_US, allow_max=False)
-        bound("cpu.weight", c.weight, WEIGHT_MIN, WEIGHT_MAX, allow_max=False)
-    if limits.memory:
-        for f in ("max", "high", "low", "swap_max"):
-            bound(f"memory.{f}", getattr(limits.memory, f), 0, MEMORY_MAX_BYTES)
-    if limits.pids:
-        bound("pids.max", limits.pids.max, 0, PIDS_MAX_LIMIT)
-    if limits.io:
-        bound("io.weight", limits.io.weight, WEIGHT_MIN, WEIGHT_MAX, allow_max=False)
-        seen = set()
-        for i, d in enumerate(limits.io.devices):
-            p = f"io.devices[{i}]"
-            if not DEVICE_RE.match(d.device or ""):
-                err(f"{p}.device", f"{d.device!r} is not a block device number like 8:0")
-            elif d.device in seen:
-                err(f"{p}.device", f"device {d.device} is listed twice")
-            else:
-                seen.add(d.device)
-                kind = host.block_device(d.device)
-                if kind == "missing":
-                    err(f"{p}.device", f"no block device {d.device} on this node (/sys/dev/block/{d.device})")
-                elif kind == "partition":
-                    err(f"{p}.device", f"{d.device} is a partition; io limits apply to whole disks")
-            for k in IO_KEYS:
-                bound(f"{p}.{k}", getattr(d, k), 1, (1 << 64) - 2)
-            bound(f"{p}.weight", d.weight, WEIGHT_MIN, WEIGHT_MAX, allow_max=False)
-    if limits.cpuset:
-        for f, online, what in (("cpus", host.online_cpus, "CPUs"), ("mems", host.online_mems, "memory nodes")):
-            v = getattr(limits.cpuset, f)
-            if v is None:
-                continue
-            try:
-                ids = parse_cpulist(v)
-            except ValueError as exc:
-                err(f"cpuset.{f}", str(exc))
-                continue
-            extra = ids - online
-            if extra:
-                err(f"cpuset.{f}", f"{format_cpulist(extra)} not among this node's online {what} "
-                                   f"({format_cpulist(online)})")
-    seen_sizes = set()
-    for i, h in enumerate(limits.hugetlb):
-        p = f"hugetlb[{i}]"
-        if h.page_size not in host.hugepage_sizes:
-            err(f"{p}.page_size", f"{h.page_size!r} is not a hugepage size of this node "
-                                  f"({', '.join(host.hugepage_sizes) or 'none'})")
-        elif h.page_size in seen_sizes:
-            err(f"{p}.page_size", f"{h.page_size} is listed twice")
-        seen_sizes.add(h.page_size)
-        bound(f"{p}.max", h.max, 0, MEMORY_MAX_BYTES)
-    return bad

@@ -13,16 +13,17 @@ import os
 from typing import Callable
 
 from agent.errors import FailedPrecondition, from_oserror
+from agent.model.compute import SCOPE, SLICE, Mark
+from agent.model.marks import CGROUP_MARK_XATTR, CGROUP_PENDING_XATTR, OWNER
 
 from . import fs
-from .model import SCOPE, SLICE, Mark
 
-MARK_XATTR = "user.devcloud.owner"
-PENDING_XATTR = "user.devcloud.pending."
-OWNER = "devcloud-agent"
+MARK_XATTR = CGROUP_MARK_XATTR           # the driver's (and its tests') short names for the model's keys
+PENDING_XATTR = CGROUP_PENDING_XATTR
 
 
 def encode_mark(mark: Mark) -> bytes:
+    """The xattr value of our mark: b"owner=devcloud-agent kind=scope team=t instance=i". Pure."""
     parts = [f"owner={OWNER}", f"kind={mark.kind}", f"team={mark.team}"]
     if mark.instance:
         parts.append(f"instance={mark.instance}")
@@ -82,6 +83,8 @@ def create(path: str, mark: Mark, remove: Callable[[str], None]) -> None:
 
 
 def forget_intent(parent: str, name: str) -> None:
+    """Drop the creation intent for `name` recorded on `parent`. Idempotent (none recorded: no error);
+    raises the translated OSError otherwise."""
     fs.removexattr(parent, PENDING_XATTR + name)
 
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import os
 
+from agent.model.compute import Pressure, PressureStat, Stats
+
 from . import fs
 from .limits import parse_flat_keyed
-from .model import Pressure, PressureStat, Stats
 
 PSI_RESOURCES = ("cpu", "memory", "io", "irq")
 

@@ -30,10 +30,10 @@ from pyroute2 import IPRoute, netns as pr_netns
 from agent.drivers.base import Availability
 from agent.drivers.embedded.processes import Adopted, alive, cmdline, in_netns, ns_inode, stop_pid
 from agent.errors import FailedPrecondition, Unavailable
+from agent.model.marks import OWNER, OWNER_KEY
 
 log = logging.getLogger(__name__)
 
-OWNER = "devcloud-agent"
 NB_SCHEMA = "/usr/share/ovn/ovn-nb.ovsschema"
 SB_SCHEMA = "/usr/share/ovn/ovn-sb.ovsschema"
 VSWITCH_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
@@ -107,22 +107,28 @@ class OvnStack:
     # -- addresses -------------------------------------------------------
     @property
     def nb_remote(self) -> str:
+        """OVSDB remote of the Northbound database ("unix:<dir>/nb.sock"), running or not. Pure."""
         return f"unix:{self.dir / 'nb.sock'}"
 
     @property
     def sb_remote(self) -> str:
+        """OVSDB remote of the Southbound database ("unix:<dir>/sb.sock"), running or not. Pure."""
         return f"unix:{self.dir / 'sb.sock'}"
 
     @property
     def ovs_remote(self) -> str:
+        """OVSDB remote of the local Open_vSwitch database ("unix:<dir>/db.sock"), running or not. Pure."""
         return f"unix:{self.dir / 'db.sock'}"
 
     def pid(self, name: str) -> int | None:
+        """PID of daemon `name` (one of ORDER) while it runs; None when it was never started,
+        was stopped or has exited, or the name is unknown. Read-only; never raises."""
         child = self._children.get(name)
         return child.proc.pid if child and child.proc and child.proc.poll() is None else None
 
     def pids(self) -> set[int]:
-        """PIDs of the daemons running now (started or adopted by us)."""
+        """PIDs of the daemons running now (started or adopted by us); empty when none runs.
+        Read-only; never raises."""
         return {pid for pid in (self.pid(n) for n in self.ORDER) if pid}
 
     # -- lifecycle -------------------------------------------------------
@@ -130,8 +136,13 @@ class OvnStack:
         """Create the databases (when absent), start every daemon, configure the
         chassis and br-int, and wait until ovn-controller registered the chassis.
 
-        Raises FailedPrecondition when binaries are missing, Unavailable when a
-        daemon does not come up within `timeout` (everything started is stopped).
+        Idempotent: daemons already running are kept; a live daemon of a previous
+        run (our pidfile, command line and namespaces) is adopted, a stale one is
+        stopped by its PID and started anew; existing databases are kept (converted
+        when their schema changed) unless `fresh`. Raises FailedPrecondition
+        FACILITY_UNAVAILABLE when binaries or schemas are missing, Unavailable
+        OVN_STACK_START_FAILED (a daemon or tool failed) or OVN_STACK_TIMEOUT
+        (not up within `timeout`); on any failure everything started is stopped.
         """
         avail = probe()
         if not avail.available:
@@ -157,7 +168,11 @@ class OvnStack:
         then SIGKILL after `timeout`), by PID. With remove_netns, also delete the
         namespace this stack created (which deletes every netdev in it); without,
         the namespace is deleted only when it holds nothing but lo and ovs-vswitchd's own
-        netdevs, so a built data plane, and any netdev that is not ours, always survives."""
+        netdevs, so a built data plane, and any netdev that is not ours, always survives.
+
+        Idempotent: daemons already stopped are skipped, a second call does nothing more.
+        Never raises for one daemon that will not stop (logged, the others are stopped);
+        a namespace that cannot be removed is logged and kept."""
         self._stop.set()
         if self._supervisor and self._supervisor is not threading.current_thread():
             self._supervisor.join(timeout)
@@ -192,7 +207,9 @@ class OvnStack:
         return sorted(n for n in names if n not in ("lo", "ovs-netdev", self.bridge))
 
     def stop_component(self, name: str, timeout: float = 5.0) -> None:
-        """Stop one daemon by its PID (used for fault tests and by stop())."""
+        """Stop one daemon by its PID: SIGTERM, SIGKILL after `timeout` (used for fault tests and
+        by stop()). Idempotent: not started or already stopped -> nothing to do; an exited one
+        is only forgotten. Raises subprocess.TimeoutExpired if it survives SIGKILL for `timeout`."""
         child = self._children.get(name)
         if not child or not child.proc:
             return
@@ -207,11 +224,15 @@ class OvnStack:
         child.proc = None
 
     def start_component(self, name: str, timeout: float = 10.0) -> None:
-        """(Re)start one daemon that is not running; waits for its socket."""
+        """(Re)start one daemon that is not running (adopting a live one of a previous run) and
+        wait for its socket. Idempotent: a running daemon is left alone. Raises Unavailable
+        OVN_STACK_START_FAILED (it exited) or OVN_STACK_TIMEOUT (no socket within `timeout`);
+        KeyError for an unknown name."""
         self._start_child(name, time.monotonic() + timeout)
 
     def status(self) -> dict[str, str]:
-        """Each daemon: "running", "stopped", "exited <rc>" or "failed: <why>"."""
+        """Each daemon of ORDER: "running", "stopped" (never started or stopped), "exited <rc>"
+        or "failed: <why>" (the supervisor gave up). Read-only; never raises."""
         out = {}
         for name in self.ORDER:
             child = self._children.get(name)
@@ -224,7 +245,8 @@ class OvnStack:
         return out
 
     def health(self) -> Availability:
-        """Available when every daemon runs; else names the ones that do not."""
+        """Available when every daemon runs; else missing, naming the ones that do not and where
+        their logs are. Read-only; never raises."""
         bad = {k: v for k, v in self.status().items() if v != "running"}
         if bad:
             return Availability.missing("embedded OVN stack: " + ", ".join(f"{k} {v}" for k, v in bad.items())
@@ -234,7 +256,10 @@ class OvnStack:
     # -- supervision -----------------------------------------------------
     def supervise(self, interval: float = 1.0, max_restarts: int = 5, window: float = 60.0) -> None:
         """Start a thread that restarts a daemon that died (at most `max_restarts`
-        per `window` seconds, then marks it failed and logs why)."""
+        per `window` seconds, then marks it failed and logs why).
+
+        Idempotent: a second call while the thread runs does nothing. Never raises;
+        restart failures are logged and retried at the next interval."""
         if self._supervisor:
             return
         self._stop.clear()
@@ -399,13 +424,13 @@ class OvnStack:
                     f"external_ids:ovn-encap-ip={self.encap_ip}",
                     f"external_ids:ovn-bridge-datapath-type={self.datapath_type}",
                     f"external_ids:ovn-bridge={self.bridge}",
-                    f"external_ids:devcloud-owner={OWNER}"], deadline)
+                    f"external_ids:{OWNER_KEY}={OWNER}"], deadline)
 
     def _ensure_bridge(self, deadline: float) -> None:
         self._tool(["ovs-vsctl", f"--db={self.ovs_remote}", "--timeout=10", "--may-exist", "add-br", self.bridge,
                     "--", "set", "Bridge", self.bridge, f"datapath_type={self.datapath_type}",
                     "fail-mode=secure", "other_config:disable-in-band=true",
-                    f"external_ids:devcloud-owner={OWNER}"], deadline)
+                    f"external_ids:{OWNER_KEY}={OWNER}"], deadline)
 
     def _wait_chassis(self, deadline: float) -> None:
         argv = ["ovn-sbctl", f"--db={self.sb_remote}", "--bare", "--columns=name", "find", "Chassis",

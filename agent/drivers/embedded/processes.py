@@ -52,6 +52,7 @@ def ns_inode(pid: int | str, kind: str) -> int | None:
 
 
 def cmdline(pid: int) -> str:
+    """The command line of `pid`, arguments joined by spaces ("" when there is no such process)."""
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
@@ -66,20 +67,27 @@ class Adopted:
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
+        """None while the process runs; -1 once it is gone or a zombie (not our child: its exit
+        status is unknown). Idempotent; never raises."""
         if self.returncode is None and not alive(self.pid):
             self.returncode = -1              # not our child: its exit status is unknown
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
+        """Send `sig` by PID; a process that is already gone is fine (no error). Raises
+        PermissionError when the PID now belongs to a process we may not signal."""
         try:
             os.kill(self.pid, sig)
         except ProcessLookupError:
             pass
 
     def kill(self) -> None:
+        """SIGKILL by PID; gone already is fine. Raises as send_signal()."""
         self.send_signal(signal.SIGKILL)
 
     def wait(self, timeout: float | None = None) -> int:
+        """Wait until the process is gone (polling /proc; not our child, so no waitpid); returns -1.
+        Idempotent: returns at once once gone. Raises subprocess.TimeoutExpired after `timeout`."""
         end = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
             if end is not None and time.monotonic() > end:

@@ -110,6 +110,8 @@ class Lease:
         fcntl.flock(self._fd, fcntl.LOCK_SH)
 
     def release(self) -> None:
+        """Drop the shared lock (the last user to release may then stop an owned daemon).
+        Idempotent: a second call does nothing. Never raises."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -10,127 +10,36 @@ closed after the step.
 Netdev names are validated by the caller (validation.netdev). The driver
 does not decide ownership; it reports the ifalias so the service can.
 Errors: kernel errno -> the agent's hierarchy via from_oserror (EEXIST ->
-AlreadyExists, ENODEV/ENOENT -> NotFound, EPERM -> FailedPrecondition...).
+AlreadyExists ALREADY_EXISTS, ENOENT -> NotFound NOT_FOUND, ENODEV ->
+FailedPrecondition NO_DEVICE, EPERM -> FailedPrecondition PERMISSION, EINVAL
+-> InvalidArgument KERNEL_EINVAL...); a namespace that does not exist ->
+NotFound NETNS_NOT_FOUND.
 """
 from __future__ import annotations
 
 import os
-import queue
 import random
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from agent.drivers.base import Availability
+from agent.drivers.netlink.link import BIRTH_GROUP, GROUP_MASK, Link, link_of
 from agent.drivers.netlink.nsexec import NsExec, netns_path
+from agent.drivers.netlink.sock import Sock
 from agent.errors import AgentError, FailedPrecondition, NotFound, from_oserror
 from agent.metrics import Metrics
 
-IFF_UP = 0x1
+__all__ = ["BIRTH_GROUP", "GROUP_MASK", "Link", "Netlink"]
+
 _IFA_F_NODAD = 0x02
-# Every netdev the agent creates is born in a link group with "dc" in the high half, set in the
-# very RTM_NEWLINK that creates it (the kernel ignores IFLA_IFALIAS there, so the ifalias mark
-# needs a second request). A crash between the two leaves a netdev that is still recognisably
-# ours: our name prefix + this group + no ifalias. Bulk deletes move netdevs to a temporary
-# group of the same range, so a crash in the middle of one leaves them recognisable too.
-GROUP_MASK = 0xFFFF0000
-BIRTH_GROUP = 0x64630000
-
-
-@dataclass(frozen=True)
-class Link:
-    """A netdev as the kernel reports it."""
-
-    name: str
-    index: int
-    kind: str                # veth | tun | bridge | ... ("" for physical)
-    mac: str
-    mtu: int
-    alias: str               # ifalias ("" when unset): our ownership mark lives here
-    group: int
-    master: int              # ifindex of the bridge it is enslaved to (0 = none)
-    up: bool                 # administratively up (IFF_UP)
-    operstate: str
-    peer_index: int          # veth: IFLA_LINK (peer ifindex, maybe in another namespace)
-    peer_netnsid: int        # -1 when the peer is in the same namespace
-    multiqueue: bool         # tun/tap created with IFF_MULTI_QUEUE
-
-    @property
-    def born_ours(self) -> bool:
-        """Created by the agent (its birth group), whether or not the ifalias mark was set yet."""
-        return self.group & GROUP_MASK == BIRTH_GROUP
-
-
-def _link(msg) -> Link:
-    data = msg.get(("linkinfo", "data"))
-    mq = False
-    if data is not None and hasattr(data, "get_attr"):
-        mq = bool(data.get_attr("IFLA_TUN_MULTI_QUEUE"))
-    nsid = msg.get("link_netnsid")
-    return Link(name=msg.get("ifname"), index=msg["index"], kind=msg.get(("linkinfo", "kind")) or "",
-                mac=msg.get("address") or "", mtu=msg.get("mtu") or 0, alias=msg.get("ifalias") or "",
-                group=msg.get("group") or 0, master=msg.get("master") or 0, up=bool(msg["flags"] & IFF_UP),
-                operstate=msg.get("operstate") or "", peer_index=msg.get("link") or 0,
-                peer_netnsid=-1 if nsid is None else nsid, multiqueue=mq)
 
 
 def _err(exc: NetlinkError, what: str) -> AgentError:
     return from_oserror(OSError(exc.code, os.strerror(exc.code)), what)
-
-
-class _Sock:
-    """One long-lived rtnetlink socket served by its own thread: pyroute2 0.9
-    keeps its transport per thread, so every request for this namespace runs
-    on this thread (the kernel serialises RTNL work anyway)."""
-
-    def __init__(self, opener) -> None:
-        self._q: queue.Queue = queue.Queue()
-        ready = threading.Event()
-        box: dict = {}
-
-        def loop() -> None:
-            try:
-                box["ipr"] = opener()
-            except BaseException as exc:
-                box["error"] = exc
-            ready.set()
-            if "error" in box:
-                return
-            ipr = box["ipr"]
-            while True:
-                item = self._q.get()
-                if item is None:
-                    ipr.close()
-                    return
-                fn, out, done = item
-                try:
-                    out["value"] = fn(ipr)
-                except BaseException as exc:  # handed back to the caller's thread
-                    out["error"] = exc
-                done.set()
-
-        self._thread = threading.Thread(target=loop, name="netlink", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if "error" in box:
-            raise box["error"]
-
-    def call(self, fn):
-        out: dict = {}
-        done = threading.Event()
-        self._q.put((fn, out, done))
-        done.wait()
-        if "error" in out:
-            raise out["error"]
-        return out.get("value")
-
-    def close(self) -> None:
-        self._q.put(None)
-        self._thread.join(2)
 
 
 class Netlink:
@@ -142,7 +51,7 @@ class Netlink:
         self._metrics = metrics
         self.host_netns = host_netns
         self._ns = NsExec()
-        self._host: _Sock | None = None
+        self._host: Sock | None = None
         self._open_lock = threading.Lock()
         self._bridge_vlan: bool | None = None
 
@@ -155,11 +64,11 @@ class Netlink:
                            metadata={"netns": target})
         return IPRoute(fileno=self._ns.netlink_socket(target).detach(), groups=0)
 
-    def _host_sock(self) -> _Sock:
+    def _host_sock(self) -> Sock:
         if self._host is None:
             with self._open_lock:
                 if self._host is None:
-                    self._host = _Sock(lambda: self._open(self.host_netns))
+                    self._host = Sock(lambda: self._open(self.host_netns))
         return self._host
 
     def _op(self, op: str, what: str, fn: Callable[[IPRoute], object]):
@@ -173,7 +82,9 @@ class Netlink:
 
     @contextmanager
     def in_netns(self, target: str) -> Iterator[IPRoute]:
-        """A short-lived socket inside another namespace (an instance's)."""
+        """A short-lived socket inside another namespace (an instance's), closed on exit; kernel
+        errors inside the block come back translated. Raises NotFound NETNS_NOT_FOUND when the
+        namespace does not exist."""
         ipr = self._open(target)
         try:
             yield ipr
@@ -183,14 +94,17 @@ class Netlink:
             ipr.close()
 
     def close(self) -> None:
-        """Close sockets and the helper thread (idempotent)."""
+        """Close sockets and the helper thread. Idempotent for the host socket; the namespace
+        helper is closed on every call (after close() the object is not used again). Never raises."""
         if self._host is not None:
             self._host.close()
             self._host = None
         self._ns.close()
 
     def probe(self) -> Availability:
-        """rtnetlink usable in the host namespace; features list tap/bridge-vlan support."""
+        """rtnetlink usable in the host namespace; features list veth, bridge, tap (/dev/net/tun)
+        and bridge-vlan support. Read-only apart from the one-time VLAN probe bridge (created and
+        deleted at once); never raises: a missing namespace or a refused socket -> missing."""
         try:
             self._op("probe", "probe", lambda ipr: ipr.link("get", index=1))
         except AgentError as exc:
@@ -206,29 +120,35 @@ class Netlink:
 
     # -- reads -------------------------------------------------------------
     def link(self, name: str) -> Link | None:
-        """The host-namespace netdev named `name`, or None. Never raises for absence."""
+        """The host-namespace netdev named `name`, or None when it (or the host namespace) is absent.
+        Read-only. Other kernel errors come back translated (e.g. FailedPrecondition PERMISSION)."""
         return _none_if_absent(lambda: self._op("get", f"link {name}",
-                                                lambda ipr: _link(ipr.link("get", ifname=name)[0])))
+                                                lambda ipr: link_of(ipr.link("get", ifname=name)[0])))
 
     def link_by_index(self, index: int) -> Link | None:
+        """The host-namespace netdev with ifindex `index`, or None when absent (also when the
+        kernel refuses the read: any FailedPrecondition). Read-only."""
         try:
-            return self._op("get", f"link #{index}", lambda ipr: _link(ipr.link("get", index=index)[0]))
+            return self._op("get", f"link #{index}", lambda ipr: link_of(ipr.link("get", index=index)[0]))
         except (NotFound, FailedPrecondition):
             return None
 
     def links(self) -> list[Link]:
-        """Every netdev of the host namespace (a full dump: startup/GC only)."""
-        return self._op("dump", "link dump", lambda ipr: [_link(m) for m in ipr.link("dump")])
+        """Every netdev of the host namespace (a full dump: startup/GC only). Read-only. Raises
+        NotFound NETNS_NOT_FOUND (no host namespace) and translated kernel errors."""
+        return self._op("dump", "link dump", lambda ipr: [link_of(m) for m in ipr.link("dump")])
 
     def peer_link(self, target: str, name: str) -> Link | None:
-        """A netdev inside another namespace (e.g. the instance's end of a veth)."""
+        """A netdev inside namespace `target` (e.g. the instance's end of a veth); None when the
+        netdev or the namespace is absent. Read-only; other kernel errors come back translated."""
         def get() -> Link:
             with self.in_netns(target) as ipr:
-                return _link(ipr.link("get", ifname=name)[0])
+                return link_of(ipr.link("get", ifname=name)[0])
         return _none_if_absent(get)
 
     def addresses(self, target: str, name: str) -> list[str]:
-        """Addresses ("ip/prefixlen") of a netdev inside namespace `target`."""
+        """Addresses ("ip/prefixlen", sorted) of a netdev inside namespace `target`; [] when the
+        netdev is absent. Read-only. Raises NotFound NETNS_NOT_FOUND, translated kernel errors."""
         with self.in_netns(target) as ipr:
             idx = ipr.link_lookup(ifname=name)
             if not idx:
@@ -240,8 +160,12 @@ class Netlink:
                     peer_netns: str = "") -> None:
         """Create a veth pair, host end `name` (down, in the host namespace), the
         other end `peer` with `peer_mac`, directly inside `peer_netns` when given
-        (else next to the host end); both ends are born in BIRTH_GROUP. Raises
-        AlreadyExists when a name is taken, NotFound when peer_netns is missing."""
+        (else next to the host end); both ends are born in BIRTH_GROUP.
+
+        Not idempotent: a name already taken -> AlreadyExists ALREADY_EXISTS (nothing
+        is created). Raises NotFound NETNS_NOT_FOUND when peer_netns is missing (or the
+        host namespace), translated kernel errors (e.g. InvalidArgument KERNEL_EINVAL
+        for a bad MAC or MTU)."""
         spec = {"ifname": peer, "group": BIRTH_GROUP}
         if mtu:
             spec["mtu"] = mtu
@@ -266,7 +190,12 @@ class Netlink:
         """Create a persistent tap in the host namespace (via /dev/net/tun ioctl, run
         inside that namespace), with BIRTH_GROUP, `alias` and `mtu` set BEFORE it is made
         persistent: until then it lives only as long as our file descriptor, so a crash
-        cannot leave an unmarked tap behind. Raises AlreadyExists, FailedPrecondition (no tun)."""
+        cannot leave an unmarked tap behind.
+
+        Not idempotent: a netdev of that name already exists -> AlreadyExists
+        ALREADY_EXISTS (it is not touched). No usable /dev/net/tun -> the translated
+        OSError (NotFound NOT_FOUND, FailedPrecondition PERMISSION / NO_DEVICE);
+        NotFound NETNS_NOT_FOUND; a failed configure step removes the tap again."""
         if self.link(name) is not None:
             raise from_oserror(OSError(17, os.strerror(17)), f"tap {name}")
         kw: dict = {"group": BIRTH_GROUP, **({"ifalias": alias} if alias else {}), **({"mtu": mtu} if mtu else {})}
@@ -280,8 +209,11 @@ class Netlink:
             raise from_oserror(exc, f"tap {name} (/dev/net/tun)") from None
 
     def create_bridge(self, name: str, *, mtu: int = 0, vlan_filtering: bool = False) -> None:
-        """Create a Linux bridge in the host namespace, born in BIRTH_GROUP. Raises AlreadyExists;
-        FailedPrecondition when VLAN filtering is asked and the kernel lacks it."""
+        """Create a Linux bridge in the host namespace, born in BIRTH_GROUP.
+
+        Not idempotent: the name taken -> AlreadyExists ALREADY_EXISTS. Raises
+        FailedPrecondition NO_BRIDGE_VLAN when VLAN filtering is asked and the kernel
+        lacks it, NotFound NETNS_NOT_FOUND, translated kernel errors."""
         kw: dict = {"group": BIRTH_GROUP, **({"mtu": mtu} if mtu else {})}
         if vlan_filtering:
             if not self.bridge_vlan_supported():
@@ -291,7 +223,8 @@ class Netlink:
         self._op("bridge_add", f"bridge {name}", lambda ipr: ipr.link("add", ifname=name, kind="bridge", **kw))
 
     def bridge_vlan_supported(self) -> bool:
-        """Whether bridges can filter VLANs here (probed once with a throwaway bridge)."""
+        """Whether bridges can filter VLANs here (probed once with a throwaway bridge that is
+        deleted again, then cached). Never raises: any failure of the probe -> False."""
         if self._bridge_vlan is None:
             probe_name = f"dcvlp{os.getpid() % 100000}"
             try:
@@ -307,7 +240,10 @@ class Netlink:
     # -- changes -----------------------------------------------------------
     def configure(self, name: str, *, alias: str | None = None, mtu: int | None = None, up: bool | None = None,
                   master: int | None = None, group: int | None = None, mac: str | None = None) -> None:
-        """Set attributes of a host-namespace netdev in one request (only those given)."""
+        """Set attributes of a host-namespace netdev in one request (only those given; mtu=0 and
+        mac="" count as not given). Idempotent: values already set are set again, harmlessly;
+        nothing given -> no request. An absent netdev -> FailedPrecondition NO_DEVICE (ENODEV)
+        or NotFound; other kernel errors translated (InvalidArgument KERNEL_EINVAL...)."""
         kw: dict = {}
         if alias is not None:
             kw["ifalias"] = alias
@@ -326,8 +262,11 @@ class Netlink:
 
     def move(self, name: str, target: str, new_name: str = "") -> None:
         """Move a host-namespace netdev into namespace `target`, renamed to
-        `new_name` when given, in one request. Raises NotFound (no such netns or
-        netdev), AlreadyExists (the name is taken there)."""
+        `new_name` when given, in one request.
+
+        Not idempotent: once moved, the netdev is no longer in the host namespace ->
+        NotFound NOT_FOUND. Raises NotFound NETNS_NOT_FOUND (no such namespace),
+        AlreadyExists ALREADY_EXISTS (the name is taken there), translated kernel errors."""
         if not os.path.exists(netns_path(target)):
             raise NotFound(f"network namespace {target} does not exist", reason="NETNS_NOT_FOUND",
                            metadata={"netns": target})
@@ -346,7 +285,9 @@ class Netlink:
 
     def disable_ipv6(self, name: str) -> None:
         """IPv6 off on a host-namespace netdev: disable_ipv6=1 (no link-local, no
-        ND from the host side). Raises NotFound when the netdev is gone."""
+        ND from the host side). Idempotent. A kernel without IPv6 -> nothing to do.
+        Raises NotFound NOT_FOUND when the netdev is gone, other translated OSErrors
+        (e.g. FailedPrecondition PERMISSION)."""
         try:
             with self._metrics.time(self._metrics.netlink_op, op="sysctl"):
                 self._ns.write_sysctl(self.host_netns, f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "1")
@@ -357,13 +298,17 @@ class Netlink:
             raise from_oserror(exc, f"disable IPv6 on {name}") from None
 
     def ipv6_disabled(self, name: str) -> bool:
+        """True when disable_ipv6 is 1 on a host-namespace netdev; False when 0, when the
+        netdev is absent or the kernel has no IPv6. Read-only; never raises an OSError."""
         try:
             return self._ns.read_sysctl(self.host_netns, f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6") == "1"
         except OSError:
             return False
 
     def bridge_port_vlan(self, port: int, vid: int) -> None:
-        """Make `vid` the untagged PVID of bridge port `port` (and drop VLAN 1)."""
+        """Make `vid` the untagged PVID of bridge port ifindex `port` (and drop VLAN 1, absent
+        already is fine). Idempotent. An absent port or a bridge without VLAN filtering -> the
+        translated kernel error (FailedPrecondition NO_DEVICE / NOT_SUPPORTED, InvalidArgument)."""
         def vlan(ipr) -> None:
             ipr.vlan_filter("add", index=port, vlan_info={"vid": vid, "flags": ["pvid", "untagged"]})
             if vid != 1:
@@ -376,8 +321,12 @@ class Netlink:
     def configure_peer(self, target: str, name: str, *, addresses: list[str], mtu: int = 0,
                        fresh: bool = False) -> bool:
         """Inside namespace `target`: set `name` up with `addresses` ("ip/prefix";
-        existing ones kept), and lo up. Idempotent; returns changed. fresh=True
-        (just created by us) skips reading the current state."""
+        existing ones kept), `mtu` when given, and lo up. fresh=True (just created
+        by us) skips reading the current state.
+
+        Idempotent: all already so -> returns False, no write; an address already
+        there is fine. Raises NotFound NOT_FOUND (no such netdev there), NotFound
+        NETNS_NOT_FOUND, translated kernel errors (InvalidArgument KERNEL_EINVAL...)."""
         with self._metrics.time(self._metrics.netlink_op, op="peer_config"), self.in_netns(target) as ipr:
             idx = ipr.link_lookup(ifname=name)
             if not idx:
@@ -386,7 +335,7 @@ class Netlink:
                 have, changed = set(), True
             else:
                 have = {f"{a.get('address')}/{a['prefixlen']}" for a in ipr.addr("dump", index=idx[0])}
-                link = _link(ipr.link("get", index=idx[0])[0])
+                link = link_of(ipr.link("get", index=idx[0])[0])
                 changed = not link.up or bool(mtu and link.mtu != mtu)
             for addr in addresses:
                 if addr not in have:
@@ -410,8 +359,10 @@ class Netlink:
 
     # -- deletion ----------------------------------------------------------
     def delete(self, name: str) -> bool:
-        """Delete one host-namespace netdev (a veth takes its peer along).
-        Returns False when it was absent."""
+        """Delete one host-namespace netdev (a veth takes its peer along). The caller decides
+        ownership first. Idempotent: absent -> False, no error; True when deleted. Raises
+        translated kernel errors (FailedPrecondition PERMISSION...), NotFound NETNS_NOT_FOUND
+        is reported as absent."""
         try:
             self._op("del", f"link {name}", lambda ipr: ipr.link("del", ifname=name))
             return True
@@ -423,7 +374,12 @@ class Netlink:
     def delete_many(self, indexes: list[int]) -> int:
         """Delete many host-namespace netdevs at once: move them into a fresh link
         group, then delete the group in one request (one RTNL/RCU round instead of
-        ~17 ms per veth). The caller has checked they are ours. Returns count."""
+        ~17 ms per veth). The caller has checked they are ours. Returns how many were
+        deleted.
+
+        Idempotent: netdevs already gone are skipped (not counted); [] -> 0. Raises
+        translated kernel errors; after a crash in between, the temporary group is
+        still in the agent's range, so the netdevs stay recognisably ours."""
         if not indexes:
             return 0
         if len(indexes) == 1:

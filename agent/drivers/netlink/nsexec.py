@@ -44,7 +44,8 @@ class NsExec:
         self._thread.start()
 
     def is_home(self, target: str | None) -> bool:
-        """True when `target` is the agent's own namespace (or empty)."""
+        """True when `target` is the agent's own namespace (or empty); False for another one or one
+        that does not exist. Read-only; never raises."""
         if not target:
             return True
         try:
@@ -53,8 +54,9 @@ class NsExec:
             return False
 
     def run(self, target: str | None, fn: Callable[[], Any]) -> Any:
-        """fn() inside namespace `target` (None/"" = ours). Re-raises fn's exception;
-        OSError(ENOENT) when the namespace does not exist."""
+        """fn() inside namespace `target` (None/"" = ours: runs in the caller's thread), returning
+        its value. Re-raises fn's exception; OSError(ENOENT) when the namespace does not exist
+        (fn is not run). The helper thread always hops back home, even when fn fails."""
         if self.is_home(target):
             return fn()
         done = threading.Event()
@@ -87,6 +89,8 @@ class NsExec:
                 done.set()
 
     def close(self) -> None:
+        """End the helper thread (waits up to 2 s) and close the home namespace fd. Idempotent;
+        never raises. Steps for another namespace must not be run afterwards."""
         self._q.put(None)
         self._thread.join(2)
         try:
@@ -96,11 +100,14 @@ class NsExec:
 
     # -- steps -------------------------------------------------------------
     def netlink_socket(self, target: str | None) -> socket.socket:
-        """An rtnetlink socket bound to namespace `target` for its whole life."""
+        """A new rtnetlink socket bound to namespace `target` for its whole life (the caller closes
+        it). Raises OSError (ENOENT: no such namespace)."""
         return self.run(target, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE))
 
     def write_sysctl(self, target: str | None, path: str, value: str) -> None:
-        """Write a /proc/sys file as seen from namespace `target` (unbuffered, errors raised)."""
+        """Write a /proc/sys file as seen from namespace `target` (one unbuffered write). Idempotent
+        for sysctls (same value again). Raises the OSError: FileNotFoundError when the file (or the
+        namespace) does not exist, PermissionError, the kernel's EINVAL for a bad value."""
         def write() -> None:
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
             try:
@@ -110,6 +117,8 @@ class NsExec:
         self.run(target, write)
 
     def read_sysctl(self, target: str | None, path: str) -> str:
+        """Contents of a /proc/sys file as seen from namespace `target`, stripped. Read-only.
+        Raises the OSError (FileNotFoundError when the file or the namespace does not exist)."""
         def read() -> str:
             with open(path) as f:
                 return f.read().strip()
@@ -119,7 +128,12 @@ class NsExec:
                    configure: Callable[[], None] | None = None) -> None:
         """A persistent tap (no packet info, vnet header) like `ip tuntap add mode tap`.
         `configure()` runs while the tap still depends on our descriptor (not yet
-        persistent): a crash before TUNSETPERSIST leaves nothing behind."""
+        persistent): a crash before TUNSETPERSIST leaves nothing behind.
+
+        Not idempotent by itself: TUNSETIFF on the name of an existing tap attaches to
+        it, so the caller checks the name first. Raises the OSError (no /dev/net/tun,
+        EPERM, the kernel's error when the name belongs to another kind of netdev) and
+        whatever configure() raises; in both cases nothing persistent is left."""
         flags = _IFF_TAP | _IFF_NO_PI | _IFF_VNET_HDR | (_IFF_MULTI_QUEUE if multiqueue else 0)
         ifr = struct.pack("16sH", name.encode(), flags)
         fd = self.run(target, lambda: os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC))

@@ -22,17 +22,17 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from ovs import poller as ovs_poller
 from ovs.db import idl as ovs_idl
 from ovsdbapp.backend.ovs_idl import command as ovsdbapp_command
 from ovsdbapp.backend.ovs_idl import connection as ovsdbapp_connection
 from ovsdbapp.backend.ovs_idl import idlutils
-from ovsdbapp.backend.ovs_idl import transaction as ovsdbapp_txn
 
 from agent.drivers.base import Availability
 from agent.drivers.ovsdb import fastjson
-from agent.errors import AgentError, Aborted, Internal, Unavailable
+from agent.drivers.ovsdb.txn import Api, Transaction
+from agent.errors import Unavailable
 from agent.metrics import Metrics
+from agent.model.marks import OWNER_KEY
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,14 @@ class Command(ovsdbapp_command.BaseCommand):
     def __init__(self) -> None:
         super().__init__(api=None)
 
-    def run_idl(self, txn):  # ovsdbapp entry point
+    def run_idl(self, txn: ovs_idl.Transaction) -> None:  # ovsdbapp entry point
+        """ovsdbapp's hook: run(txn, idl) with the connection's IDL. Raises what run() raises."""
         self.run(txn, self.api.idl)
 
     def run(self, txn: ovs_idl.Transaction, idl: ovs_idl.Idl) -> None:  # pragma: no cover - abstract
+        """Stage this command's row changes in `txn`, reading rows from the `idl` cache; set
+        self.result. Must be idempotent over retries (it runs again from scratch on TRY_AGAIN).
+        Raise an AgentError to abort the whole transaction: it reaches the caller unchanged."""
         raise NotImplementedError
 
 
@@ -77,10 +81,14 @@ class _Idl(ovsdbapp_connection.OvsdbIdl):
         # reconnect quickly after a server restart (defaults back off up to 8 s)
         self._session.reconnect.set_backoff(100, 1000)
 
-    def notify(self, event, row, updates=None):
+    def notify(self, event: str, row: Any, updates: Any = None) -> None:
+        """IDL hook, on the IDL thread: report a row change ("create" | "update" | "delete") to the
+        client. Never raises (the client's listeners are guarded)."""
         self._on_event(event, row._table.name, row)
 
-    def run(self):
+    def run(self) -> bool:
+        """One IDL iteration (process messages); after a reconnect that reached the monitoring
+        state again, report "resync" to the client. Returns whether the replica changed."""
         changed = super().run()
         if not (self._session.is_connected() and self.state == self.IDL_S_MONITORING):
             return changed
@@ -92,107 +100,6 @@ class _Idl(ovsdbapp_connection.OvsdbIdl):
                 self.resyncs += 1
                 self._on_event("resync", "", self)      # the tables are already reloaded: row = the IDL
         return changed
-
-
-class _Api:
-    """The minimal 'api' object ovsdbapp's Transaction/Command expect."""
-
-    def __init__(self, idl: _Idl) -> None:
-        self.idl = idl
-
-
-class _Transaction(ovsdbapp_txn.Transaction):
-    """A transaction bounded by a deadline at every wait (ovsdbapp's own loop
-    can wait unbounded for a change once its time is used up)."""
-
-    def __init__(self, api, conn, timeout: float, db: str) -> None:
-        super().__init__(api, conn, timeout=timeout, check_error=True, log_errors=False)
-        self.deadline = time.monotonic() + timeout
-        self.abandoned = False
-        self.db = db
-
-    def _left(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def _unavailable(self, what: str) -> Unavailable:
-        return Unavailable(f"OVSDB {self.db}: {what}", reason="OVSDB_UNAVAILABLE", metadata={"db": self.db})
-
-    def _wait_change(self, seqno: int) -> None:
-        idl = self.api.idl
-        while True:
-            idl.run()
-            if idl.change_seqno != seqno and idl.state == idl.IDL_S_MONITORING:
-                return
-            left = self._left()
-            if left <= 0:
-                raise self._unavailable("not connected (deadline reached while waiting for the server)")
-            p = ovs_poller.Poller()
-            idl.wait(p)
-            p.timer_wait(max(1, int(min(left, 0.5) * 1000)))
-            p.block()
-
-    def do_commit(self):
-        idl = self.api.idl
-        if self.abandoned:
-            raise self._unavailable("caller gave up before the transaction started")
-        while True:
-            if self._left() <= 0:
-                raise self._unavailable("transaction deadline reached")
-            if idl.state != idl.IDL_S_MONITORING:
-                self._wait_change(idl.change_seqno)
-                continue
-            seqno = idl.change_seqno
-            txn = ovs_idl.Transaction(idl)
-            try:
-                for command in self.commands:
-                    command.api = self.api
-                    command.run_idl(txn)
-            except BaseException:
-                txn.abort()
-                raise
-            status = txn.commit()
-            while status == txn.INCOMPLETE:
-                left = self._left()
-                if left <= 0:
-                    txn.abort()
-                    raise self._unavailable("no reply from the server before the deadline")
-                p = ovs_poller.Poller()
-                idl.wait(p)
-                txn.wait(p)
-                p.timer_wait(max(1, int(min(left, 0.5) * 1000)))
-                p.block()
-                idl.run()
-                status = txn.commit()
-            if status == txn.TRY_AGAIN:
-                self._wait_change(seqno)
-                continue
-            if status == txn.ERROR:
-                err = txn.get_error() or "unknown error"
-                if "constraint violation" in err or "referential integrity" in err:
-                    raise Aborted(f"OVSDB {self.db}: concurrent change conflicts with this one: {err}",
-                                  reason="OVSDB_CONFLICT", metadata={"db": self.db})
-                raise Internal(f"OVSDB {self.db} transaction failed: {err}", reason="OVSDB_ERROR")
-            if status in (txn.ABORTED, txn.NOT_LOCKED):
-                raise self._unavailable(f"transaction {status}")
-            if status == txn.SUCCESS:
-                self.post_commit(txn)
-            return [cmd.result for cmd in self.commands]
-
-    def commit(self):
-        try:
-            self.ovsdb_connection.txns.put(self, timeout=max(0.001, self._left()))
-        except Exception:
-            raise self._unavailable("another transaction is stuck; server slow or unreachable") from None
-        try:
-            result = self.results.get(timeout=max(0.001, self._left() + 0.05))
-        except Exception:
-            self.abandoned = True
-            raise self._unavailable("transaction deadline reached (server slow or unreachable)") from None
-        if isinstance(result, idlutils.ExceptionResult):
-            if isinstance(result.ex, AgentError):
-                raise result.ex
-            raise Internal(f"OVSDB {self.db} transaction failed: {result.ex}", reason="OVSDB_ERROR") from result.ex
-        return result
 
 
 class OvsdbClient:
@@ -225,8 +132,10 @@ class OvsdbClient:
     def connect(self, deadline: float | None = None) -> None:
         """Connect and download the monitored tables if not done yet.
 
-        Idempotent. Raises Unavailable when the server cannot be reached before
-        the deadline (default: now + timeout)."""
+        Idempotent: connected already -> returns at once (a lost connection is
+        re-established by the IDL itself, not here). Raises Unavailable
+        OVSDB_UNAVAILABLE when the server cannot be reached, or the initial sync
+        does not finish, before the deadline (default: now + timeout)."""
         if self._conn is not None:
             return
         deadline = deadline if deadline is not None else time.monotonic() + self.timeout
@@ -280,15 +189,18 @@ class OvsdbClient:
 
     @property
     def connected(self) -> bool:
+        """True while the session is up and the replica is in sync (monitoring). Never raises."""
         idl = self._idl
         return bool(idl and idl._session.is_connected() and idl.state == idl.IDL_S_MONITORING)
 
     @property
     def resyncs(self) -> int:
+        """How many times the replica was re-downloaded after a reconnect (0 before connecting)."""
         return self._idl.resyncs if self._idl else 0
 
     def probe(self) -> Availability:
-        """Never raises: available when connected (tries to connect once, briefly)."""
+        """Available when connected, with the schema version (tries to connect once, for at most
+        2 s). Never raises: unreachable or reconnecting -> missing with the reason."""
         try:
             self.connect(time.monotonic() + min(self.timeout, 2.0))
         except Unavailable as exc:
@@ -298,15 +210,17 @@ class OvsdbClient:
         return Availability.ok(self._idl._db.version if self._idl else "")
 
     def close(self) -> None:
-        """Stop the IDL thread and close the connection (idempotent)."""
+        """Stop the IDL thread and close the connection. Idempotent (closed or never connected:
+        nothing to do); a later call that needs the server connects again. Never raises."""
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.stop(timeout=2)
         self._idl = None
 
     def require_connected(self, deadline: float | None) -> _Idl:
-        """The IDL, connected and in sync; waits for a reconnect up to the deadline,
-        else Unavailable (a read must not silently serve a stale cache)."""
+        """The IDL, connected and in sync; connects first if needed and waits for a reconnect up
+        to the deadline (default now + timeout), else Unavailable OVSDB_UNAVAILABLE (a read must
+        not silently serve a stale cache). Read-only."""
         self.connect(deadline)
         if self.connected:
             return self._idl
@@ -325,14 +239,17 @@ class OvsdbClient:
         """Run `commands` in ONE transaction, retried on verify conflicts until
         the deadline (default now + timeout). Returns each command's result.
 
-        Raises Unavailable (server down/slow), Aborted (constraint conflict) or
-        whatever AgentError a command raised."""
+        Not idempotent by itself: each command decides (ours are: they measure the
+        cache, then act). No commands -> [] without a round trip. Raises Unavailable
+        OVSDB_UNAVAILABLE (server down/slow), Aborted OVSDB_CONFLICT (constraint
+        conflict: re-read and retry), Internal OVSDB_ERROR, or whatever AgentError a
+        command raised (then nothing was written)."""
         commands = list(commands)
         if not commands:
             return []
         end = min(deadline, time.monotonic() + self.timeout) if deadline else time.monotonic() + self.timeout
         idl = self.require_connected(end)
-        txn = _Transaction(_Api(idl), self._conn, max(0.001, end - time.monotonic()), self.label)
+        txn = Transaction(Api(idl), self._conn, max(0.001, end - time.monotonic()), self.label)
         for c in commands:
             txn.add(c)
         with self._metrics.time(self._metrics.ovsdb_txn, db=self.label):
@@ -340,22 +257,26 @@ class OvsdbClient:
 
     # -- cached reads ------------------------------------------------------
     def rows(self, table: str, deadline: float | None = None) -> list:
-        """A snapshot list of every cached row of `table` (startup/GC use)."""
+        """A snapshot list of every cached row of `table` ([] when empty; startup/GC use).
+        Read-only. Raises Unavailable OVSDB_UNAVAILABLE (not connected by the deadline)."""
         idl = self.require_connected(deadline)
         return _retry(lambda: list(idl.tables[table].rows.values()))
 
     def lookup(self, table: str, column: str, value, deadline: float | None = None):
-        """The first cached row with column == value via the index, or None."""
+        """The first cached row with column == value via the index, or None when absent.
+        Read-only. Raises Unavailable OVSDB_UNAVAILABLE (not connected by the deadline)."""
         idl = self.require_connected(deadline)
         return _retry(lambda: next(idlutils.index_lookup_all(idl.tables[table], **{column: value}), None))
 
     def lookup_all(self, table: str, column: str, value, deadline: float | None = None) -> list:
-        """Every cached row with column == value (indexed)."""
+        """Every cached row with column == value (indexed); [] when none. Read-only. Raises
+        Unavailable OVSDB_UNAVAILABLE (not connected by the deadline)."""
         idl = self.require_connected(deadline)
         return _retry(lambda: list(idlutils.index_lookup_all(idl.tables[table], **{column: value})))
 
     def get(self, table: str, row_uuid: uuid.UUID):
-        """The cached row with this UUID, or None."""
+        """The cached row with this UUID, or None (absent, or never connected: never waits).
+        Read-only; never raises."""
         idl = self._idl
         return idl.tables[table].rows.get(row_uuid) if idl else None
 
@@ -371,10 +292,13 @@ class OvsdbClient:
                 log.exception("OVSDB %s listener failed", self.label)
 
     def add_listener(self, fn: Listener) -> None:
-        """Call fn(event, table, row) on the IDL thread for every change; fn must be quick."""
+        """Call fn(event, table, row) on the IDL thread for every change and "resync" (row = the
+        IDL) after a reconnect; fn must be quick, its exceptions are logged, never raised. Not
+        idempotent: the same fn added twice is called twice."""
         self._listeners.append(fn)
 
     def remove_listener(self, fn: Listener) -> None:
+        """Stop calling fn. Idempotent: a listener that is not registered is no error."""
         try:
             self._listeners.remove(fn)
         except ValueError:
@@ -382,7 +306,9 @@ class OvsdbClient:
 
     def wait_for(self, predicate: Callable[[], Any], deadline: float | None) -> Any:
         """Re-evaluate predicate() on every change until it returns a truthy value
-        (returned) or the deadline passes (returns the last falsy value)."""
+        (returned) or the deadline passes (returns the last falsy value; None: wait
+        forever). Read-only; never raises a timeout: the caller decides what a falsy
+        value means. Exceptions of predicate() propagate."""
         with self._cond:
             while True:
                 value = _retry(predicate)
@@ -410,4 +336,14 @@ def _retry(fn: Callable[[], Any], attempts: int = 5) -> Any:
 def ext(row, key: str, default: str = "") -> str:
     """external_ids[key] of a row (default when absent)."""
     return row.external_ids.get(key, default)
+
+
+def owned_by(row, owner: str) -> bool:
+    """True when the row carries our mark: external_ids OWNER_KEY == owner."""
+    return row.external_ids.get(OWNER_KEY) == owner
+
+
+def by_name(idl, table: str, name: str):
+    """The row of `table` whose indexed name column is `name`, or None (inside a command, on the IDL thread)."""
+    return next(idlutils.index_lookup_all(idl.tables[table], name=name), None)
 

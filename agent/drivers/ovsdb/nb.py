@@ -2,7 +2,7 @@
 
 The driver makes rows look like a desired description (the network service
 computes the description: names, marks, ACL policy); every write is ONE
-transaction. Rows are recognised as ours by external_ids devcloud-owner; a
+transaction. Rows are recognised as ours by external_ids OWNER_KEY; a
 row with our name but without our mark is never modified.
 
 Idempotency: ensure_* on rows already matching -> changed=False. NB is
@@ -16,18 +16,21 @@ import ipaddress
 import time
 
 from agent.drivers.base import Availability
-from agent.drivers.ovsdb.client import OvsdbClient
+from agent.drivers.ovsdb.client import OvsdbClient, owned_by
 from agent.drivers.ovsdb.nb_commands import (
     _AddressBook, _DeleteNetwork, _DeletePorts, _EnsureNetwork, _EnsurePort)
 from agent.drivers.ovsdb.nb_types import (  # noqa: F401 - re-exported for callers
-    KIND_KEY, NETWORK_KEY, NODE_KEY, OWNER_KEY, PG_KEY, TABLES, AclRule, NetworkRows, PortRow, _addresses, _ours,
+    ACL_KEY, KIND_KEY, NETWORK_KEY, NODE_KEY, OWNER_KEY, PG_KEY, TABLES, AclRule, NetworkRows, PortRow, _addresses,
     mac_from_ip4)
 from agent.errors import Aborted, FailedPrecondition
 from agent.metrics import Metrics
 
 
 class OvnNb:
-    """OVN Northbound: team network rows and logical switch ports."""
+    """OVN Northbound: team network rows and logical switch ports.
+
+    Every method that reads or writes can raise Unavailable OVSDB_UNAVAILABLE
+    (NB down, slow or reconnecting past the deadline; retryable)."""
 
     def __init__(self, remote: str, *, metrics: Metrics, owner: str, timeout: float = 5.0,
                  probe_interval_ms: int = 5000) -> None:
@@ -38,10 +41,11 @@ class OvnNb:
         self.db.add_listener(self._book.on_event)
 
     def probe(self) -> Availability:
-        """Connected to NB (never raises)."""
+        """Connected to NB (tries to connect once, briefly). Never raises: unreachable -> missing."""
         return self.db.probe()
 
     def close(self) -> None:
+        """Close the NB connection. Idempotent; never raises."""
         self.db.close()
 
     # -- writes ------------------------------------------------------------
@@ -58,37 +62,55 @@ class OvnNb:
 
     def ensure_network(self, desired: NetworkRows, deadline: float | None = None) -> bool:
         """Make the switch, DHCP options, port group and ACLs match `desired` in one
-        transaction. Returns changed. Idempotent.
+        transaction. Returns changed.
 
-        Raises FailedPrecondition (a same-named row is not ours), AlreadyExists
-        (an immutable mark differs), Unavailable (NB down)."""
+        Idempotent: rows already matching -> False, nothing written. Absent rows
+        are created; existing ones of ours are updated (mutable marks, DHCP
+        options, ACLs replaced by key). A concurrent creator on another node:
+        re-read and converge (bounded retries, then Aborted OVSDB_CONFLICT).
+        Raises FailedPrecondition NOT_OURS (a same-named switch or port group is
+        not ours), AlreadyExists IMMUTABLE_FIELD (an immutable mark differs),
+        Unavailable OVSDB_UNAVAILABLE."""
         return self._transact(lambda: _EnsureNetwork(desired, self.owner), deadline)
 
     def delete_network(self, switch: str, port_group: str, network: str, deadline: float | None = None) -> list[str]:
         """Delete the switch (with all its ports), port group, ACLs and DHCP rows in
-        one transaction. Absent -> no-op. Returns the deleted port names.
-        Raises FailedPrecondition when a same-named row is not ours, Unavailable."""
+        one transaction. Returns the deleted port names.
+
+        Idempotent: absent -> no-op, []. Raises FailedPrecondition NOT_OURS when
+        the same-named switch or port group is not ours, or the switch has ports
+        that are not ours (the server re-checks the port list at commit: nothing
+        is deleted then), Unavailable OVSDB_UNAVAILABLE."""
         return self._transact(lambda: _DeleteNetwork(switch, port_group, network, self.owner), deadline)
 
     def ensure_ports(self, desired: list[PortRow], deadline: float | None = None) -> list[tuple[bool, str, list[str]]]:
         """Create or reconcile logical switch ports in ONE transaction; addresses not
         given are allocated from the subnet, never twice (the switch's port list
         is verified, so concurrent writers retry). Returns (changed, mac, ips)
-        per port. Raises NotFound (no such network), AlreadyExists (address/MAC
-        in use, immutable field differs), ResourceExhausted (subnet full),
-        FailedPrecondition (same name, not ours), Unavailable."""
+        per port, in order.
+
+        Idempotent: a port of ours already matching -> changed=False with its
+        addresses; drift in its addresses, port security, marks, DHCP or port group
+        is put back. All or none: one failing port aborts the transaction. Raises
+        NotFound NETWORK_NOT_FOUND (no switch of ours) / NETWORK_INCOMPLETE (port
+        group missing), AlreadyExists ADDRESS_IN_USE / MAC_IN_USE / IMMUTABLE_FIELD
+        / PORT_ON_OTHER_SWITCH, ResourceExhausted SUBNET_EXHAUSTED,
+        FailedPrecondition NOT_OURS (same name, not ours) / NO_MAC, Unavailable
+        OVSDB_UNAVAILABLE, Aborted OVSDB_CONFLICT."""
         return self.db.transact([_EnsurePort(d, self.owner, self._book) for d in desired], deadline)
 
     def delete_ports(self, names: list[str], deadline: float | None = None) -> list[str]:
         """Delete our logical switch ports in one transaction; absent names are
-        skipped. Returns deleted names. Raises FailedPrecondition when one is not
-        ours (nothing is deleted then), Unavailable."""
+        skipped (idempotent). Returns deleted names. Raises FailedPrecondition
+        NOT_OURS when one is not ours (nothing is deleted then), Unavailable
+        OVSDB_UNAVAILABLE."""
         return self._transact(lambda: _DeletePorts(names, self.owner), deadline)
 
     # -- cached reads ------------------------------------------------------
     def network(self, switch: str, deadline: float | None = None) -> NetworkRows | None:
         """Observed rows of one network from the cache; None when the switch is absent.
-        Raises FailedPrecondition when the switch is not ours, Unavailable."""
+        Read-only. Raises FailedPrecondition NOT_OURS when the switch is not ours,
+        Unavailable OVSDB_UNAVAILABLE."""
         ls = self._our_switch(switch, deadline)
         if ls is None:
             return None
@@ -97,28 +119,28 @@ class OvnNb:
 
     def foreign_ports(self, switch: str, deadline: float | None = None) -> list[str]:
         """Names of the switch's logical ports without our mark ([] when the switch is absent).
-        Raises FailedPrecondition when the switch is not ours, Unavailable."""
+        Read-only. Raises FailedPrecondition NOT_OURS when the switch is not ours, Unavailable."""
         ls = self._our_switch(switch, deadline)
-        return [] if ls is None else sorted(p.name for p in ls.ports if not _ours(p, self.owner))
+        return [] if ls is None else sorted(p.name for p in ls.ports if not owned_by(p, self.owner))
 
     def switch_marks(self, switch: str, deadline: float | None = None) -> dict[str, str] | None:
         """external_ids of one of our switches (cheap: no port or ACL reads), None when absent.
-        Raises FailedPrecondition when the switch is not ours, Unavailable."""
+        Read-only. Raises FailedPrecondition NOT_OURS when the switch is not ours, Unavailable."""
         ls = self._our_switch(switch, deadline)
         return None if ls is None else dict(ls.external_ids)
 
     def _our_switch(self, switch: str, deadline: float | None):
         """The cached switch row, None when absent; FailedPrecondition NOT_OURS when not ours."""
         ls = self.db.lookup("Logical_Switch", "name", switch, deadline)
-        if ls is not None and not _ours(ls, self.owner):
+        if ls is not None and not owned_by(ls, self.owner):
             raise FailedPrecondition(f"logical switch {switch} is not ours", reason="NOT_OURS")
         return ls
 
     def _network_rows(self, ls, pg) -> NetworkRows:
         ext = dict(ls.external_ids)
-        dhcp = [r for r in self.db.rows("DHCP_Options") if _ours(r, self.owner)
+        dhcp = [r for r in self.db.rows("DHCP_Options") if owned_by(r, self.owner)
                 and r.external_ids.get(NETWORK_KEY) == ext.get(NETWORK_KEY)]
-        acls = [AclRule(a.external_ids.get("devcloud-acl", ""), a.direction, a.priority, a.match, a.action)
+        acls = [AclRule(a.external_ids.get(ACL_KEY, ""), a.direction, a.priority, a.match, a.action)
                 for a in (pg.acls if pg is not None else [])]
         return NetworkRows(
             switch=ls.name, port_group=pg.name if pg is not None else "",
@@ -127,18 +149,20 @@ class OvnNb:
             acls=sorted(acls, key=lambda a: a.key), ports=sorted(p.name for p in ls.ports))
 
     def networks(self, deadline: float | None = None) -> list[NetworkRows]:
-        """Every switch of ours (cache scan; for List and GC)."""
+        """Every switch of ours (kind network), by name (cache scan; for List and GC); [] when
+        none. Rows that are not ours are skipped. Read-only. Raises Unavailable."""
         out = []
         for ls in self.db.rows("Logical_Switch", deadline):
-            if _ours(ls, self.owner) and ls.external_ids.get(KIND_KEY) == "network":
+            if owned_by(ls, self.owner) and ls.external_ids.get(KIND_KEY) == "network":
                 pg_name = ls.external_ids.get(PG_KEY, "")
                 out.append(self._network_rows(ls, self.db.lookup("Port_Group", "name", pg_name) if pg_name else None))
         return sorted(out, key=lambda n: n.switch)
 
     def port(self, name: str, deadline: float | None = None) -> PortRow | None:
-        """Observed LSP from the cache (None when absent, or not ours)."""
+        """Observed LSP from the cache (None when absent, or not ours: never an error). Read-only.
+        Raises Unavailable OVSDB_UNAVAILABLE."""
         lsp = self.db.lookup("Logical_Switch_Port", "name", name, deadline)
-        if lsp is None or not _ours(lsp, self.owner):
+        if lsp is None or not owned_by(lsp, self.owner):
             return None
         return self._port_row(lsp)
 
@@ -152,7 +176,8 @@ class OvnNb:
 
     def ports(self, *, node: str | None = None, network: str | None = None,
               deadline: float | None = None) -> list[PortRow]:
-        """Our LSPs, optionally only those of one node and/or network (cache scan)."""
+        """Our LSPs, optionally only those of one node and/or network, by name (cache scan); []
+        when none. Rows that are not ours are skipped. Read-only. Raises Unavailable."""
         out = []
         for lsp in self.db.rows("Logical_Switch_Port", deadline):
             ext = lsp.external_ids
@@ -166,7 +191,8 @@ class OvnNb:
         return sorted(out, key=lambda p: p.name)
 
     def port_marks(self, *, network: str, node: str, deadline: float | None = None) -> list[dict[str, str]]:
-        """external_ids of our LSPs of one network bound to one node (one read per row)."""
+        """external_ids of our LSPs of one network bound to one node (one read per row); [] when
+        none. Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
         out = []
         for lsp in self.db.rows("Logical_Switch_Port", deadline):
             ext = lsp.external_ids
@@ -175,7 +201,8 @@ class OvnNb:
         return out
 
     def port_up(self, name: str) -> bool | None:
-        """NB up of an LSP from the cache without waiting (None when absent)."""
+        """NB up of an LSP from the cache without waiting (None when absent or not connected:
+        never waits, never raises). Ownership is not checked (a read of one column)."""
         lsp = self.db.lookup("Logical_Switch_Port", "name", name, None) if self.db.connected else None
         if lsp is None:
             return None

@@ -5,24 +5,34 @@ from __future__ import annotations
 
 import ipaddress
 
-from agent.drivers.ovsdb.client import Command
+from agent.drivers.ovsdb.client import Command, by_name, owned_by
 from agent.drivers.ovsdb.nb_types import (
-    ADDR_KEY, KIND_KEY, NETWORK_KEY, OWNER_KEY, PG_KEY, AclRule, NetworkRows, PortRow, _addresses, _one, _ours,
+    ACL_KEY, ADDR_KEY, KIND_KEY, NETWORK_KEY, OWNER_KEY, PG_KEY, AclRule, NetworkRows, PortRow, _addresses, _one,
     mac_from_ip4)
 from agent.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted
 
+
 class _EnsureNetwork(Command):
+    """OvnNb.ensure_network's one transaction: switch, DHCPv4 options, port group, ACLs."""
+
     def __init__(self, desired: NetworkRows, owner: str) -> None:
         super().__init__()
         self.desired, self.owner = desired, owner
         self.result = False                      # changed
 
     def run(self, txn, idl) -> None:
+        """Measure the switch and port group, then create or update them; result = changed.
+
+        Idempotent: everything matching -> result False, nothing staged. Absent rows
+        are inserted; ours are brought to `desired` (marks, DHCP row, ACLs by key;
+        duplicate DHCP rows of an older race are removed). Raises FailedPrecondition
+        NOT_OURS (a same-named switch or port group without our mark), AlreadyExists
+        IMMUTABLE_FIELD (an immutable mark of the existing switch differs)."""
         d = self.desired
-        ls = _lookup(idl, "Logical_Switch", d.switch)
-        pg = _lookup(idl, "Port_Group", d.port_group)
+        ls = by_name(idl, "Logical_Switch", d.switch)
+        pg = by_name(idl, "Port_Group", d.port_group)
         for row, what in ((ls, "logical switch"), (pg, "port group")):
-            if row is not None and not _ours(row, self.owner):
+            if row is not None and not owned_by(row, self.owner):
                 raise FailedPrecondition(f"{what} {row.name} exists but is not owned by {self.owner} "
                                          f"(external_ids {OWNER_KEY} is {row.external_ids.get(OWNER_KEY)!r}); "
                                          "rename or remove it", reason="NOT_OURS", metadata={"object": row.name})
@@ -57,7 +67,7 @@ class _EnsureNetwork(Command):
     def _dhcp(self, txn, idl, ext) -> bool:
         d = self.desired
         mine = [r for r in idl.tables["DHCP_Options"].rows.values()
-                if _ours(r, self.owner) and r.external_ids.get(NETWORK_KEY) == d.marks[NETWORK_KEY]]
+                if owned_by(r, self.owner) and r.external_ids.get(NETWORK_KEY) == d.marks[NETWORK_KEY]]
         if not d.dhcp4_cidr:
             for r in mine:
                 r.delete()
@@ -87,10 +97,10 @@ class _EnsureNetwork(Command):
         want = {a.key: a for a in self.desired.acls}
         changed = False
         for acl in list(pg.acls):
-            key = acl.external_ids.get("devcloud-acl", "")
+            key = acl.external_ids.get(ACL_KEY, "")
             rule = want.get(key)
             if rule and (acl.direction, acl.priority, acl.match, acl.action) == (
-                    rule.direction, rule.priority, rule.match, rule.action) and _ours(acl, self.owner):
+                    rule.direction, rule.priority, rule.match, rule.action) and owned_by(acl, self.owner):
                 del want[key]
                 continue
             pg.delvalue("acls", acl)
@@ -105,28 +115,37 @@ class _EnsureNetwork(Command):
         acl = txn.insert(idl.tables["ACL"])
         acl.direction, acl.priority, acl.match, acl.action = (
             rule.direction, rule.priority, rule.match, rule.action)
-        acl.external_ids = {**self.desired.marks, KIND_KEY: "acl", "devcloud-acl": rule.key}
+        acl.external_ids = {**self.desired.marks, KIND_KEY: "acl", ACL_KEY: rule.key}
         return acl
 
 
 class _DeleteNetwork(Command):
+    """OvnNb.delete_network's one transaction."""
+
     def __init__(self, switch: str, port_group: str, network: str, owner: str) -> None:
         super().__init__()
         self.switch, self.port_group, self.network, self.owner = switch, port_group, network, owner
         self.result: list[str] = []              # deleted LSP names
 
     def run(self, txn, idl) -> None:
-        ls = _lookup(idl, "Logical_Switch", self.switch)
-        pg = _lookup(idl, "Port_Group", self.port_group)
+        """Delete the switch with its ports, the port group with its ACLs, and the network's DHCP
+        rows; result = the deleted port names.
+
+        Idempotent: absent rows are skipped (all absent -> result []). Raises
+        FailedPrecondition NOT_OURS when the switch or port group is not ours, or the
+        switch holds a port that is not ours (verified by the server at commit: a port
+        added meanwhile makes the transaction re-run and refuse)."""
+        ls = by_name(idl, "Logical_Switch", self.switch)
+        pg = by_name(idl, "Port_Group", self.port_group)
         for row, what in ((ls, "logical switch"), (pg, "port group")):
-            if row is not None and not _ours(row, self.owner):
+            if row is not None and not owned_by(row, self.owner):
                 raise FailedPrecondition(f"{what} {row.name} is not owned by {self.owner}; not deleting it",
                                          reason="NOT_OURS", metadata={"object": row.name})
         if ls is not None:
             # the server re-checks the ports we looked at: a port added by someone else since our
             # cache saw the switch makes the commit retry (and this check refuse), never deletes it
             ls.verify("ports")
-            foreign = sorted(p.name for p in ls.ports if not _ours(p, self.owner))
+            foreign = sorted(p.name for p in ls.ports if not owned_by(p, self.owner))
             if foreign:
                 raise FailedPrecondition(
                     f"logical switch {ls.name} has ports that are not ours: {', '.join(foreign[:10])}"
@@ -141,7 +160,7 @@ class _DeleteNetwork(Command):
                 acl.delete()
             pg.delete()
         for r in list(idl.tables["DHCP_Options"].rows.values()):
-            if _ours(r, self.owner) and r.external_ids.get(NETWORK_KEY) == self.network:
+            if owned_by(r, self.owner) and r.external_ids.get(NETWORK_KEY) == self.network:
                 r.delete()
 
 
@@ -155,6 +174,8 @@ class _AddressBook:
         self.pending: dict = {}              # id(txn) -> {switch: (macs, ips)} inserted in that txn
 
     def on_event(self, event: str, table: str, row) -> None:
+        """OvsdbClient listener (IDL thread): keep the parsed addresses of every LSP current;
+        "resync" drops them all (re-parsed lazily). Never raises for a well-formed row."""
         if event == "resync":
             self.by_uuid.clear()
         elif table == "Logical_Switch_Port":
@@ -164,6 +185,9 @@ class _AddressBook:
                 self.by_uuid[row.uuid] = _parsed(row)
 
     def used(self, idl, txn, ls) -> tuple[set, set]:
+        """(MACs, IP addresses) in use on switch `ls`: its committed ports plus the ones staged
+        earlier in the same transaction `txn`. Read-only apart from caching; forgets pending
+        entries of finished transactions. Never raises."""
         macs, ips = set(), set()
         rows = idl.tables["Logical_Switch_Port"].rows
         for atom in ls._data["ports"].values:      # the committed set, without Row objects
@@ -182,6 +206,8 @@ class _AddressBook:
         return macs | pm, ips | pi
 
     def add_pending(self, txn, switch: str, mac: str, ips: list[str]) -> None:
+        """Record addresses handed out inside transaction `txn` (not committed yet), so a second
+        port of the same transaction never gets them. Raises ValueError for a malformed IP."""
         pm, pi = self.pending.setdefault(id(txn), {}).setdefault(switch, (set(), set()))
         pm.add(mac)
         pi.update(ipaddress.ip_address(a) for a in ips)
@@ -193,23 +219,32 @@ def _parsed(row) -> tuple[str, frozenset]:
 
 
 class _EnsurePort(Command):
+    """One logical switch port of OvnNb.ensure_ports (several share one transaction)."""
+
     def __init__(self, desired: PortRow, owner: str, book: _AddressBook) -> None:
         super().__init__()
         self.desired, self.owner, self.book = desired, owner, book
         self.result: tuple[bool, str, list[str]] = (False, "", [])   # changed, mac, ips
 
     def run(self, txn, idl) -> None:
+        """Create the LSP (allocating addresses not given) or reconcile ours; result = (changed,
+        mac, ips). The switch's port list is verified, so a concurrent writer makes it re-run.
+
+        Idempotent: a matching port of ours -> changed False. Raises NotFound
+        NETWORK_NOT_FOUND / NETWORK_INCOMPLETE, FailedPrecondition NOT_OURS / NO_MAC,
+        AlreadyExists ADDRESS_IN_USE / MAC_IN_USE / IMMUTABLE_FIELD / PORT_ON_OTHER_SWITCH,
+        ResourceExhausted SUBNET_EXHAUSTED."""
         d = self.desired
-        ls = _lookup(idl, "Logical_Switch", d.switch)
-        if ls is None or not _ours(ls, self.owner):
+        ls = by_name(idl, "Logical_Switch", d.switch)
+        if ls is None or not owned_by(ls, self.owner):
             raise NotFound(f"network switch {d.switch} does not exist; EnsureNetwork first",
                            reason="NETWORK_NOT_FOUND", metadata={"switch": d.switch})
-        pg = _lookup(idl, "Port_Group", d.port_group)
+        pg = by_name(idl, "Port_Group", d.port_group)
         if pg is None:
             raise NotFound(f"port group {d.port_group} is missing; EnsureNetwork again to repair it",
                            reason="NETWORK_INCOMPLETE")
         ls.verify("ports")                       # another writer adding a port -> TRY_AGAIN, re-run
-        lsp = _lookup(idl, "Logical_Switch_Port", d.name)
+        lsp = by_name(idl, "Logical_Switch_Port", d.name)
         if lsp is not None:
             self._update(txn, idl, ls, pg, lsp)
         else:
@@ -222,7 +257,7 @@ class _EnsurePort(Command):
         from ovsdbapp.backend.ovs_idl import idlutils
         net = d.marks.get(NETWORK_KEY)
         return _one([r for r in idlutils.index_lookup_all(idl.tables["DHCP_Options"], cidr=d.subnet4)
-                     if _ours(r, self.owner) and r.external_ids.get(NETWORK_KEY) == net])
+                     if owned_by(r, self.owner) and r.external_ids.get(NETWORK_KEY) == net])
 
     def _create(self, txn, idl, ls, pg) -> None:
         d = self.desired
@@ -273,7 +308,7 @@ class _EnsurePort(Command):
 
     def _update(self, txn, idl, ls, pg, lsp) -> None:
         d = self.desired
-        if not _ours(lsp, self.owner):
+        if not owned_by(lsp, self.owner):
             raise FailedPrecondition(f"logical switch port {lsp.name} exists but is not ours; not touching it",
                                      reason="NOT_OURS", metadata={"object": lsp.name})
         if lsp not in ls.ports:
@@ -315,18 +350,23 @@ class _EnsurePort(Command):
 
 
 class _DeletePorts(Command):
+    """OvnNb.delete_ports's one transaction."""
+
     def __init__(self, names: list[str], owner: str) -> None:
         super().__init__()
         self.names, self.owner = names, owner
         self.result: list[str] = []              # deleted names
 
     def run(self, txn, idl) -> None:
+        """Remove our LSPs named `names` from their switches and delete them; result = deleted names.
+        Idempotent: absent names are skipped. Raises FailedPrecondition NOT_OURS when one is not
+        ours (the whole transaction is aborted: nothing deleted)."""
         rows = []
         for name in self.names:
-            lsp = _lookup(idl, "Logical_Switch_Port", name)
+            lsp = by_name(idl, "Logical_Switch_Port", name)
             if lsp is None:
                 continue
-            if not _ours(lsp, self.owner):
+            if not owned_by(lsp, self.owner):
                 raise FailedPrecondition(f"logical switch port {name} is not ours; not deleting it",
                                          reason="NOT_OURS", metadata={"object": name})
             rows.append(lsp)
@@ -342,7 +382,3 @@ class _DeletePorts(Command):
             r.delete()
         self.result = names
 
-
-def _lookup(idl, table: str, name: str):
-    from ovsdbapp.backend.ovs_idl import idlutils
-    return next(idlutils.index_lookup_all(idl.tables[table], name=name), None)

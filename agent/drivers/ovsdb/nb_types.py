@@ -1,18 +1,17 @@
 """OVN Northbound row descriptions shared by the NB commands and the facade:
-ownership keys, the replicated tables, desired/observed row dataclasses."""
+the replicated tables, desired/observed row dataclasses. The ownership keys
+are agent/model/marks.py's, re-exported here for the callers that import them
+from the driver."""
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
 
 from agent.drivers.ovsdb.client import Table
+from agent.model.marks import ACL_KEY, ADDR_KEY, KIND_KEY, NETWORK_KEY, NODE_KEY, OWNER_KEY, PG_KEY
 
-OWNER_KEY = "devcloud-owner"
-NETWORK_KEY = "devcloud-network"
-KIND_KEY = "devcloud-kind"
-NODE_KEY = "devcloud-node"
-PG_KEY = "devcloud-port-group"
-ADDR_KEY = "devcloud-addresses"        # LSP: "mac ip..." as created; a changed addresses column is drift
+__all__ = ["ACL_KEY", "ADDR_KEY", "KIND_KEY", "NETWORK_KEY", "NODE_KEY", "OWNER_KEY", "PG_KEY", "TABLES", "AclRule",
+           "NetworkRows", "PortRow", "mac_from_ip4"]
 
 TABLES = {
     "Logical_Switch": Table(None, ("name",)),
@@ -25,7 +24,7 @@ TABLES = {
 
 @dataclass(frozen=True)
 class AclRule:
-    """One ACL row; `key` (external_ids devcloud-acl) identifies it across updates."""
+    """One ACL row; `key` (external_ids ACL_KEY) identifies it across updates."""
 
     key: str
     direction: str          # from-lport | to-lport
@@ -67,10 +66,6 @@ class PortRow:
     port_security: bool = True
     up: bool = False                            # observed: NB up
     dhcp4: bool = True
-
-
-def _ours(row, owner: str) -> bool:
-    return row.external_ids.get(OWNER_KEY) == owner
 
 
 def _one(row_list):

@@ -14,6 +14,7 @@ ZFS_UNAVAILABLE, ZFS_TIMEOUT.
 """
 from __future__ import annotations
 
+import builtins
 import ctypes
 import ctypes.util
 import errno
@@ -38,11 +39,20 @@ _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
 
 def is_reason(exc: BaseException, *reasons: str) -> bool:
+    """True when `exc` is an AgentError with one of `reasons`."""
     return isinstance(exc, AgentError) and exc.reason in reasons
 
 
 class ZfsBackend:
-    """Common interface; subclasses implement the write primitives."""
+    """Common interface; subclasses implement the write primitives.
+
+    Besides the reasons each method names, any call can raise Unavailable
+    ZFS_UNAVAILABLE / ZFS_TIMEOUT (the daemon or module is down or hung, or
+    no command slot freed in time), FailedPrecondition FACILITY_UNAVAILABLE /
+    ZFS_NOT_INSTALLED (no usable ZFS here), PERMISSION, InvalidArgument
+    INVALID_ZFS_NAME (a name or property ZFS refuses), and Internal
+    ZFS_COMMAND_FAILED / LZC_ERROR for a failure no rule recognises. No
+    method checks ownership: the storage service does."""
 
     name = "base"
 
@@ -58,7 +68,8 @@ class ZfsBackend:
     # -- capabilities -------------------------------------------------------------
 
     def probe(self) -> Availability:
-        """Availability with features as data: 'backend:<name>', 'flavor:<flavor>', 'zvol', 'lz4'..."""
+        """Availability with features as data: 'backend:<name>', 'flavor:<flavor>', 'zvol', 'lz4'...
+        Read-only (one `zpool list`); never raises: any failure -> missing with its message."""
         try:
             self.cmd.run("zpool", ["list", "-H", "-o", "name"], what="zfs probe", op="probe", timeout=10)
         except AgentError as exc:
@@ -66,17 +77,20 @@ class ZfsBackend:
         return Availability.ok(self.version, (f"backend:{self.name}", f"flavor:{self.flavor}", *self.features))
 
     def supports(self, feature: str) -> bool:
+        """Whether the backend/pool has `feature` (e.g. "zvol", "multi_set"). Pure; never raises."""
         return feature in self.features
 
     # -- reads (batched CLI in both backends) ------------------------------------
 
     def get(self, name: str, user_props: Sequence[str] = ()) -> DatasetInfo | None:
-        """The dataset or snapshot `name`, or None if it does not exist. One `zfs get`."""
+        """The dataset or snapshot `name`, or None if it does not exist. One `zfs get`; read-only.
+        Raises only for daemon/transport failures (Unavailable, FailedPrecondition)."""
         found, _ = self.cmd.get([name], user_props=user_props, what=f"dataset {name}")
         return found.get(name)
 
     def get_many(self, names: Sequence[str], user_props: Sequence[str] = ()) -> dict[str, DatasetInfo]:
-        """Several datasets in one `zfs get`; missing names are absent from the result."""
+        """Several datasets in one `zfs get`; missing names are absent from the result ({} for none).
+        Read-only. Raises only for daemon/transport failures."""
         found, _ = self.cmd.get(names, user_props=user_props, what="datasets")
         return found
 
@@ -84,6 +98,7 @@ class ZfsBackend:
         """`root` and everything below it (snapshots included), in one `zfs get -r`.
 
         Returns [] if `root` does not exist. depth=1: root and its direct children.
+        Read-only. Raises only for daemon/transport failures.
         """
         found, _ = self.cmd.get([root], recursive=depth is None, depth=depth, user_props=user_props,
                                 what=f"datasets under {root}")
@@ -91,7 +106,7 @@ class ZfsBackend:
 
     def origins(self, root: str) -> dict[str, str]:
         """{clone: origin snapshot} for every clone under `root`, one light `zfs get -r origin`
-        ({} if root does not exist)."""
+        ({} if root does not exist). Read-only. Raises only when the command cannot run."""
         proc = self.cmd.run("zfs", ["get", "-H", "-p", "-r", "-o", "name,value", "origin", root],
                             what=f"origins under {root}", op="get", check=False)
         out = {}
@@ -102,38 +117,55 @@ class ZfsBackend:
         return out
 
     def exists(self, name: str) -> bool:
-        """True if the dataset or snapshot exists."""
+        """True if the dataset or snapshot exists. Read-only; raises as get()."""
         return self.get(name) is not None
 
     def pool(self, name: str) -> PoolInfo | None:
-        """Health and capacity of pool `name`, or None if it is not imported."""
+        """Health and capacity of pool `name`, or None if it is not imported. Read-only. Raises
+        Internal on output it cannot parse, and daemon/transport failures."""
         return self.cmd.pool(name, parsable=self.flavor == "openzfs")
 
     # -- writes: implemented by the backends --------------------------------------
 
     def create_filesystem(self, name: str, props: Mapping[str, str | int]) -> None:
-        """Create and mount filesystem `name` (parent must exist).
-        Not idempotent: DATASET_EXISTS if it exists; PARENT_NOT_FOUND."""
+        """Create and mount filesystem `name` with `props` (parent must exist).
+        Not idempotent: exists -> AlreadyExists DATASET_EXISTS (left as it is); no parent ->
+        NotFound PARENT_NOT_FOUND; ResourceExhausted NO_SPACE / QUOTA_EXCEEDED;
+        FailedPrecondition NOT_SUPPORTED (a property this ZFS lacks). A failed mount is an
+        error: lzc destroys the new filesystem again, the CLI's `zfs create` leaves it
+        created but unmounted."""
         raise NotImplementedError
 
     def create_zvol(self, name: str, size: int, props: Mapping[str, str | int]) -> None:
-        """Create a zvol of `size` bytes. NOT_SUPPORTED where the backend has no zvols (zfs-fuse)."""
+        """Create a sparse zvol of `size` bytes with `props` (parent must exist).
+        Not idempotent: exists -> AlreadyExists DATASET_EXISTS; no parent -> NotFound
+        PARENT_NOT_FOUND; FailedPrecondition NOT_SUPPORTED where the backend has no zvols
+        (zfs-fuse); ResourceExhausted NO_SPACE."""
         raise NotImplementedError
 
     def clone(self, snapshot: str, name: str, props: Mapping[str, str | int]) -> None:
-        """Clone `snapshot` into `name` and mount it. DATASET_EXISTS, DATASET_NOT_FOUND."""
+        """Clone `snapshot` into `name` with `props` and mount it (a filesystem).
+        Not idempotent: `name` exists -> AlreadyExists DATASET_EXISTS; no such snapshot ->
+        NotFound DATASET_NOT_FOUND; no parent -> NotFound PARENT_NOT_FOUND; NO_SPACE. A
+        failed mount is an error: lzc destroys the clone again, the CLI's `zfs clone`
+        leaves it unmounted."""
         raise NotImplementedError
 
     def snapshot(self, names: Sequence[str], props: Mapping[str, str] | None = None) -> None:
-        """Create snapshots atomically (all or none). DATASET_EXISTS if one exists."""
+        """Create snapshots ("ds@snap") with user `props`, atomically (all or none).
+        Not idempotent: one exists already -> AlreadyExists DATASET_EXISTS (none is created);
+        its dataset absent -> NotFound DATASET_NOT_FOUND; ResourceExhausted NO_SPACE."""
         raise NotImplementedError
 
     def rollback(self, snapshot: str) -> None:
-        """Roll the dataset back to `snapshot`, which must be its latest (SNAPSHOT_NOT_LATEST)."""
+        """Roll the dataset back to `snapshot`, which must be its latest.
+        Idempotent (again: discards what was written since, no error). Raises FailedPrecondition
+        SNAPSHOT_NOT_LATEST (newer snapshots exist), DATASET_BUSY; NotFound DATASET_NOT_FOUND."""
         raise NotImplementedError
 
     def destroy_snapshots(self, names: Sequence[str]) -> None:
-        """Destroy snapshots; missing ones are ignored (idempotent). HAS_DEPENDENTS if cloned."""
+        """Destroy snapshots; missing ones are ignored (idempotent; [] is a no-op).
+        Raises FailedPrecondition HAS_DEPENDENTS (a snapshot has clones), DATASET_BUSY (held)."""
         raise NotImplementedError
 
     def rename(self, src: str, dst: str) -> None:
@@ -142,7 +174,9 @@ class ZfsBackend:
         Unmounts first (zfs-fuse's own unmount-rename sequence races with the
         daemon releasing the dataset and reports it busy), retries busy, mounts
         the new name; on failure the old name is mounted again.
-        Not idempotent: DATASET_EXISTS, DATASET_NOT_FOUND, DATASET_BUSY.
+        Not idempotent: `dst` exists -> AlreadyExists DATASET_EXISTS; `src` absent ->
+        NotFound DATASET_NOT_FOUND; no parent of `dst` -> NotFound PARENT_NOT_FOUND;
+        FailedPrecondition DATASET_BUSY after the bounded retries.
         """
         info = self.get(src)
         if info is None:
@@ -167,7 +201,11 @@ class ZfsBackend:
         raise NotImplementedError
 
     def set_props(self, name: str, props: Mapping[str, str | int]) -> None:
-        """Set properties (idempotent). BELOW_USED, NO_SPACE, DATASET_NOT_FOUND."""
+        """Set properties (idempotent: the same values again change nothing; {} is a no-op).
+        Absent -> NotFound DATASET_NOT_FOUND. Raises FailedPrecondition BELOW_USED (a quota
+        below what is used), NOT_SUPPORTED; ResourceExhausted NO_SPACE (a reservation).
+        Without multi_set (zfs-fuse) one `zfs set` per property: a failure can leave the
+        earlier ones set."""
         if not props:
             return
         if self.supports("multi_set"):
@@ -178,14 +216,16 @@ class ZfsBackend:
             self.cmd.run("zfs", ["set", f"{k}={v}", name], what=f"set {k} on {name}", op="set")
 
     def inherit_prop(self, name: str, prop: str) -> None:
-        """Remove a local property (user props vanish; native ones return to default). Idempotent."""
+        """Remove a local property (user props vanish; native ones return to default).
+        Idempotent (not set locally: no error). Absent dataset -> NotFound DATASET_NOT_FOUND."""
         self.cmd.run("zfs", ["inherit", prop, name], what=f"inherit {prop} on {name}", op="inherit")
 
     # -- mounts -----------------------------------------------------------------
 
     def mount(self, name: str) -> None:
         """Mount filesystem `name` at its mountpoint. Idempotent (already mounted is OK).
-        Retries busy (a just-unmounted zfs-fuse dataset stays busy for a moment)."""
+        Retries busy (a just-unmounted zfs-fuse dataset stays busy for a moment), then raises
+        FailedPrecondition DATASET_BUSY. Absent -> NotFound DATASET_NOT_FOUND."""
         def attempt() -> None:
             try:
                 self.cmd.run("zfs", ["mount", name], what=f"mount {name}", op="mount")
@@ -215,9 +255,11 @@ class ZfsBackend:
                                      reason="DATASET_BUSY", metadata={"dataset": name, "mountpoint": mountpoint})
         raise from_oserror(OSError(err, os.strerror(err)), f"unmount {name} at {mountpoint}")
 
-    def mount_all(self, root: str) -> list[str]:
+    def mount_all(self, root: str) -> builtins.list[str]:
         """Mount every filesystem under `root` that should be mounted and is not (after a
-        zfs-fuse restart pools import but do not mount). Returns the names mounted."""
+        zfs-fuse restart pools import but do not mount). Returns the names mounted.
+        Idempotent (mounted ones are skipped: a second call returns []); absent root -> [].
+        Raises mount()'s errors (the first failure stops the walk)."""
         mounted = []
         for ds in self.list(root):
             if (ds.type == "filesystem" and not ds.mounted and ds.canmount == "on"
@@ -229,7 +271,7 @@ class ZfsBackend:
     # -- destroy ------------------------------------------------------------------
 
     def destroy(self, name: str, *, recursive: bool = False, timeout: float | None = None,
-                tree: list[DatasetInfo] | None = None) -> bool:
+                tree: builtins.list[DatasetInfo] | None = None) -> bool:
         """Destroy `name` (and, if recursive, its children and snapshots).
 
         Unmounts first, retries DATASET_BUSY with a bounded exponential backoff,
@@ -271,7 +313,7 @@ class ZfsBackend:
             time.sleep(delay)
             delay = min(delay * 2, _BUSY_MAX_DELAY)
 
-    def _destroy_tree(self, tree: list[DatasetInfo], *, recursive: bool) -> None:
+    def _destroy_tree(self, tree: builtins.list[DatasetInfo], *, recursive: bool) -> None:
         """Unmount deepest first, then destroy. Default: per dataset primitives."""
         datasets = [d for d in tree if not d.is_snapshot]
         for ds in sorted(datasets, key=lambda d: d.name.count("/"), reverse=True):
@@ -288,7 +330,9 @@ class ZfsBackend:
 
     def retry_busy(self, fn, what: str, timeout: float | None = None):
         """Call fn() retrying DATASET_BUSY with the bounded backoff (zfs-fuse reports
-        a dataset busy for a moment after it was mounted)."""
+        a dataset busy for a moment after it was mounted); returns fn()'s value.
+        Idempotent as far as fn is. Re-raises any other error at once, and
+        DATASET_BUSY once `timeout` (default busy_timeout) has passed."""
         deadline = time.monotonic() + (self.busy_timeout if timeout is None else timeout)
         delay = _BUSY_FIRST_DELAY
         while True:

@@ -85,7 +85,14 @@ class ZfsCommand:
 
     def run(self, tool: str, args: Sequence[str], *, what: str, op: str,
             timeout: float | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        """Run `tool args...`; raise the translated error when it fails (if check)."""
+        """Run `tool args...` ("zfs" or "zpool") with a timeout; returns the finished process.
+
+        Idempotent as far as the command is. With check, a failure raises the error
+        translate() maps its stderr to (reasons as in _STDERR_MAP; FailedPrecondition
+        NOT_SUPPORTED when zfs-fuse's CLI aborts); without, the caller reads the
+        returncode. Always raises FailedPrecondition FACILITY_UNAVAILABLE (disabled here)
+        / ZFS_NOT_INSTALLED, Unavailable ZFS_TIMEOUT (no answer, or no slot in time) /
+        ZFS_UNAVAILABLE (cannot run the binary)."""
         if self.disabled_reason:
             raise FailedPrecondition(f"{what}: ZFS is not available on this host: {self.disabled_reason}",
                                      reason="FACILITY_UNAVAILABLE", metadata={"facility": "zfs"})
@@ -119,8 +126,8 @@ class ZfsCommand:
 
     @contextlib.contextmanager
     def slot(self, what: str, timeout: float | None = None) -> Iterator[None]:
-        """Hold a command slot while a command (or the backend's own umount2(2)) runs.
-        Unavailable(ZFS_TIMEOUT) when none frees within the timeout."""
+        """Hold a command slot while a command (or the backend's own umount2(2)) runs; a no-op
+        without max_parallel. Unavailable(ZFS_TIMEOUT) when none frees within the timeout."""
         if self._slots is None:
             yield
             return
@@ -139,8 +146,9 @@ class ZfsCommand:
             user_props: Sequence[str] = (), what: str = "zfs get") -> tuple[dict[str, DatasetInfo], str]:
         """One `zfs get -H -p` over `names`; returns ({name: info}, stderr).
 
-        Missing names are simply absent from the result (the command still
-        prints the others). Raises only for daemon/transport failures.
+        Read-only. Missing names are simply absent from the result (the command
+        still prints the others); no names -> ({}, "") without a command. Raises only
+        for daemon/transport failures (the translated error when nothing was printed).
         """
         names = list(names)
         if not names:
@@ -160,7 +168,8 @@ class ZfsCommand:
         return parse_get(proc.stdout, user_props), proc.stderr
 
     def pool(self, name: str, *, parsable: bool) -> PoolInfo | None:
-        """Health and capacity of pool `name` (None if no such pool)."""
+        """Health and capacity of pool `name` (None if no such pool is imported). Read-only.
+        Raises Internal on unexpected `zpool list` output, daemon/transport failures."""
         cols = "name,size,allocated,free,health,version"
         args = ["list", "-H", *(["-p"] if parsable else []), "-o", cols, name]
         proc = self.run("zpool", args, what=f"pool {name}", op="pool_list", check=False)
@@ -183,7 +192,8 @@ class ZfsCommand:
                         features=features)
 
     def pool_features(self, name: str) -> tuple[str, ...]:
-        """OpenZFS feature flags that are enabled or active on `name`."""
+        """OpenZFS feature flags that are enabled or active on `name` (() when the pool is absent
+        or the ZFS has none). Read-only; raises only when the command cannot run."""
         proc = self.run("zpool", ["get", "-H", "-p", "-o", "property,value", "all", name],
                         what=f"pool {name} features", op="pool_get", check=False)
         out = []

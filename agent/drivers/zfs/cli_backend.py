@@ -22,22 +22,35 @@ def _opts(props: Mapping[str, str | int] | None) -> list[str]:
 
 
 class CliBackend(ZfsBackend):
+    """ZfsBackend over the zfs command; each method keeps the contract documented on ZfsBackend."""
+
     name = "cli"
 
     def create_filesystem(self, name: str, props: Mapping[str, str | int]) -> None:
+        """`zfs create -o ...` (it mounts too). Not idempotent: AlreadyExists DATASET_EXISTS,
+        NotFound PARENT_NOT_FOUND, ResourceExhausted NO_SPACE; a failed mount is an error and
+        leaves the filesystem unmounted (see ZfsBackend.create_filesystem)."""
         self.cmd.run("zfs", ["create", *_opts(props), name], what=f"create {name}", op="create")
 
     def create_zvol(self, name: str, size: int, props: Mapping[str, str | int]) -> None:
+        """`zfs create -s -V size`. Not idempotent: AlreadyExists DATASET_EXISTS, NotFound
+        PARENT_NOT_FOUND; FailedPrecondition NOT_SUPPORTED without zvols (zfs-fuse), checked
+        before any command runs."""
         if not self.supports("zvol"):
             raise self._no_zvol()
         self.cmd.run("zfs", ["create", "-s", "-V", str(size), *_opts(props), name], what=f"create zvol {name}",
                      op="create_zvol")
 
     def clone(self, snapshot: str, name: str, props: Mapping[str, str | int]) -> None:
+        """`zfs clone -o ... snapshot name` (it mounts too). Not idempotent: AlreadyExists
+        DATASET_EXISTS, NotFound DATASET_NOT_FOUND (no such snapshot) / PARENT_NOT_FOUND."""
         self.cmd.run("zfs", ["clone", *_opts(props), snapshot, name], what=f"clone {snapshot} to {name}",
                      op="clone")
 
     def snapshot(self, names: Sequence[str], props: Mapping[str, str] | None = None) -> None:
+        """One `zfs snapshot` for all names (atomic) where multi_snapshot is supported; else one per
+        name, destroying those made when a later one fails, so it stays all or none. Not
+        idempotent: AlreadyExists DATASET_EXISTS, NotFound DATASET_NOT_FOUND, NO_SPACE."""
         if len(names) > 1 and self.supports("multi_snapshot"):
             self.cmd.run("zfs", ["snapshot", *_opts(props), *names], what=f"snapshot {names[0]}...",
                          op="snapshot")
@@ -53,9 +66,13 @@ class CliBackend(ZfsBackend):
             raise
 
     def rollback(self, snapshot: str) -> None:
+        """`zfs rollback` (without -r: never destroys newer snapshots). Idempotent. Raises
+        FailedPrecondition SNAPSHOT_NOT_LATEST / DATASET_BUSY, NotFound DATASET_NOT_FOUND."""
         self.cmd.run("zfs", ["rollback", snapshot], what=f"rollback to {snapshot}", op="rollback")
 
     def destroy_snapshots(self, names: Sequence[str]) -> None:
+        """`zfs destroy` per snapshot; absent ones are skipped (idempotent). Not atomic: a failure
+        (FailedPrecondition HAS_DEPENDENTS / DATASET_BUSY) leaves the earlier ones destroyed."""
         for n in names:
             try:
                 self.cmd.run("zfs", ["destroy", n], what=f"destroy snapshot {n}", op="destroy_snapshot")

@@ -89,6 +89,9 @@ def translate(lzc, exc: Exception, what: str) -> AgentError:
 
 
 class LzcBackend(ZfsBackend):
+    """ZfsBackend over libzfs_core ioctls; each method keeps the contract documented on ZfsBackend.
+    libzfs_core errors come back through translate() with the CLI backend's reasons."""
+
     name = "lzc"
 
     def __init__(self, metrics, *, lzc_module, **kw) -> None:
@@ -147,30 +150,44 @@ class LzcBackend(ZfsBackend):
             raise
 
     def create_filesystem(self, name: str, props: Mapping[str, str | int]) -> None:
+        """lzc_create, then mount (mount(2) on OpenZFS, else `zfs mount`). Not idempotent:
+        AlreadyExists DATASET_EXISTS, NotFound PARENT_NOT_FOUND, ResourceExhausted NO_SPACE;
+        when the mount fails the filesystem is destroyed again and the mount error raised."""
         self._call("create", f"create {name}", self.lzc.lzc_create, name.encode(), "zfs", lzc_props(props))
         self._mount_or_undo(name)
 
     def create_zvol(self, name: str, size: int, props: Mapping[str, str | int]) -> None:
+        """lzc_create of a zvol of `size` bytes (nothing to mount). Not idempotent: AlreadyExists
+        DATASET_EXISTS, NotFound PARENT_NOT_FOUND, ResourceExhausted NO_SPACE."""
         p = dict(props)
         p["volsize"] = size
         self._call("create_zvol", f"create zvol {name}", self.lzc.lzc_create, name.encode(), "zvol",
                    lzc_props(p))
 
     def clone(self, snapshot: str, name: str, props: Mapping[str, str | int]) -> None:
+        """lzc_clone, then mount as create_filesystem(). Not idempotent: AlreadyExists
+        DATASET_EXISTS, NotFound DATASET_NOT_FOUND / PARENT_NOT_FOUND; when the mount fails the
+        clone is destroyed again."""
         self._call("clone", f"clone {snapshot} to {name}", self.lzc.lzc_clone, name.encode(),
                    snapshot.encode(), lzc_props(props))
         self._mount_or_undo(name)
 
     def snapshot(self, names: Sequence[str], props: Mapping[str, str] | None = None) -> None:
+        """One lzc_snapshot for all names: atomic (all or none). Not idempotent: AlreadyExists
+        DATASET_EXISTS, NotFound DATASET_NOT_FOUND, ResourceExhausted NO_SPACE."""
         self._call("snapshot", f"snapshot {names[0]}", self.lzc.lzc_snapshot, [n.encode() for n in names],
                    lzc_props(props) or None)
 
     def rollback(self, snapshot: str) -> None:
+        """lzc_rollback_to: only to the latest snapshot. Idempotent. Raises FailedPrecondition
+        SNAPSHOT_NOT_LATEST / DATASET_BUSY, NotFound DATASET_NOT_FOUND."""
         ds, _, _ = snapshot.partition("@")
         self._call("rollback", f"rollback to {snapshot}", self.lzc.lzc_rollback_to, ds.encode(),
                    snapshot.encode())
 
     def destroy_snapshots(self, names: Sequence[str]) -> None:
+        """One lzc_destroy_snaps (not deferred); absent snapshots are ignored (idempotent; [] is a
+        no-op). Raises FailedPrecondition HAS_DEPENDENTS (cloned), DATASET_BUSY (held)."""
         if names:
             self._call("destroy_snapshot", f"destroy snapshot {names[0]}", self.lzc.lzc_destroy_snaps,
                        [n.encode() for n in names], False)

@@ -43,6 +43,7 @@ class DatasetInfo:
 
     @property
     def is_snapshot(self) -> bool:
+        """True for a snapshot ("ds@snap"). Pure."""
         return self.type == "snapshot"
 
     @property
@@ -52,6 +53,7 @@ class DatasetInfo:
 
     @property
     def snapshot_name(self) -> str:
+        """The part after '@' of a snapshot's name ("" for a filesystem or volume). Pure."""
         return self.name.split("@", 1)[1] if "@" in self.name else ""
 
 

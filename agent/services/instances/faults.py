@@ -54,6 +54,7 @@ class Faults:
 
     @classmethod
     def from_env(cls) -> "Faults":
+        """From DEVCLOUD_AGENT_FAULT (unset: no fault). Raises ValueError for an unknown step."""
         return cls(os.environ.get(FAULT_ENV, ""))
 
     def hit(self, op: str, step: str) -> None:

@@ -7,15 +7,13 @@ for a VM), one NIC per entry of `nics` (a logical switch port + a veth or a
 tap on this node), and one cgroup scope in its team's slice. Team networks,
 team slices and images belong to the team, not to an instance: they must
 exist before PrepareInstance and are never removed by the instance plane.
+The forms kept in the intent store and the immutability rules: records.py.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
 
-from agent.drivers.cgroup import (CgroupInfo, CpuLimits, CpusetLimits, HugetlbLimit, IoDeviceLimits, IoLimits,
-                                  Limits, MemoryLimits, PidsLimits)
+from agent.drivers.cgroup import CgroupInfo, Limits
 from agent.services.drift import Drift
 from agent.services.network.model import Port
 from agent.services.storage.model import Volume
@@ -82,6 +80,7 @@ class InstanceSpec:
     kubernetes_node: bool = False                 # container meant to run Kubernetes: nesting preflight first
 
     def port_name(self, nic: NicSpec) -> str:
+        """The network plane's port name of `nic`: "<id>-<nic name>"."""
         return f"{self.id}-{nic.name}"
 
 
@@ -107,6 +106,7 @@ class InstanceNames:
     nics: tuple[NicNames, ...] = ()
 
     def ports(self) -> list[tuple[str, str]]:
+        """(network, port) of every NIC, as the network plane's bulk delete takes them."""
         return [(n.network, n.port) for n in self.nics]
 
 
@@ -157,7 +157,12 @@ class Instance:
 
     @property
     def ready(self) -> bool:
+        """Observed, and every part ready."""
         return self.observed and bool(self.parts) and all(p.ready for p in self.parts)
+
+    def observed_allocations(self) -> dict[str, Allocation]:
+        """The addresses of the NICs whose port was observed, by NIC name."""
+        return {n.nic: Allocation(n.port.mac, n.port.ip4, n.port.ip6) for n in self.nics if n.port}
 
 
 PartDrift = tuple[str, Drift]      # (part key: "storage" | "network:<nic>" | "compute", drift)
@@ -197,7 +202,8 @@ class Orphan:
     """An object carrying our mark whose instance is neither recorded nor kept."""
 
     plane: str
-    kind: str                      # volume | netdev | veth-peer | unmarked-netdev | ovs-interface | logical-port | scope
+    kind: str                      # volume | netdev | veth-peer | unmarked-netdev | ovs-interface | logical-port
+                                   # | scope
     name: str
     instance: str
     team: str = ""
@@ -220,95 +226,3 @@ class Event:
     up: bool = False
     message: str = ""
     snapshot: bool = False         # part of the initial snapshot
-
-
-# -- JSON forms (intent store) ---------------------------------------------------------
-def _limits_to_dict(l: Limits) -> dict:
-    return dataclasses.asdict(l)
-
-
-def _limits_from_dict(d: dict | None) -> Limits:
-    if not d:
-        return Limits()
-
-    def one(cls, key):
-        v = d.get(key)
-        return cls(**v) if v is not None else None
-    io = d.get("io")
-    return Limits(cpu=one(CpuLimits, "cpu"), memory=one(MemoryLimits, "memory"), pids=one(PidsLimits, "pids"),
-                  io=IoLimits(io.get("weight"), tuple(IoDeviceLimits(**x) for x in io.get("devices", ())))
-                  if io is not None else None,
-                  cpuset=one(CpusetLimits, "cpuset"),
-                  hugetlb=tuple(HugetlbLimit(**h) for h in d.get("hugetlb", ())))
-
-
-def spec_to_dict(s: InstanceSpec) -> dict:
-    """Canonical JSON-able form (what the store keeps; equal specs give equal dicts)."""
-    d = {"id": s.id, "team": s.team, "kind": s.kind, "root": dataclasses.asdict(s.root),
-         "nics": [dataclasses.asdict(n) for n in s.nics], "limits": _limits_to_dict(s.limits),
-         "labels": dict(s.labels), "kubernetes_node": s.kubernetes_node}
-    return json.loads(json.dumps(d, sort_keys=True))
-
-
-def spec_from_dict(d: dict) -> InstanceSpec:
-    return InstanceSpec(id=d["id"], team=d["team"], kind=d.get("kind", KIND_CONTAINER),
-                        root=RootSpec(**d.get("root", {})), nics=tuple(NicSpec(**n) for n in d.get("nics", ())),
-                        limits=_limits_from_dict(d.get("limits")),
-                        labels=tuple(sorted(d.get("labels", {}).items())),
-                        kubernetes_node=bool(d.get("kubernetes_node", False)))
-
-
-def names_to_dict(n: InstanceNames, allocations: dict[str, Allocation] | None = None) -> dict:
-    d = dataclasses.asdict(n)
-    d["allocations"] = {k: dataclasses.asdict(v) for k, v in (allocations or {}).items()}
-    return d
-
-
-def names_from_dict(d: dict) -> tuple[InstanceNames, dict[str, Allocation]]:
-    names = InstanceNames(dataset=d["dataset"], volume_team=d["volume_team"], volume_name=d["volume_name"],
-                          scope=d["scope"], nics=tuple(NicNames(**n) for n in d.get("nics", ())))
-    return names, {k: Allocation(**v) for k, v in d.get("allocations", {}).items()}
-
-
-# -- compatibility -------------------------------------------------------------------
-def incompatible(old: InstanceSpec, new: InstanceSpec, allocations: dict[str, Allocation]) -> list[str]:
-    """Immutable fields that differ between the recorded spec and a new one (empty: compatible).
-    A NIC address left empty in `new` keeps the recorded one; a given one must equal it or
-    what was allocated."""
-    out = []
-    if old.team != new.team:
-        out.append(f"spec.team: recorded {old.team!r}, requested {new.team!r}")
-    if old.kind != new.kind:
-        out.append(f"spec.kind: recorded {old.kind}, requested {new.kind}")
-    if old.root.image_id != new.root.image_id:
-        out.append(f"spec.root.image_id: recorded {old.root.image_id!r}, requested {new.root.image_id!r}")
-    if new.root.size_bytes < old.root.size_bytes:
-        out.append(f"spec.root.size_bytes: {new.root.size_bytes} would shrink the recorded {old.root.size_bytes}")
-    before = {n.name: n for n in old.nics}
-    after = {n.name: n for n in new.nics}
-    if sorted(before) != sorted(after):
-        out.append(f"spec.nics: recorded NICs {sorted(before)}, requested {sorted(after)} (NICs are immutable)")
-        return out
-    for i, n in enumerate(new.nics):
-        o, a = before[n.name], allocations.get(n.name, Allocation())
-        if o.network != n.network:
-            out.append(f"spec.nics[{i}].network: recorded {o.network!r}, requested {n.network!r}")
-        if o.queues != n.queues:
-            out.append(f"spec.nics[{i}].queues: recorded {o.queues}, requested {n.queues}")
-        for fld in ("mac", "ip4", "ip6"):
-            want = getattr(n, fld)
-            if want and want not in (getattr(o, fld), getattr(a, fld)):
-                out.append(f"spec.nics[{i}].{fld}: recorded {getattr(o, fld) or getattr(a, fld)!r}, "
-                           f"requested {want!r}")
-    return out
-
-
-def keep_allocations(spec: InstanceSpec, allocations: dict[str, Allocation]) -> InstanceSpec:
-    """The spec with empty NIC addresses filled from what was allocated (for converge and diff)."""
-    nics = []
-    for n in spec.nics:
-        a = allocations.get(n.name)
-        if a is not None:
-            n = dataclasses.replace(n, mac=n.mac or a.mac, ip4=n.ip4 or a.ip4, ip6=n.ip6 or a.ip6)
-        nics.append(n)
-    return dataclasses.replace(spec, nics=tuple(nics))

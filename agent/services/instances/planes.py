@@ -54,6 +54,10 @@ def part(name: str, obj: str, fields: Callable[[str], str] = lambda f: f) -> Ite
         raise tagged(exc, name, obj, fields) from exc
 
 
+def _storage_fields(f: str) -> str:
+    return _STORAGE_FIELDS.get(f, f)
+
+
 def _nic_fields(i: int) -> Callable[[str], str]:
     def fields(f: str) -> str:
         if f == "spec.instance":
@@ -77,6 +81,7 @@ class PlaneSet:
 
     # -- specs and names (pure) ------------------------------------------------------
     def volume_spec(self, spec: InstanceSpec) -> VolumeSpec:
+        """The root volume's spec (a VM: a BLOCK zvol; a container: a clone of its image). Pure."""
         r = spec.root
         if spec.kind == KIND_VM:
             return VolumeSpec(team=spec.team, name=spec.id, kind=VolumeKind.BLOCK, instance=spec.id,
@@ -87,6 +92,8 @@ class PlaneSet:
                           reservation_bytes=r.reservation_bytes)
 
     def port_spec(self, spec: InstanceSpec, nic: NicSpec) -> PortSpec:
+        """The NIC's port spec (a VM: a tap, multiqueue when asked; a container: a veth, its
+        instance end in the peer netns when given). Pure."""
         vm = spec.kind == KIND_VM
         return PortSpec(network=nic.network, name=spec.port_name(nic), instance=spec.id,
                         kind=KIND_TAP if vm else KIND_VETH, mac=nic.mac, ip4=nic.ip4, ip6=nic.ip6, mtu=nic.mtu,
@@ -97,9 +104,9 @@ class PlaneSet:
     def names_for(self, spec: InstanceSpec) -> InstanceNames:
         """Every object name Prepare will create, before anything exists. Raises InvalidArgument
         for names a plane refuses (too long for ZFS, not a cgroup name)."""
-        with part(PART_STORAGE, spec.id, _STORAGE_FIELDS.get):
+        with part(PART_STORAGE, spec.id, _storage_fields):
             dataset = self.storage.volume_dataset(spec.team, spec.id)
-            self.storage._check_len(dataset, "spec.name")
+            self.storage.check_dataset_name(dataset, "spec.name")
         with part(PART_COMPUTE, spec.id, _limit_fields):
             scope = self.compute.scope_path(spec.team, spec.id)
         nics = []
@@ -121,8 +128,8 @@ class PlaneSet:
                 for c in self.host.preflight(Profile.VM_HOST).checks:
                     if c.id in ("kvm.device", "dev.tun") and c.status == "missing":
                         problems.append(f"{c.id}: {c.reason} (remedy: {c.remedy})")
-            if not self.storage.zfs.supports("zvol"):
-                problems.append(f"storage.zvol: this node's ZFS ({self.storage.zfs.flavor}) cannot create zvols "
+            if not self.storage.supports("zvol"):
+                problems.append(f"storage.zvol: this node's ZFS ({self.storage.flavor}) cannot create zvols "
                                 "for VM disks (remedy: the OpenZFS kernel module)")
         if spec.kubernetes_node and self.host is not None:
             for c in self.host.preflight(Profile.KUBERNETES_IN_LXD).checks:
@@ -132,17 +139,30 @@ class PlaneSet:
 
     # -- ensure (each converges; returns (observed, changed)) --------------------------------
     def ensure_storage(self, spec: InstanceSpec, wait_timeout: float | None) -> tuple[Volume, bool]:
-        with part(PART_STORAGE, spec.id, _STORAGE_FIELDS.get):
+        """Create or converge the root volume; (observed, changed). Idempotent. Raises the
+        storage plane's errors with the part named (AlreadyExists for an immutable field,
+        FailedPrecondition IMAGE_NOT_FOUND / NOT_OURS / NOT_SUPPORTED, DeadlineExceeded when
+        another operation holds the volume past `wait_timeout`, InvalidArgument on the
+        instance spec's field paths)."""
+        with part(PART_STORAGE, spec.id, _storage_fields):
             return self.storage.ensure_volume(self.volume_spec(spec), wait_timeout=wait_timeout)
 
     def ensure_nic(self, spec: InstanceSpec, i: int, deadline: float | None, *, wait_ready: bool,
                    ready_timeout: float | None, checkpoint: Checkpoint = None) -> Port:
+        """Create or converge the port of NIC `i` (changed=False when in sync). Raises the
+        network plane's errors with the part named (NotFound network missing, AlreadyExists
+        address in use, ResourceExhausted subnet full, FailedPrecondition NOT_OURS,
+        Unavailable; field violations on spec.nics[i])."""
         nic = spec.nics[i]
         with part(PART_NETWORK, nic.name, _nic_fields(i)):
             return self.network.ensure_port(self.port_spec(spec, nic), deadline, wait_ready=wait_ready,
                                             ready_timeout=ready_timeout, checkpoint=checkpoint)
 
     def ensure_scope(self, spec: InstanceSpec, checkpoint: Checkpoint = None) -> tuple[CgroupInfo, bool]:
+        """Create the scope in the team's slice or converge its limits; (observed, changed).
+        Idempotent. Raises the compute plane's errors with the part named (FailedPrecondition
+        SLICE_NOT_FOUND / CONTROLLER_UNAVAILABLE / NOT_OURS, AlreadyExists instance in another
+        team, Aborted, InvalidArgument on spec.limits)."""
         with part(PART_COMPUTE, spec.id, _limit_fields):
             self.compute.check_limits(spec.limits, "spec.limits")
             r = self.compute.ensure_scope(spec.team, spec.id, spec.limits, checkpoint)
@@ -150,26 +170,35 @@ class PlaneSet:
 
     # -- delete by recorded names (objects without our mark are left alone) ----------------
     def delete_storage(self, names: InstanceNames, wait_timeout: float | None = None) -> bool:
+        """Destroy the recorded root volume; False when absent (OK). Raises with the part
+        named: FailedPrecondition NOT_OURS (left alone), DATASET_BUSY, HAS_DEPENDENTS."""
         with part(PART_STORAGE, names.dataset):
             return self.storage.delete_volume(names.volume_team, names.volume_name, wait_timeout=wait_timeout)
 
     def delete_nics(self, ports: list[tuple[str, str]], deadline: float | None,
                     checkpoint: Checkpoint = None) -> int:
+        """Delete the (network, port) pairs in bulk; absent ones are skipped (OK), objects
+        without our mark untouched. Returns how many had something deleted. Raises with the
+        part named: FailedPrecondition NOT_OURS / OTHER_NODE (nothing deleted), Unavailable."""
         with part(PART_NETWORK, ",".join(p for _, p in ports[:3]) + ("..." if len(ports) > 3 else "")):
             return self.network.delete_ports(ports, deadline, checkpoint=checkpoint)
 
     def delete_scope(self, team: str, instance: str, deadline: float | None) -> bool:
+        """Kill what runs in the scope and remove it; False when absent (OK). Raises with
+        the part named: FailedPrecondition (NOT_OURS: left alone), DeadlineExceeded, Aborted."""
         with part(PART_COMPUTE, instance):
             return self.compute.delete_scope(team, instance, kill=True, deadline=deadline)
 
     # -- observe ------------------------------------------------------------------------------
     def observe_storage(self, names: InstanceNames) -> Volume | None:
+        """The root volume, None when absent or not ours."""
         try:
             return self.storage.get_volume(names.volume_team, names.volume_name)
         except NotFound:
             return None
 
     def observe_nic(self, n: NicNames) -> Port | None:
+        """The NIC's port, None when absent. Raises Unavailable (OVSDB down)."""
         try:
             port = self.network.get_port(n.network, n.port)
         except NotFound:
@@ -177,6 +206,7 @@ class PlaneSet:
         return port
 
     def observe_scope(self, team: str, instance: str) -> CgroupInfo | None:
+        """The scope, None when absent or not ours."""
         try:
             return self.compute.get(team, instance)
         except NotFound:

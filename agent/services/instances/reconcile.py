@@ -1,4 +1,4 @@
-"""Startup reconcile of the instance plane (a mixin of InstanceService).
+"""Startup reconcile of the instance plane.
 
 Runs before the agent reports ready. Every operation a crash left running
 is finished from its intent record, by the recorded names, touching only
@@ -22,9 +22,13 @@ from __future__ import annotations
 import logging
 import time
 
+from agent.drivers.statestore import InstanceRecord, Operation
 from agent.errors import AgentError, Unavailable
-from agent.services.instances.model import (FAILED, PREPARED, Allocation, Event, ReleaseResult,
-                                           names_from_dict, names_to_dict, spec_from_dict)
+from agent.services.instances.context import InstanceContext
+from agent.services.instances.model import FAILED, ReleaseResult
+from agent.services.instances.records import names_from_dict, names_to_dict, spec_from_dict
+from agent.services.instances.release import Releaser
+from agent.services.instances.runner import PlaneRunner, PlanesFailed
 
 log = logging.getLogger(__name__)
 RECONCILE_SECONDS = 120.0            # bound of the deletes/ensures one reconcile pass runs
@@ -44,31 +48,41 @@ def transient(exc: BaseException) -> bool:
     return exc.code.name in _TRANSIENT_CODES or exc.reason in _TRANSIENT_REASONS
 
 
-class ReconcileOps:
+class Reconciler:
+    """The startup step "instances: reconcile"."""
+
+    def __init__(self, ctx: InstanceContext, runner: PlaneRunner, releaser: Releaser) -> None:
+        self.ctx, self.runner, self.releaser = ctx, runner, releaser
+        self.store, self.journal, self.metrics = ctx.store, ctx.journal, ctx.metrics
+
     def reconcile(self) -> dict[str, int]:
-        """Finish interrupted operations (see module doc). Returns counts. Raises Unfinished
-        (naming the instances and why) when a transient failure left some running."""
+        """Finish interrupted operations (see module doc) and index the records for the watch;
+        then mutations are allowed (ctx.reconciled). Idempotent: a second pass finds nothing
+        running. Returns counts (rolled_back, released, rolled_forward, failed). Raises
+        Unfinished RECONCILE_UNFINISHED (naming the instances and why) when a transient
+        failure left some running; FailedPrecondition when the store is unusable."""
         started, counts = time.perf_counter(), {"rolled_back": 0, "released": 0, "rolled_forward": 0, "failed": 0}
         end = time.monotonic() + RECONCILE_SECONDS
-        latest: dict[str, object] = {}
+        latest: dict[str, Operation] = {}
         for op in self.store.running_operations():          # ordered by id: the last one per instance wins
             prev = latest.get(op.instance_id)
             if prev is not None:
-                self.store.finish(prev.id, "abandoned", instance_id=op.instance_id, state=FAILED,
-                                  message="superseded by a later operation")
+                self.journal.abandoned(prev.id, op.instance_id, state=FAILED,
+                                       message="superseded by a later operation")
             latest[op.instance_id] = op
-        delete, forward = [], []
+        delete: list[tuple[Operation, InstanceRecord]] = []
+        forward: list[tuple[Operation, InstanceRecord]] = []
         for op in latest.values():
             rec = self.store.get(op.instance_id)
             if rec is None:
-                self.store.finish(op.id, "abandoned", instance_id=op.instance_id, state=None)
+                self.journal.abandoned(op.id, op.instance_id, state=None)
                 continue
             (forward if op.kind == "update" else delete).append((op, rec))
         unfinished: dict[str, str] = {}
         if delete:
             results: dict[str, ReleaseResult] = {}
-            self._bulk_delete([r for _, r in delete], end, results, op="reconcile",
-                              ops={r.id: op.id for op, r in delete}, keep_failed=True)
+            self.releaser.bulk_delete([r for _, r in delete], end, results, op="reconcile",
+                                      ops={r.id: op.id for op, r in delete}, keep_failed=True)
             for op, rec in delete:
                 res = results[rec.id]
                 if res.released:
@@ -83,9 +97,8 @@ class ReconcileOps:
                 counts["failed"] += 1
             else:
                 unfinished[rec.id] = f"update interrupted, completing it failed: {outcome}"
-        for rec in self.store.list():
-            self.hub.index(rec.id, rec.team, rec.state, names_from_dict(rec.names)[0].nics)
-        self.store.prune_operations()
+        self.journal.track(self.store.list())
+        self.journal.prune()
         for k, v in counts.items():
             if v:
                 self.metrics.reconcile_total.labels(plane="instances", result=k).inc(v)
@@ -98,27 +111,27 @@ class ReconcileOps:
             raise Unfinished(f"{len(unfinished)} interrupted instance operation(s) not finished yet, retrying: "
                              f"{shown}{' ...' if len(unfinished) > 5 else ''}", reason="RECONCILE_UNFINISHED",
                              metadata={"instances": ",".join(sorted(unfinished)[:50])})
-        self.reconciled.set()
+        self.ctx.reconciled.set()
         return counts
 
-    def _roll_forward(self, op_id: int, rec, end: float) -> bool | str:
+    def _roll_forward(self, op_id: int, rec: InstanceRecord, end: float) -> bool | str:
         """True: done; False: refused for good (recorded as failed); a str: a transient failure
         (the operation stays running, the reason is returned)."""
         spec = spec_from_dict(rec.spec)
         names, allocs = names_from_dict(rec.names)
         try:
-            inst = self._run_planes(spec, names, end, False, None)
+            inst = self.runner.ensure(spec, names, end, False, None)
         except Exception as exc:             # noqa: BLE001 - PlanesFailed or a bug: recorded, never raised
-            err = exc.first() if hasattr(exc, "first") else exc
+            err = exc.first() if isinstance(exc, PlanesFailed) else exc
             reason = getattr(err, "message", None) or str(err)
             if transient(err):
                 log.warning("reconcile: instance %s: update not completed yet: %s", rec.id, reason)
                 return reason
             msg = f"update interrupted by a restart and could not be completed: {reason}"
             log.error("reconcile: instance %s: %s", rec.id, msg)
-            self.store.finish(op_id, "failed", instance_id=rec.id, state=FAILED, message=msg)
-            self.hub.publish(Event(rec.id, rec.team, FAILED, message=msg))
+            self.journal.failed(op_id, rec, msg)
             return False
-        allocs = {**allocs, **{n.nic: Allocation(n.port.mac, n.port.ip4, n.port.ip6) for n in inst.nics if n.port}}
-        self.store.finish(op_id, "done", instance_id=rec.id, state=PREPARED, names=names_to_dict(names, allocs))
+        allocs = {**allocs, **inst.observed_allocations()}
+        # no event, as before this refactor: a watcher subscribed during startup is not told (issue 13 note)
+        self.journal.prepared(op_id, rec, names_to_dict(names, allocs), ready=inst.ready, announce=False)
         return True

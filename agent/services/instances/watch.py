@@ -27,9 +27,11 @@ class Subscription(EventQueue):
         self.team, self.instance = team, instance
 
     def wants(self, ev: Event) -> bool:
+        """Whether `ev` passes this watcher's team/instance filter."""
         return (not self.team or ev.team == self.team) and (not self.instance or ev.id == self.instance)
 
     def offer(self, ev: Event) -> None:
+        """Queue `ev` if wanted; never blocks (a full queue marks the watch overflowed)."""
         if not self.closed and self.wants(ev):
             self._put(ev)
 
@@ -48,12 +50,14 @@ class WatchHub:
 
     # -- index of the NICs of recorded instances --------------------------------
     def index(self, instance: str, team: str, state: str, nics: tuple[NicNames, ...]) -> None:
+        """Remember the instance's state and which ports are its NICs. Idempotent."""
         with self._lock:
             self._states[instance] = state
             for n in nics:
                 self._ports[(n.network, n.port)] = (instance, team, n.nic)
 
     def unindex(self, instance: str, nics: tuple[NicNames, ...]) -> None:
+        """Forget the instance and its NICs. Idempotent (unknown ones are fine)."""
         with self._lock:
             self._states.pop(instance, None)
             for n in nics:
@@ -61,6 +65,7 @@ class WatchHub:
 
     # -- publishing ------------------------------------------------------------------
     def publish(self, ev: Event) -> None:
+        """Hand `ev` to every subscription that wants it (never blocks, never raises)."""
         with self._lock:
             if ev.state and not ev.nic:
                 self._states[ev.id] = ev.state
@@ -69,6 +74,7 @@ class WatchHub:
             s.offer(ev)
 
     def subscribe(self, team: str = "", instance: str = "", maxsize: int = 10000) -> Subscription:
+        """A new subscription (filters: "" = all); starts the port pump for the first one."""
         sub = Subscription(self, team, instance, maxsize)
         with self._lock:
             self._subs.append(sub)
@@ -88,6 +94,7 @@ class WatchHub:
                 self._stop.set()
 
     def close(self) -> None:
+        """Stop the pump and close every subscription. Idempotent."""
         self._stop.set()
         for s in list(self._subs):
             s.close()

@@ -11,8 +11,10 @@ import base64
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
-OWNER = "devcloud-agent"
+from agent.model.marks import IFALIAS_PREFIX, OWNER  # noqa: F401 - OWNER re-exported for callers
+
 BACKEND_OVN = "ovn"
 BACKEND_BRIDGE = "bridge"
 KIND_VETH = "veth"
@@ -85,6 +87,8 @@ class ChassisSpec:
 # -- observed state ------------------------------------------------------------
 @dataclass
 class Network:
+    """A team network as observed (either backend)."""
+
     name: str
     backend: str
     subnet4: str = ""
@@ -104,6 +108,8 @@ class Network:
 
 @dataclass
 class PortStatus:
+    """Readiness of a port (a bridge port is ready once it exists)."""
+
     ovn_installed: bool = False     # OVS Interface external_ids:ovn-installed=true
     up: bool = False                # NB Logical_Switch_Port.up
     missing: tuple[str, ...] = ()   # conditions not met ("ovn-installed", "up", "netdev", "ovs-port")
@@ -113,6 +119,8 @@ class PortStatus:
 
 @dataclass
 class Port:
+    """One NIC as observed."""
+
     network: str
     name: str
     instance: str = ""
@@ -134,6 +142,8 @@ class Port:
 
 @dataclass
 class Chassis:
+    """This node's OVN chassis settings as observed."""
+
     system_id: str
     ovn_remote: str
     encap_type: str
@@ -175,6 +185,8 @@ def _hash(text: str, n: int) -> str:
 
 @dataclass(frozen=True)
 class PortNames:
+    """The deterministic names of a port's objects."""
+
     lsp: str                        # logical switch port == OVS iface-id
     host: str                       # host-side netdev (veth end or tap)
     peer: str                       # veth instance end while it stays in the host netns
@@ -188,6 +200,7 @@ def port_names(prefix: str, network: str, port: str) -> PortNames:
 
 
 def switch_name(network: str) -> str:
+    """The OVN logical switch of a team network."""
     return f"dc-{network}"
 
 
@@ -197,10 +210,12 @@ def port_group_name(network: str) -> str:
 
 
 def bridge_name(prefix: str, network: str) -> str:
+    """The default Linux bridge of a bridge-backend network: prefix + "b" + a hash, <= 15 bytes."""
     return prefix + "b" + _hash(network, IFNAMSIZ - len(prefix) - 1)
 
 
 def default_gateway(subnet4: str) -> str:
+    """The first host address of the subnet."""
     net = ipaddress.ip_network(subnet4)
     return str(net.network_address + 1)
 
@@ -212,7 +227,7 @@ def mac_from_hash(network: str, port: str) -> str:
 
 
 # -- ifalias marks -------------------------------------------------------------
-MARK_PREFIX = "devcloud"
+MARK_PREFIX = IFALIAS_PREFIX
 
 
 def encode_mark(fields: dict[str, str]) -> str:
@@ -231,6 +246,12 @@ def parse_mark(alias: str) -> dict[str, str] | None:
         if sep:
             out[k] = v
     return out
+
+
+def mark_is(mark: dict[str, str] | None, **fields: str) -> TypeGuard[dict[str, str]]:
+    """True when `mark` (from parse_mark) has every given field with the given value,
+    e.g. mark_is(mark, owner=OWNER, net="team-a")."""
+    return mark is not None and all(mark.get(k) == v for k, v in fields.items())
 
 
 # -- ACL policy ---------------------------------------------------------------
@@ -282,6 +303,7 @@ def encode_allow(rules: tuple[AllowRule, ...]) -> str:
 
 
 def decode_allow(text: str) -> tuple[AllowRule, ...]:
+    """The allow rules of an encode_allow() value."""
     out = []
     for item in filter(None, text.split(";")):
         cidr, net, proto, pmin, pmax = (item.split(",") + ["", "", "any", "0", "0"])[:5]

@@ -1,38 +1,38 @@
-"""NetworkService: team networks, chassis settings, inventory for GC/Diff.
+"""NetworkService: the network plane's facade (plain dataclasses in and out).
 
-Port use cases live in ports.py (mixed in below); the model, names
-and ACL policy in model.py; readiness and locking in
-watch.py.
+Composed by the constructor, each part getting what it needs:
+- Netdevs (netdevs.py): the host netdevs of ports, common to both backends.
+- one object per backend behind backend.NetworkBackend: BridgeBackend
+  (backend_bridge.py, always) and OvnBackend (backend_ovn.py, when NB and the local
+  Open_vSwitch are configured); Backends picks the one serving a network.
+- Ports (ports.py): the port use cases.
+Team networks, chassis settings and the node-wide passes (reconcile, GC, inventory)
+are here. The model, names and ACL policy live in model.py; readiness in watch.py.
 
-Backends: "ovn" (a logical switch per team in the cluster-wide NB; needs
-`nb` and `ovs`) and "bridge" (a Linux bridge on this node, for nodes without
-OVN). Every method takes `deadline` (time.monotonic() seconds, None =
-unbounded) and never waits past it.
+Every method takes `deadline` (time.monotonic() seconds, None = unbounded) and never
+waits past it.
 """
 from __future__ import annotations
 
-import ipaddress
-import logging
-import threading
-
 from agent.drivers.netlink import Netlink
-from agent.drivers.ovsdb.nb import NETWORK_KEY, NetworkRows, OvnNb
+from agent.drivers.ovsdb.nb import OvnNb
 from agent.drivers.ovsdb.vswitch import OvsDb
-from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from agent.errors import FailedPrecondition, InvalidArgument, NotFound
 from agent.metrics import Metrics
-from agent.services.locks import KeyedLocks
-from agent.services.network.model import (
-    BACKEND_BRIDGE, BACKEND_OVN, DEFAULT_MTU_BRIDGE, DEFAULT_MTU_OVN, OWNER, Chassis, ChassisSpec, Network,
-    NetworkSpec, OwnedObject, acl_rules, bridge_name, decode_allow, default_gateway, encode_allow, encode_mark,
-    mac_from_hash, parse_mark, port_group_name, switch_name)
-from agent.services.network.ports import PortsMixin
-from agent.services.network.watch import NetworkGate, ReadinessHub
+from agent.services.drift import Drift
+from agent.services.locks import KeyedLocks, SharedExclusive, WhenBusy
+from agent.services.network.backend import Backends, Checkpoint
+from agent.services.network.backend_bridge import BridgeBackend
+from agent.services.network.backend_ovn import OvnBackend
+from agent.services.network.model import (OWNER, Chassis, ChassisSpec, Network, NetworkSpec, OwnedObject, Port,
+                                          PortEvent, PortNames, PortSpec, PortStatus)
+from agent.services.network.netdevs import Netdevs
+from agent.services.network.ports import Ports
+from agent.services.network.watch import ReadinessHub, Subscription
 
-log = logging.getLogger(__name__)
 
-
-class NetworkService(PortsMixin):
-    """Use cases of the network plane (plain dataclasses in and out)."""
+class NetworkService:
+    """Use cases of the network plane."""
 
     def __init__(self, *, netlink: Netlink, nb: OvnNb | None, ovs: OvsDb | None, metrics: Metrics,
                  node: str, netdev_prefix: str = "dc", integration_bridge: str = "br-int",
@@ -43,29 +43,30 @@ class NetworkService(PortsMixin):
         self.prefix = netdev_prefix
         self.integration_bridge = integration_bridge
         self.owner = owner
-        self.ready_timeout = ready_timeout          # bound of a readiness wait when the call has no deadline
+        self.netdevs = Netdevs(netlink, owner=owner, prefix=netdev_prefix, node=node, metrics=metrics)
+        self.hub: ReadinessHub | None = None
+        ovn = None
+        if nb is not None and ovs is not None:
+            self.hub = ReadinessHub(nb, ovs, owner)
+            ovn = OvnBackend(nb, ovs, self.hub, self.netdevs, owner=owner, node=node,
+                             integration_bridge=integration_bridge, metrics=metrics)
+        self.backends = Backends(BridgeBackend(netlink, self.netdevs, owner=owner, prefix=netdev_prefix, node=node),
+                                 ovn)
         self._net_locks = KeyedLocks("network")
-        self._port_locks = KeyedLocks("port")
-        self._gate = NetworkGate()
-        # netdevs between their creating request and their mark: never swept as leftovers
-        self._unmarked_lock = threading.Lock()
-        self._being_marked: set[str] = set()
-        self._bridges: dict[str, Network] = {}     # bridge-backend networks of this node, by name
-        self._bridges_scanned = False
-        self.hub = ReadinessHub(nb, ovs, owner) if nb is not None and ovs is not None else None
+        # port operations share a network; deleting it waits for them and refuses new ones
+        self._gate = SharedExclusive("network", when_busy=WhenBusy.ABORT, shared_work="port operations")
+        self.ports = Ports(self.backends, self.netdevs, gate=self._gate, hub=self.hub, prefix=netdev_prefix,
+                           ready_timeout=ready_timeout)
 
     def close(self) -> None:
+        """Stop listening to the OVSDB caches (the drivers are closed by their owner)."""
         if self.hub is not None:
             self.hub.close()
 
     @property
     def ovn_enabled(self) -> bool:
-        return self.nb is not None and self.ovs is not None
-
-    def _require_ovn(self) -> None:
-        if not self.ovn_enabled:
-            raise FailedPrecondition("OVN is not configured on this node (set [network].ovn_nb or enable the "
-                                     "embedded stack); only the bridge backend is available", reason="NO_OVN")
+        """True when NB and the local Open_vSwitch are configured (the OVN backend exists)."""
+        return self.backends.ovn is not None
 
     # -- team networks -----------------------------------------------------
     def ensure_network(self, spec: NetworkSpec, deadline: float | None = None) -> Network:
@@ -75,221 +76,98 @@ class NetworkService(PortsMixin):
 
         Raises InvalidArgument (spec inconsistent), AlreadyExists (immutable
         field differs), FailedPrecondition (same-named object not ours, backend
-        missing), Aborted (same network in flight), Unavailable (NB down)."""
+        missing: NO_OVN), Aborted (same network in flight), Unavailable (NB down)."""
         with self._net_locks.hold(spec.name):
-            if spec.backend == BACKEND_BRIDGE:
-                return self._ensure_bridge_network(spec)
-            self._require_ovn()
-            if not spec.subnet4:
-                raise InvalidArgument.for_field("spec.subnet4", "is required for the OVN backend")
-            rows = self._network_rows(spec)
-            changed = self.nb.ensure_network(rows, deadline)
-            net = self.get_network(spec.name, deadline)
-            net.changed = changed
-            return net
-
-    def _network_rows(self, spec: NetworkSpec) -> NetworkRows:
-        gw = spec.gateway4 or default_gateway(spec.subnet4)
-        mtu = spec.mtu or DEFAULT_MTU_OVN
-        opts = {"lease_time": "3600", "server_id": gw, "server_mac": mac_from_hash(spec.name, "dhcp"),
-                "mtu": str(mtu)}
-        if spec.dns_servers:
-            opts["dns_server"] = "{" + ",".join(spec.dns_servers) + "}"
-        return NetworkRows(
-            switch=switch_name(spec.name), port_group=port_group_name(spec.name),
-            marks={"devcloud-owner": self.owner, NETWORK_KEY: spec.name},
-            immutable={"devcloud-subnet4": spec.subnet4, "devcloud-subnet6": spec.subnet6,
-                       "devcloud-gateway4": gw},
-            mutable={"devcloud-mtu": str(mtu), "devcloud-dns": ",".join(spec.dns_servers),
-                     "devcloud-allow": encode_allow(spec.allow)},
-            dhcp4_cidr=spec.subnet4, dhcp4_options=opts, acls=acl_rules(spec))
+            return self.backends.for_spec(spec).ensure_network(spec, deadline)
 
     def delete_network(self, name: str, deadline: float | None = None) -> bool:
-        """Delete a team network with all its ports: the NB rows in one transaction
-        (which refuses, deleting nothing, when a port of the switch is not ours),
-        then this node's OVS ports and netdevs (bulk: one OVS transaction, one
-        link-group delete). Other nodes' netdevs are left to their agents (their
-        ports vanish from NB). Absent -> OK, returns False. A retry after a crash
-        in between finds this node's leftovers by their marks.
+        """Delete a team network with all its ports. OVN: the NB rows in one transaction
+        (which refuses, deleting nothing, when a port of the switch is not ours), then
+        this node's OVS ports and netdevs (bulk: one OVS transaction, one link-group
+        delete); other nodes' netdevs are left to their agents (their ports vanish from
+        NB); a retry after a crash in between finds this node's leftovers by their marks.
+        Bridge: the bridge with our ports on it. Absent -> OK, returns False.
 
-        Raises FailedPrecondition NOT_OURS (a same-named object, or a logical port
-        or bridge port in the network, is not ours: nothing is deleted), Aborted
-        (operation in flight), Unavailable."""
-        with self._net_locks.hold(name), self._gate.exclusive(name, deadline):
-            bridge = self._bridge_network(name)
-            if bridge is not None:
-                return self._delete_bridge_network(bridge)
-            if not self.ovn_enabled:
-                return False
-            rows = self.nb.network(switch_name(name), deadline)
-            foreign = self.nb.foreign_ports(switch_name(name), deadline)
-            if foreign:                                # checked before anything is deleted
-                raise FailedPrecondition(
-                    f"network {name} has logical ports that are not ours: {', '.join(foreign[:10])}"
-                    f"{' ...' if len(foreign) > 10 else ''}; delete them first (the agent never touches them)",
-                    reason="NOT_OURS", metadata={"network": name, "ports": ",".join(foreign[:50])})
-            local = self.ovs.interface_names(NETWORK_KEY, name, deadline)
-            netdevs = set(local) | {m.get("devcloud-netdev", "") for m in
-                                    self.nb.port_marks(network=name, node=self.node, deadline=deadline)}
-            if rows is not None:
-                # first, and atomic: the transaction re-checks the switch's ports on the server
-                self.nb.delete_network(switch_name(name), port_group_name(name), name, deadline)
-            else:                                      # a retry: the NB rows went before a crash
-                netdevs |= {l.name for l in self.nl.links() if (parse_mark(l.alias) or {}).get("net") == name}
-            indexes, deleted = self._owned_netdevs(sorted(n for n in netdevs if n), network=name)
-            self.ovs.unbind(local, deadline)           # OVS ports first: never one without its netdev
-            self.nl.delete_many(indexes)
-            return rows is not None or bool(local) or bool(deleted)
+        Waits (bounded by the deadline) for port operations in flight on the network and
+        refuses new ones meanwhile. Raises FailedPrecondition NOT_OURS (a same-named
+        object, or a logical port or bridge port in the network, is not ours: nothing is
+        deleted), Aborted (operation in flight, or port operations still in flight at
+        the deadline), Unavailable."""
+        with self._net_locks.hold(name), self._gate.exclusive(name, deadline=deadline):
+            backend, _ = self.backends.serving(name, deadline)
+            return backend.delete_network(name, deadline)
 
     def get_network(self, name: str, deadline: float | None = None) -> Network:
         """Observed state of a team network. Raises NotFound, Unavailable."""
-        if self.ovn_enabled:
-            rows = self.nb.network(switch_name(name), deadline)
-            if rows is not None:
-                return self._network_from_rows(name, rows)
-        bridge = self._bridge_network(name)
-        if bridge is not None:
-            return bridge
-        raise NotFound(f"network {name} does not exist", reason="NETWORK_NOT_FOUND", metadata={"network": name})
-
-    def _network_from_rows(self, name: str, rows: NetworkRows) -> Network:
-        net = self._network_from_marks(name, rows.marks)
-        net.ports = sorted(p.split(".", 2)[2] if p.count(".") >= 2 else p for p in rows.ports)
-        net.acl_count = len(rows.acls)
+        backend, _ = self.backends.serving(name, deadline)
+        net = backend.get_network(name, deadline)
+        if net is None:
+            raise NotFound(f"network {name} does not exist", reason="NETWORK_NOT_FOUND", metadata={"network": name})
         return net
-
-    @staticmethod
-    def _network_from_marks(name: str, m: dict[str, str]) -> Network:
-        return Network(name=name, backend=BACKEND_OVN, subnet4=m.get("devcloud-subnet4", ""),
-                       subnet6=m.get("devcloud-subnet6", ""), gateway4=m.get("devcloud-gateway4", ""),
-                       mtu=int(m.get("devcloud-mtu", "0") or 0),
-                       dns_servers=tuple(filter(None, m.get("devcloud-dns", "").split(","))),
-                       allow=decode_allow(m.get("devcloud-allow", "")), switch=switch_name(name),
-                       port_group=m.get("devcloud-port-group", ""))
 
     def list_networks(self, deadline: float | None = None) -> list[Network]:
         """Every team network of ours: OVN ones (cluster-wide) and this node's bridge ones."""
-        out = []
-        if self.ovn_enabled:
-            for rows in self.nb.networks(deadline):
-                out.append(self._network_from_rows(rows.marks.get(NETWORK_KEY, ""), rows))
-        self._scan_bridges()
-        out.extend(self._bridges.values())
+        out = [n for b in self.backends.all for n in b.list_networks(deadline)]
         return sorted(out, key=lambda n: n.name)
 
-    # -- bridge backend ------------------------------------------------------
-    def _bridge_mark(self, spec: NetworkSpec) -> str:
-        return encode_mark({"owner": self.owner, "kind": "bridge", "net": spec.name, "vlan": str(spec.vlan),
-                            "s4": spec.subnet4, "s6": spec.subnet6})
+    # -- ports (ports.py) -------------------------------------------------------
+    def port_names(self, network: str, port: str) -> PortNames:
+        """Deterministic names of a port's objects, computable before creation."""
+        return self.ports.port_names(network, port)
 
-    def _ensure_bridge_network(self, spec: NetworkSpec) -> Network:
-        name = spec.bridge or bridge_name(self.prefix, spec.name)
-        mtu = spec.mtu or DEFAULT_MTU_BRIDGE
-        existing = self._bridge_network(spec.name)
-        if existing is not None and existing.bridge != name:
-            raise AlreadyExists(f"network {spec.name} exists on bridge {existing.bridge}", reason="IMMUTABLE_FIELD",
-                                metadata={"field": "bridge"})
-        link = self.nl.link(name)
-        changed = False
-        if link is None:
-            self.nl.create_bridge(name, mtu=mtu, vlan_filtering=bool(spec.vlan))
-            try:
-                self.nl.disable_ipv6(name)
-                self.nl.configure(name, alias=self._bridge_mark(spec), up=True)
-            except BaseException:
-                self.nl.delete(name)
-                raise
-            changed = True
-        else:
-            if link.kind == "bridge" and not link.alias and link.born_ours:
-                # an earlier call crashed between creating the bridge and marking it
-                self.nl.configure(name, alias=self._bridge_mark(spec))
-                link = self.nl.link(name) or link
-            mark = parse_mark(link.alias)
-            if link.kind != "bridge" or not mark or mark.get("owner") != self.owner or mark.get("net") != spec.name:
-                raise FailedPrecondition(f"netdev {name} exists and is not our bridge for network {spec.name}",
-                                         reason="NOT_OURS", metadata={"netdev": name})
-            for key, want in (("vlan", str(spec.vlan)), ("s4", spec.subnet4), ("s6", spec.subnet6)):
-                if mark.get(key, "") != want:
-                    raise AlreadyExists(f"bridge network {spec.name} exists with {key}={mark.get(key, '')!r}",
-                                        reason="IMMUTABLE_FIELD", metadata={"field": key})
-            if link.mtu != mtu or not link.up:
-                self.nl.configure(name, mtu=mtu, up=True)
-                changed = True
-        net = Network(name=spec.name, backend=BACKEND_BRIDGE, subnet4=spec.subnet4, subnet6=spec.subnet6,
-                      mtu=mtu, bridge=name, vlan=spec.vlan, changed=changed)
-        self._bridges[spec.name] = net
-        net.ports = self._bridge_ports(name)
-        return net
+    def ensure_port(self, spec: PortSpec, deadline: float | None = None, *, wait_ready: bool = False,
+                    ready_timeout: float | None = None, checkpoint: Checkpoint | None = None) -> Port:
+        """Create or reconcile one NIC; idempotent. Errors: Ports.ensure_port."""
+        return self.ports.ensure_port(spec, deadline, wait_ready=wait_ready, ready_timeout=ready_timeout,
+                                      checkpoint=checkpoint)
 
-    def _bridge_ports(self, bridge: str) -> list[str]:
-        link = self.nl.link(bridge)
-        if link is None:
-            return []
-        out = []
-        for l in self.nl.links():
-            mark = parse_mark(l.alias) if l.master == link.index else None
-            if mark and mark.get("kind") == "port":
-                out.append(mark.get("port", ""))
-        return sorted(out)
+    def wait_port_ready(self, network: str, name: str, deadline: float | None = None,
+                        ready_timeout: float | None = None) -> PortStatus:
+        """Wait (bounded) until the port is ready; see Ports.wait_port_ready."""
+        return self.ports.wait_port_ready(network, name, deadline, ready_timeout)
 
-    def _scan_bridges(self, links: list | None = None) -> None:
-        """Find our bridges in a link dump (startup and cache misses); `links`: a fresh dump."""
-        found = {}
-        for l in self.nl.links() if links is None else links:
-            mark = parse_mark(l.alias)
-            if l.kind == "bridge" and mark and mark.get("owner") == self.owner and mark.get("kind") == "bridge":
-                net = mark.get("net", "")
-                found[net] = Network(name=net, backend=BACKEND_BRIDGE, subnet4=mark.get("s4", ""),
-                                     subnet6=mark.get("s6", ""), mtu=l.mtu, bridge=l.name,
-                                     vlan=int(mark.get("vlan", "0") or 0))
-        self._bridges = found
-        self._bridges_scanned = True
+    def delete_port(self, network: str, name: str, deadline: float | None = None) -> bool:
+        """Delete one NIC; absent -> False. Errors: Ports.delete_port."""
+        return self.ports.delete_port(network, name, deadline)
 
-    def _bridge_network(self, name: str) -> Network | None:
-        net = self._bridges.get(name)
-        if net is None and not self._bridges_scanned:
-            self._scan_bridges()
-            net = self._bridges.get(name)
-        if net is not None and self.nl.link(net.bridge) is None:
-            self._bridges.pop(name, None)
-            return None
-        return net
+    def delete_ports(self, ports: list[tuple[str, str]], deadline: float | None = None, *,
+                     checkpoint: Checkpoint | None = None) -> int:
+        """Delete many NICs of this node in bulk; absent ones skipped. See Ports.delete_ports."""
+        return self.ports.delete_ports(ports, deadline, checkpoint=checkpoint)
 
-    def _delete_bridge_network(self, net: Network) -> bool:
-        link = self.nl.link(net.bridge)
-        if link is None:
-            self._bridges.pop(net.name, None)
-            return False
-        mark = parse_mark(link.alias)
-        if not mark or mark.get("owner") != self.owner or mark.get("net") != net.name:
-            raise FailedPrecondition(f"bridge {net.bridge} is not ours; not deleting it", reason="NOT_OURS")
-        ours, foreign = [], []
-        for l in self.nl.links():
-            if l.master != link.index:
-                continue
-            m = parse_mark(l.alias)
-            if m and m.get("owner") == self.owner and m.get("net") == net.name or not l.alias and l.born_ours:
-                ours.append(l.index)
-            else:
-                foreign.append(l.name)
-        if foreign:
-            raise FailedPrecondition(f"bridge {net.bridge} of network {net.name} has ports that are not ours: "
-                                     f"{', '.join(sorted(foreign))}; detach them first, the agent does not "
-                                     "touch them", reason="NOT_OURS", metadata={"netdevs": ",".join(sorted(foreign))})
-        self.nl.delete_many(ours)
-        self.nl.delete(net.bridge)
-        self._bridges.pop(net.name, None)
-        return True
+    def get_port(self, network: str, name: str, deadline: float | None = None) -> Port:
+        """Observed state of one NIC. Raises NotFound, Unavailable."""
+        return self.ports.get_port(network, name, deadline)
+
+    def list_ports(self, network: str = "", *, all_nodes: bool = False,
+                   deadline: float | None = None) -> list[Port]:
+        """Ports of this node (or of every node), from the caches. See Ports.list_ports."""
+        return self.ports.list_ports(network, all_nodes=all_nodes, deadline=deadline)
+
+    def watch_ports(self, network: str = "") -> tuple[list[PortEvent], Subscription]:
+        """Readiness snapshot + subscription; FailedPrecondition NO_OVN. See Ports.watch_ports."""
+        return self.ports.watch_ports(network)
+
+    def diff_port(self, spec: PortSpec, deadline: float | None = None) -> list[str]:
+        """What differs from `spec` ([] = in sync). Read-only. See Ports.diff_port."""
+        return self.ports.diff_port(spec, deadline)
+
+    def port_drift(self, spec: PortSpec, deadline: float | None = None) -> list[Drift]:
+        """diff_port as Drift items with reason codes. Read-only. See Ports.port_drift."""
+        return self.ports.port_drift(spec, deadline)
 
     # -- chassis ---------------------------------------------------------------
+    def _ovs_required(self) -> OvsDb:
+        if self.ovs is None:
+            raise FailedPrecondition("no local Open_vSwitch database configured", reason="NO_OVS")
+        return self.ovs
+
     def ensure_chassis(self, spec: ChassisSpec, deadline: float | None = None) -> Chassis:
         """Set the Open_vSwitch external_ids a chassis needs and create the
         integration bridge when absent. Idempotent. Raises InvalidArgument
-        (remote/encap ip missing), FailedPrecondition (values set by someone
-        else differ), Unavailable."""
-        if self.ovs is None:
-            raise FailedPrecondition("no local Open_vSwitch database configured", reason="NO_OVS")
+        (remote/encap ip missing), FailedPrecondition (NO_OVS; values set by
+        someone else differ), Unavailable."""
+        ovs = self._ovs_required()
         if not spec.ovn_remote:
             raise InvalidArgument.for_field("spec.ovn_remote", "is required")
         if not spec.encap_ip:
@@ -301,16 +179,15 @@ class NetworkService(PortsMixin):
             settings["ovn-bridge"] = bridge
         if spec.bridge_datapath_type:
             settings["ovn-bridge-datapath-type"] = spec.bridge_datapath_type
-        changed = self.ovs.ensure_chassis(settings, bridge, spec.bridge_datapath_type, deadline)
+        changed = ovs.ensure_chassis(settings, bridge, spec.bridge_datapath_type, deadline)
         chassis = self.get_chassis(bridge, deadline)
         chassis.changed = changed
         return chassis
 
     def get_chassis(self, bridge: str = "", deadline: float | None = None) -> Chassis:
-        """Observed chassis settings (Open_vSwitch external_ids, bridge)."""
-        if self.ovs is None:
-            raise FailedPrecondition("no local Open_vSwitch database configured", reason="NO_OVS")
-        info = self.ovs.chassis(bridge or self.integration_bridge, deadline)
+        """Observed chassis settings (Open_vSwitch external_ids, bridge). Raises
+        FailedPrecondition NO_OVS, Unavailable."""
+        info = self._ovs_required().chassis(bridge or self.integration_bridge, deadline)
         e = info.external_ids
         return Chassis(system_id=e.get("system-id", ""), ovn_remote=e.get("ovn-remote", ""),
                        encap_type=e.get("ovn-encap-type", ""), encap_ip=e.get("ovn-encap-ip", ""),
@@ -319,87 +196,39 @@ class NetworkService(PortsMixin):
 
     # -- startup, GC, drift ----------------------------------------------------
     def reconcile(self, deadline: float | None = None) -> dict[str, int]:
-        """Startup pass: learn this node's bridge networks and remove OVS ports of
-        ours whose netdev no longer exists (never leave an OVS port without its
-        netdev). Returns counts. Raises Unavailable."""
-        links = self.nl.links()             # one dump (pyroute2 parses ~1,600 netdevs slowly on a full node)
-        self._scan_bridges(links)
-        unmarked = self.sweep_unmarked(links=links)
-        removed = 0
-        if self.ovn_enabled:
-            names = {l.name for l in links}
-            stale = [i.name for i in self.ovs.interfaces(deadline) if i.name not in names]
-            removed = len(self.ovs.unbind(stale, deadline))
-            if removed:
-                self.metrics.orphans_total.labels(plane="network", kind="ovs-interface").inc(removed)
-        return {"bridges": len(self._bridges), "stale_ovs_ports_removed": removed,
-                "unmarked_netdevs_removed": len(unmarked)}
+        """Startup pass over one link dump (pyroute2 parses ~1,600 netdevs slowly on a
+        full node): learn this node's bridge networks, sweep unmarked netdevs of ours,
+        remove OVS ports of ours whose netdev no longer exists (never leave an OVS port
+        without its netdev). Idempotent. Returns counts. Raises Unavailable."""
+        links = self.nl.links()
+        counts = {"bridges": 0, "stale_ovs_ports_removed": 0,
+                  "unmarked_netdevs_removed": len(self.netdevs.sweep_unmarked(links=links))}
+        for backend in self.backends.all:
+            counts.update(backend.reconcile(links, deadline))
+        return counts
 
     def sweep_unmarked(self, *, dry_run: bool = False, links: list | None = None) -> list[str]:
-        """Netdevs with our prefix, born in our link group, never marked: a crash landed between
-        creating one and marking it, outside any instance intent (the instance reconcile
-        removes those by name). Removed unless dry_run; returns their names. A netdev this
-        process is creating right now is left alone."""
-        found = [l for l in (self.nl.links() if links is None else links)
-                 if l.name.startswith(self.prefix) and not l.alias and l.born_ours]
-        with self._unmarked_lock:
-            doomed = [l for l in found if l.name not in self._being_marked]
-            if not dry_run and doomed:
-                self.nl.delete_many([l.index for l in doomed])
-                self.metrics.orphans_total.labels(plane="network", kind="unmarked-netdev").inc(len(doomed))
-        return sorted(l.name for l in doomed)
+        """Remove (unless dry_run) and name the netdevs of our link group never marked;
+        see Netdevs.sweep_unmarked."""
+        return self.netdevs.sweep_unmarked(dry_run=dry_run, links=links)
 
     def stale_ports(self, deadline: float | None = None) -> list[tuple[str, str]]:
         """(network, port) of this node's OVN ports whose team network no longer
         exists in NB (deleted from another node). Not deleted here: pass them to
         delete_ports (the caller decides; an NB that was wiped would list all)."""
-        if not self.ovn_enabled:
-            return []
-        out, known = set(), {}
-        for i in self.ovs.interfaces(deadline):
-            net, port = i.external_ids.get(NETWORK_KEY, ""), i.external_ids.get("devcloud-port", "")
-            if net and port:
-                if net not in known:
-                    known[net] = self.nb.switch_marks(switch_name(net), deadline) is not None
-                if not known[net]:
-                    out.add((net, port))
-        return sorted(out)
+        return sorted({p for b in self.backends.all for p in b.stale_ports(deadline)})
 
     def inventory(self, deadline: float | None = None) -> list[OwnedObject]:
         """Every object of ours: this node's netdevs (link dump), OVS interfaces,
         and NB logical ports bound to this node, plus our logical switches.
         For GarbageCollect/Diff in the instance plane (full scans: not a hot path)."""
-        out = []
-        for l in self.nl.links():
-            m = parse_mark(l.alias)
-            if m and m.get("owner") == self.owner:
-                kind = {"bridge": "bridge", "peer": "veth-peer"}.get(m.get("kind", ""), "netdev")
-                out.append(OwnedObject(kind, l.name,
-                                       m.get("net", ""), m.get("port", ""), m.get("inst", ""), self.node))
-        if self.ovn_enabled:
-            for i in self.ovs.interfaces(deadline):
-                e = i.external_ids
-                out.append(OwnedObject("ovs-interface", i.name, e.get(NETWORK_KEY, ""), e.get("devcloud-port", ""),
-                                       e.get("devcloud-instance", ""), e.get("devcloud-node", self.node)))
-            for p in self.nb.ports(node=self.node, deadline=deadline):
-                e = p.marks
-                out.append(OwnedObject("logical-port", p.name, e.get(NETWORK_KEY, ""), e.get("devcloud-port", ""),
-                                       e.get("devcloud-instance", ""), e.get("devcloud-node", "")))
-            for rows in self.nb.networks(deadline):
-                out.append(OwnedObject("logical-switch", rows.switch, rows.marks.get(NETWORK_KEY, "")))
-        return out
+        return self.netdevs.inventory() + [o for b in self.backends.all for o in b.inventory(deadline)]
 
     def probe_all(self) -> dict[str, object]:
         """Availability of every facility the plane uses (never raises)."""
-        out = {"netlink": self.nl.probe()}
+        out: dict[str, object] = {"netlink": self.nl.probe()}
         if self.nb is not None:
             out["ovn-nb"] = self.nb.probe()
         if self.ovs is not None:
             out["ovsdb"] = self.ovs.probe()
         return out
-
-
-def ip_with_prefix(ip: str, subnet: str) -> str:
-    """"10.0.0.5" + "10.0.0.0/24" -> "10.0.0.5/24"."""
-    return f"{ip}/{ipaddress.ip_network(subnet).prefixlen}" if ip and subnet else ""
-

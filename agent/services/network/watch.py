@@ -1,23 +1,18 @@
 """Port readiness (ovn-installed on the OVS Interface + up in NB) from the IDL
-caches, waits bounded by a deadline, WatchPorts subscriptions; and the
-network gate that keeps port operations and network deletion apart.
+caches, waits bounded by a deadline, WatchPorts subscriptions. (The gate that
+keeps port operations and network deletion apart is a locks.SharedExclusive.)
 """
 from __future__ import annotations
 
 import threading
 import time
-from contextlib import contextmanager
-from typing import Iterator
 
 from agent.drivers.ovsdb.nb import OvnNb
 from agent.drivers.ovsdb.vswitch import OvsDb
-from agent.errors import Aborted, Unavailable
+from agent.errors import Unavailable
+from agent.model.marks import NETDEV_KEY, NETWORK_KEY, OWNER_KEY, PORT_KEY
 from agent.services.network.model import PortEvent, PortStatus
 from agent.services.watch_queue import EventQueue
-
-_NET = "devcloud-network"
-_PORT = "devcloud-port"
-_NETDEV = "devcloud-netdev"
 
 
 class ReadinessHub:
@@ -32,6 +27,7 @@ class ReadinessHub:
         ovs.db.add_listener(self._on_ovs)
 
     def close(self) -> None:
+        """Stop listening to both databases and close every subscription."""
         self.nb.db.remove_listener(self._on_nb)
         self.ovs.db.remove_listener(self._on_ovs)
         for sub in list(self._subs):
@@ -75,18 +71,18 @@ class ReadinessHub:
         if event == "resync":
             self._resync()
             return
-        if table != "Logical_Switch_Port" or row.external_ids.get("devcloud-owner") != self.owner:
+        if table != "Logical_Switch_Port" or row.external_ids.get(OWNER_KEY) != self.owner:
             return
-        self._changed(row.external_ids.get(_NET, ""), row.external_ids.get(_PORT, ""), row.name,
-                      row.external_ids.get(_NETDEV, ""), deleted=(event == "delete"))
+        self._changed(row.external_ids.get(NETWORK_KEY, ""), row.external_ids.get(PORT_KEY, ""), row.name,
+                      row.external_ids.get(NETDEV_KEY, ""), deleted=(event == "delete"))
 
     def _on_ovs(self, event: str, table: str, row) -> None:
         if event == "resync":
             self._resync()
             return
-        if table != "Interface" or row.external_ids.get("devcloud-owner") != self.owner:
+        if table != "Interface" or row.external_ids.get(OWNER_KEY) != self.owner:
             return
-        self._changed(row.external_ids.get(_NET, ""), row.external_ids.get(_PORT, ""),
+        self._changed(row.external_ids.get(NETWORK_KEY, ""), row.external_ids.get(PORT_KEY, ""),
                       row.external_ids.get("iface-id", ""), row.name, deleted=False)
 
     def _changed(self, network: str, port: str, lsp: str, host: str, *, deleted: bool) -> None:
@@ -128,6 +124,7 @@ class Subscription(EventQueue):
         self._last: dict[tuple[str, str], tuple] = {}
 
     def offer(self, ev: PortEvent) -> None:
+        """Queue `ev` unless it is for another network or repeats the port's last state."""
         if self.closed or (self.network and ev.network != self.network):
             return
         key = (ev.network, ev.name)
@@ -144,55 +141,5 @@ class Subscription(EventQueue):
         self._last[(ev.network, ev.name)] = (ev.deleted, ev.status.ovn_installed, ev.status.up)
 
     def resynced(self) -> None:
+        """The caches were rebuilt after a reconnect: announce every port again."""
         self._last.clear()                  # after a reconnect every port is re-announced once
-
-
-class NetworkGate:
-    """Port operations share a network; deleting or re-creating the network is
-    exclusive. A port op during an exclusive op -> Aborted; the exclusive op
-    waits (bounded) for port ops in flight to finish."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._shared: dict[str, int] = {}
-        self._exclusive: set[str] = set()
-
-    @contextmanager
-    def shared(self, network: str) -> Iterator[None]:
-        with self._cond:
-            if network in self._exclusive:
-                raise Aborted(f"network {network} is being changed or deleted; retry later",
-                              metadata={"network": network})
-            self._shared[network] = self._shared.get(network, 0) + 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._shared[network] -= 1
-                if not self._shared[network]:
-                    del self._shared[network]
-                self._cond.notify_all()
-
-    @contextmanager
-    def exclusive(self, network: str, deadline: float | None) -> Iterator[None]:
-        with self._cond:
-            if network in self._exclusive:
-                raise Aborted(f"another operation on network {network} is in flight; retry later",
-                              metadata={"network": network})
-            self._exclusive.add(network)
-            try:
-                while self._shared.get(network):
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        raise Aborted(f"port operations on network {network} still in flight; retry later",
-                                      metadata={"network": network})
-                    self._cond.wait(0.1 if left is None else min(left, 0.1))
-            except BaseException:
-                self._exclusive.discard(network)
-                raise
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._exclusive.discard(network)
-                self._cond.notify_all()

@@ -1,6 +1,9 @@
-"""StorageService, images part: import from a tarball stream or a node path,
-parking of images deleted while clones live, and their collection.
-(A mixin of StorageService; see storage.py for concurrency and ownership rules.)"""
+"""Images: import from a tarball stream or a node path into <parent>/tmp/ (renamed
+into images/ once verified, ending with a read-only @base snapshot), parking of images
+deleted while clones live, and their collection.
+
+A second EnsureImage/DeleteImage of the same id while one runs gets ABORTED at once
+(imports stream for a long time; waiting makes no sense)."""
 from __future__ import annotations
 
 import logging
@@ -8,24 +11,42 @@ import os
 import secrets
 from typing import Callable, Iterable, Iterator
 
-from agent.drivers.zfs import DatasetInfo
+from agent.drivers.zfs import DatasetInfo, ZfsBackend
 from agent.errors import (AgentError, AlreadyExists, DataLoss, FailedPrecondition, InvalidArgument,
                           NotFound, from_oserror)
+from agent.services.locks import KeyedLocks
 
+from .directories import Directories
+from .layout import Layout, check_name_length, is_ours
 from .model import (BASE_SNAPSHOT, MARKS, OWNER, P_IMAGE, P_NAME, P_OWNER, P_SHA256, P_TYPE, Image,
-                            ImageState, ImportProgress)
+                    ImageState, ImportProgress)
 from .tar import ChunkReader, extract_stream, file_chunks
 
 log = logging.getLogger(__name__)
 
 
-def is_ours(info: DatasetInfo | None) -> bool:
-    """Ours = devcloud:owner=devcloud-agent set LOCALLY (inherited marks do not count)."""
-    return info is not None and info.user_props.get(P_OWNER) == OWNER
+class Images:
+    """The images of one layout, and which of them are known READY (saves a read per clone)."""
 
+    def __init__(self, zfs: ZfsBackend, layout: Layout, dirs: Directories, *, allow_device_nodes: bool) -> None:
+        self.zfs = zfs
+        self.layout = layout
+        self.dirs = dirs
+        self.allow_device_nodes = allow_device_nodes    # extract device nodes from tarballs (root only)
+        self._locks = KeyedLocks("image")
+        self._ready: set[str] = set()                   # image ids known ours and READY
 
-class ImageOps:
-    """Image import, lookup, deletion with parking (needs StorageService's zfs, layout, locks)."""
+    def known_ready(self, image_id: str) -> bool:
+        """True when the image is known ours and READY without a read."""
+        return image_id in self._ready
+
+    def remember_ready(self, image_id: str) -> None:
+        """A read (or a clone) just showed the image ours and READY."""
+        self._ready.add(image_id)
+
+    def forget(self, image_id: str) -> None:
+        """The image may be gone: read it again next time."""
+        self._ready.discard(image_id)
 
     def get_image(self, image_id: str) -> Image:
         """The image `image_id` (READY). NotFound if absent (parked images are not returned)."""
@@ -35,7 +56,7 @@ class ImageOps:
         return self._image(info, self._clone_counts())
 
     def list_images(self, include_parked: bool = False) -> list[Image]:
-        """All images (and parked ones if asked), two batched reads."""
+        """All images (and parked ones if asked), two batched reads. Idempotent, read-only."""
         counts = self._clone_counts()
         out = []
         roots = [self.layout.images] + ([self.layout.deleted_images] if include_parked else [])
@@ -71,15 +92,16 @@ class ImageOps:
         if given) matched: a mismatch -> DataLoss, an unreadable or unsafe archive ->
         InvalidArgument; nothing is left behind on any failure. A second import of the same
         id while one runs -> Aborted. sha256 may be empty only with local_path (then it is
-        computed).
+        computed). FailedPrecondition NOT_OURS (a dataset of that name is not ours),
+        IMAGE_INCOMPLETE (it has no @base: delete it and import again).
         """
         sha256 = sha256.lower()
         if local_path and not os.path.isfile(local_path):
             raise InvalidArgument.for_field("header.local_path", f"{local_path} is not a regular file on this node")
-        with self.image_locks.hold(image_id):
-            self._ensure_dirs()
+        with self._locks.hold(image_id):
+            self.dirs.ensure()
             dataset = self.layout.image(image_id)
-            self._check_len(dataset, "image_id")
+            check_name_length(dataset, "image_id")
             existing = self.zfs.get(dataset, MARKS)
             if existing is not None:
                 if not is_ours(existing):
@@ -115,6 +137,7 @@ class ImageOps:
         self.zfs.create_filesystem(tmp, marks)
         try:
             info = self.zfs.get(tmp)
+            assert info is not None, f"{tmp} vanished right after its creation"
             reader = ChunkReader(chunks, limit=size_bytes)
             tar_error: AgentError | None = None
             try:
@@ -137,21 +160,23 @@ class ImageOps:
             self.zfs.set_props(tmp, {P_TYPE: "image", P_SHA256: digest, P_IMAGE: image_id, "readonly": "on"})
             self.zfs.snapshot([f"{tmp}@{BASE_SNAPSHOT}"])
             self.zfs.rename(tmp, self.layout.image(image_id))
-            self._images_ok.add(image_id)
+            self._ready.add(image_id)
         except BaseException:
             try:
                 self.zfs.destroy(tmp, recursive=True)
             except AgentError as exc:
                 log.warning("could not remove the failed import %s: %s (removed at next start)", tmp, exc)
             raise
-        return self._image(self.zfs.get(self.layout.image(image_id), MARKS), {})
+        imported = self.zfs.get(self.layout.image(image_id), MARKS)
+        assert imported is not None, f"image {image_id} vanished right after its import"
+        return self._image(imported, {})
 
     def delete_image(self, image_id: str) -> ImageState:
         """Delete image `image_id`. Returns ABSENT when it is gone (or never was), PARKED when
         clones still live: it is renamed under deleted/ and destroyed with its last clone.
         Idempotent. Aborted if an import of that id is running; FailedPrecondition if not ours."""
-        with self.image_locks.hold(image_id):
-            self._images_ok.discard(image_id)
+        with self._locks.hold(image_id):
+            self._ready.discard(image_id)
             dataset = self.layout.image(image_id)
             info = self.zfs.get(dataset, MARKS)
             if info is None:
@@ -164,15 +189,16 @@ class ImageOps:
             except FailedPrecondition as exc:
                 if exc.reason != "HAS_DEPENDENTS":
                     raise
-            self._ensure_dirs()
+            self.dirs.ensure()
             parked = f"{self.layout.deleted_images}/{image_id}-{secrets.token_hex(4)}"
             self.zfs.rename(dataset, parked)
             log.info("image %s has clones; parked as %s", image_id, parked)
             return ImageState.PARKED
 
     def collect_parked(self, only: Iterable[str] | None = None) -> int:
-        """Destroy parked images that no clone uses any more (`only`: just these datasets).
-        Returns how many were destroyed. Idempotent."""
+        """Destroy parked images that no clone uses any more (`only`: just these datasets);
+        one still cloned or busy is left for later. Returns how many were destroyed.
+        Idempotent."""
         candidates = list(only) if only is not None else [
             ds.name for ds in self.zfs.list(self.layout.deleted_images, MARKS, depth=1)
             if ds.name != self.layout.deleted_images and not ds.is_snapshot and is_ours(ds)]

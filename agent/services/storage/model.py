@@ -1,98 +1,37 @@
-"""Storage plane data: dataset layout, ownership marks, and the plain
-dataclasses the StorageService takes and returns (no protobuf).
+"""Storage plane data: the plain dataclasses the StorageService takes and returns
+(no protobuf), and the marks of our datasets. The dataset layout (names) and the
+ownership rule are in layout.py.
 
-Layout under the parent dataset (default `<pool>/devcloud`):
-
-    <parent>                                  root of everything we own
-    <parent>/images/<image_id>[@base]         imported images; @base is what clones come from
-    <parent>/instances/<team>/<volume>        instance volumes (clones, filesystems, zvols)
-    <parent>/deleted/images/<image_id>-<tag>  images deleted while clones lived ("parked")
-    <parent>/tmp/<image_id>-<tag>             imports in progress (renamed into images/ when verified)
-
-Names are deterministic: `Layout.volume(team, name)` is known before the
-volume exists, so the instance plane can record its intent first.
-
-Ownership is positive: a dataset is ours only if it carries the user
-property devcloud:owner=devcloud-agent with source `local`. (User
-properties are inherited by children: a foreign dataset created below ours
-shows the mark as `inherited` and stays foreign.)
+The ZFS user properties are spelled once, in agent/model/marks.py; they are
+re-exported here for the storage plane's callers.
 """
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
 
-OWNER = "devcloud-agent"
+from agent.model.marks import (  # noqa: F401 - re-exported for callers
+    OWNER, P_IMAGE, P_INSTANCE, P_KIND, P_NAME, P_OWNER, P_SHA256, P_TEAM, P_TYPE)
 
-P_OWNER = "devcloud:owner"          # always OWNER
-P_TYPE = "devcloud:type"            # root | dir | image | volume | tmp | snapshot
-P_KIND = "devcloud:kind"            # volumes: root | filesystem | block
-P_TEAM = "devcloud:team"
-P_NAME = "devcloud:name"            # volume name (within the team) / image id
-P_INSTANCE = "devcloud:instance"    # optional instance id the volume belongs to
-P_IMAGE = "devcloud:image"          # root volumes: the image id they were cloned from; images: their id
-P_SHA256 = "devcloud:sha256"        # images: sha256 of the tarball they were imported from
-MARKS = (P_OWNER, P_TYPE, P_KIND, P_TEAM, P_NAME, P_INSTANCE, P_IMAGE, P_SHA256)
+MARKS = (P_OWNER, P_TYPE, P_KIND, P_TEAM, P_NAME, P_INSTANCE, P_IMAGE, P_SHA256)   # what every read asks for
 
 BASE_SNAPSHOT = "base"
 
 
 class VolumeKind(str, enum.Enum):
+    """What a volume is (immutable once created)."""
+
     ROOT = "root"                   # clone of an image's @base (an instance root filesystem)
     FILESYSTEM = "filesystem"       # an empty filesystem
     BLOCK = "block"                 # a zvol (VM disk); needs a backend with zvols
 
 
 class ImageState(str, enum.Enum):
+    """Where an image stands (DeleteImage answers ABSENT or PARKED)."""
+
     READY = "ready"                 # images/<id>@base exists: clones can be made
     PARKED = "parked"               # deleted while clones lived; destroyed with its last clone
     ABSENT = "absent"
-
-
-class Layout:
-    """Dataset names under the parent. Pure string work, no I/O."""
-
-    def __init__(self, parent: str) -> None:
-        self.parent = parent.rstrip("/")
-        self.images = f"{self.parent}/images"
-        self.instances = f"{self.parent}/instances"
-        self.deleted = f"{self.parent}/deleted"
-        self.deleted_images = f"{self.parent}/deleted/images"
-        self.tmp = f"{self.parent}/tmp"
-
-    @property
-    def pool(self) -> str:
-        return self.parent.split("/", 1)[0]
-
-    def dirs(self) -> list[str]:
-        """Our directory datasets, parents first."""
-        return [self.parent, self.images, self.instances, self.deleted, self.deleted_images, self.tmp]
-
-    def image(self, image_id: str) -> str:
-        return f"{self.images}/{image_id}"
-
-    def image_base(self, image_id: str) -> str:
-        return f"{self.images}/{image_id}@{BASE_SNAPSHOT}"
-
-    def team(self, team: str) -> str:
-        return f"{self.instances}/{team}"
-
-    def volume(self, team: str, name: str) -> str:
-        return f"{self.instances}/{team}/{name}"
-
-    def parse_volume(self, dataset: str) -> tuple[str, str] | None:
-        """(team, name) if `dataset` is a volume path, else None."""
-        prefix = self.instances + "/"
-        if not dataset.startswith(prefix) or "@" in dataset:
-            return None
-        parts = dataset[len(prefix):].split("/")
-        return (parts[0], parts[1]) if len(parts) == 2 else None
-
-    def is_parked(self, dataset: str) -> bool:
-        return dataset.startswith(self.deleted_images + "/")
-
-    def under(self, dataset: str) -> bool:
-        return dataset == self.parent or dataset.startswith(self.parent + "/")
 
 
 @dataclass(frozen=True)
@@ -113,6 +52,8 @@ class VolumeSpec:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """A snapshot of a volume as observed."""
+
     name: str                       # short name (after '@')
     used_bytes: int
     referenced_bytes: int
@@ -146,6 +87,8 @@ class Volume:
 
 @dataclass(frozen=True)
 class Image:
+    """An image (READY or PARKED) as observed."""
+
     image_id: str
     dataset: str
     state: ImageState
@@ -160,6 +103,8 @@ class Image:
 
 @dataclass(frozen=True)
 class ImportProgress:
+    """Progress of an image import, reported while it streams."""
+
     bytes_received: int
     bytes_extracted: int            # file content bytes written so far
     entries: int                    # tar members processed
@@ -168,6 +113,8 @@ class ImportProgress:
 
 @dataclass(frozen=True)
 class PoolStatus:
+    """The pool and our parent dataset as observed."""
+
     name: str
     health: str
     size_bytes: int
@@ -184,6 +131,8 @@ class PoolStatus:
 
 @dataclass(frozen=True)
 class DeleteResult:
+    """The outcome for one volume of a bulk delete."""
+
     team: str
     name: str
     deleted: bool                   # False: it did not exist (still OK)

@@ -29,7 +29,7 @@ import posixpath
 import stat
 import tarfile
 import time
-from typing import Callable, Iterator
+from typing import IO, Callable, Iterator, cast
 
 from agent.errors import DataLoss, FailedPrecondition, InvalidArgument, ResourceExhausted
 
@@ -70,6 +70,7 @@ class ChunkReader:
         return True
 
     def read(self, n: int = -1) -> bytes:
+        """Up to `n` bytes (all with n < 0), b"" at the end (what it pulls is hashed and counted)."""
         if n is None or n < 0:
             while self._pull():
                 pass
@@ -183,7 +184,7 @@ def extract_stream(reader: ChunkReader, root: str, *, allow_devices: bool,
     entries = extracted = 0
     last_bytes, last_time = 0, time.monotonic()
     try:
-        with tarfile.open(fileobj=reader, mode="r|*") as tar:
+        with tarfile.open(fileobj=cast(IO[bytes], reader), mode="r|*") as tar:
             tar.errorlevel = 2          # chown/chmod/utime failures raise ExtractError (default: ignored)
             for member in tar:
                 try:

@@ -133,7 +133,8 @@ def vda() -> str:
 @pytest.fixture
 def svc():
     root = f"{MOUNT}/devcloud-guest-{uuid.uuid4().hex[:8]}"
-    s = ComputeService(CgroupDriver(Metrics(), root=root))
+    # the service as a library: this test process is no agent, its children are the workloads
+    s = ComputeService(CgroupDriver(Metrics(), root=root), agent_pid=0)
     try:
         yield s
     finally:
@@ -329,7 +330,7 @@ def test_delegated_subtree_under_systemd():
     try:
         d = CgroupDriver(Metrics(), root=MOUNT + cg, own=cg)
         assert d.delegated and d.root == MOUNT + cg, (d.root, cg)
-        svc = ComputeService(d)
+        svc = ComputeService(d, agent_pid=0)
         info = svc.ensure_slice("team-d", Limits(pids=PidsLimits(max=50), memory=MemoryLimits(max=1 << 30)))
         assert read(info.cgroup.path, "pids.max") == "50"
         assert read(MOUNT + cg, "cgroup.procs") == ""
@@ -345,7 +346,7 @@ def test_workloads_outside_the_agent_unit_survive_its_stop(tmp_path):
     """The default root (<mount>/devcloud.slice) is outside the agent's unit: a
     workload the unit started and moved into a scope survives `systemctl stop`
     (KillMode=mixed, as in systemd/devcloud-agent.service)."""
-    svc = ComputeService(CgroupDriver(Metrics()))
+    svc = ComputeService(CgroupDriver(Metrics()), agent_pid=0)
     assert svc.subtree == MOUNT + "/devcloud.slice"
     svc.ensure_slice("team-s", Limits())
     info = svc.ensure_scope("team-s", "w", Limits())

@@ -14,10 +14,13 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
+import pytest
+
 SUITES = ["tests/storage/test_zfs_driver.py", "tests/storage/test_storage_service.py",
           "tests/storage/test_storage_grpc.py"]
 
 
+@pytest.mark.timeout(2500)          # the suite's own bound is 2400 s (TCG); pytest's default 600 s cut it short
 def test_storage_suites_on_openzfs(results_dir):
     assert os.path.exists("/dev/zfs") or subprocess.run(["modprobe", "zfs"]).returncode == 0
     junit = results_dir / "storage-junit.xml"

@@ -1,23 +1,41 @@
-"""Plain data of the cgroup driver: limits, observed cgroups, stats.
+"""Compute plane value types: cgroup limits, observed cgroups, usage counters.
 
-No protobuf here. `None` in a limit field means "not requested": in an
-Ensure it becomes the kernel default, in an Update it leaves the kernel file
-alone. MAX ("max") is the kernel's word for "unlimited" and is accepted
-wherever the kernel accepts it.
+Plain data shared by the api (proto conversion), the compute service
+(validation, drift) and the cgroup driver (kernel files). No protobuf, no I/O.
+
+`None` in a limit field means "not requested": in an Ensure it becomes the
+kernel default, in an Update it leaves the kernel file alone. MAX ("max") is
+the kernel's word for "unlimited" and is accepted wherever the kernel accepts
+it. The range constants are the kernel's own bounds for each file.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Callable, Iterable, Literal, Union
 
-MAX = "max"
+MAX: Literal["max"] = "max"
 Bound = Union[int, Literal["max"]]      # bytes / count / µs, or "max"
 
 SLICE = "slice"
 SCOPE = "scope"
 
-# Controllers this driver can set limits for (cgroup.controllers words).
+# Controllers the cgroup driver can set limits for (cgroup.controllers words).
 LIMIT_CONTROLLERS = ("cpu", "memory", "pids", "io", "cpuset", "hugetlb")
+
+# Kernel bounds and defaults of the limit files.
+CPU_QUOTA_MIN_US = 1000                  # kernel: quota >= 1 ms
+CPU_QUOTA_MAX_US = (1 << 44) - 1         # kernel: max_cfs_runtime (MAX_BW µs)
+CPU_PERIOD_MIN_US = 1000                 # kernel: 1 ms .. 1 s
+CPU_PERIOD_MAX_US = 1_000_000
+CPU_PERIOD_DEFAULT_US = 100_000
+WEIGHT_MIN, WEIGHT_MAX, WEIGHT_DEFAULT = 1, 10_000, 100
+PIDS_MAX_LIMIT = 4_194_304               # kernel: PID_MAX_LIMIT
+MEMORY_MAX_BYTES = 1 << 60               # beyond this the kernel would silently clamp to "max"
+IO_BOUND_MAX = (1 << 64) - 2             # io.max rbps/wbps/riops/wiops (U64_MAX means "max")
+IO_KEYS = ("rbps", "wbps", "riops", "wiops")   # the io.max keys, as IoDeviceLimits names them
+CPULIST_MAX_ID = 65535                   # beyond any CPU or memory node number
+_CPULIST_RE = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
 
 @dataclass(frozen=True)
@@ -144,3 +162,47 @@ class LimitDrift:
     file: str                          # e.g. "memory.max"
     desired: str                       # what Ensure would write
     observed: str                      # what the kernel file says ("" if the file is absent)
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What limits are checked against on this node (the cgroup driver reads them)."""
+
+    online_cpus: frozenset[int]
+    online_mems: frozenset[int]
+    hugepage_sizes: tuple[str, ...]                   # "2MB", "1GB"
+    block_device: Callable[[str], str]                # "MAJ:MIN" -> "disk" | "partition" | "missing"
+
+
+# ---------------------------------------------------------------- cpulist notation (cpuset.cpus/mems)
+
+def parse_cpulist(text: str) -> frozenset[int]:
+    """'0-3,5' -> {0,1,2,3,5}; '' -> empty. Raises ValueError on bad syntax."""
+    t = text.strip()
+    if not t:
+        return frozenset()
+    if len(t) > 4096 or not _CPULIST_RE.match(t):
+        raise ValueError(f"{text!r} is not a list like 0-3,5")
+    out: set[int] = set()
+    for part in t.split(","):
+        lo, _, hi = part.partition("-")
+        a, b = int(lo), int(hi or lo)
+        if a > b:
+            raise ValueError(f"range {part!r} is reversed")
+        if b > CPULIST_MAX_ID:
+            raise ValueError(f"{b} is beyond any CPU or node number")
+        out.update(range(a, b + 1))
+    return frozenset(out)
+
+
+def format_cpulist(ids: Iterable[int]) -> str:
+    """{0,1,2,3,5} -> '0-3,5' (the kernel's own notation)."""
+    s = sorted(ids)
+    parts, i = [], 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and s[j + 1] == s[j] + 1:
+            j += 1
+        parts.append(str(s[i]) if i == j else f"{s[i]}-{s[j]}")
+        i = j + 1
+    return ",".join(parts)
