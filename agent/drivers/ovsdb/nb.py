@@ -18,7 +18,7 @@ import time
 from agent.drivers.base import Availability
 from agent.drivers.ovsdb.client import OvsdbClient, owned_by
 from agent.drivers.ovsdb.nb_commands import (
-    _AddressBook, _DeleteNetwork, _DeletePorts, _EnsureNetwork, _EnsurePort)
+    REQUESTED_CHASSIS, _AddressBook, _DeleteNetwork, _DeletePorts, _EnsureNetwork, _EnsurePort)
 from agent.drivers.ovsdb.nb_types import (  # noqa: F401 - re-exported for callers
     ACL_KEY, KIND_KEY, NETWORK_KEY, NODE_KEY, OWNER_KEY, PG_KEY, TABLES, AclRule, NetworkRows, PortRow, _addresses,
     mac_from_ip4)
@@ -52,13 +52,20 @@ class OvnNb:
     def _transact(self, make, deadline: float | None):
         """One transaction; on a unique-index conflict with a concurrent writer
         (another node creating the same network) re-read and retry, bounded."""
+        return self._transact_all(lambda: [make()], deadline)[0]
+
+    def _transact_all(self, make, deadline: float | None) -> list:
+        """The commands make() returns in one transaction, retried like _transact. Also covers a
+        write that committed although its reply was lost (a cluster member died) and was then
+        sent again: the re-sent insert conflicts on a unique name; the re-run finds the row."""
         for attempt in range(3):
             try:
-                return self.db.transact([make()], deadline)[0]
+                return self.db.transact(make(), deadline)
             except Aborted:
                 if attempt == 2 or (deadline is not None and time.monotonic() >= deadline):
                     raise
                 self.db.wait_for(lambda: False, time.monotonic() + 0.05)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def ensure_network(self, desired: NetworkRows, deadline: float | None = None) -> bool:
         """Make the switch, DHCP options, port group and ACLs match `desired` in one
@@ -97,7 +104,7 @@ class OvnNb:
         / PORT_ON_OTHER_SWITCH, ResourceExhausted SUBNET_EXHAUSTED,
         FailedPrecondition NOT_OURS (same name, not ours) / NO_MAC, Unavailable
         OVSDB_UNAVAILABLE, Aborted OVSDB_CONFLICT."""
-        return self.db.transact([_EnsurePort(d, self.owner, self._book) for d in desired], deadline)
+        return self._transact_all(lambda: [_EnsurePort(d, self.owner, self._book) for d in desired], deadline)
 
     def delete_ports(self, names: list[str], deadline: float | None = None) -> list[str]:
         """Delete our logical switch ports in one transaction; absent names are
@@ -172,7 +179,8 @@ class OvnNb:
         ip6 = next((a for a in addrs if ipaddress.ip_address(a).version == 6), "")
         return PortRow(name=lsp.name, switch=switch, port_group="", marks=dict(lsp.external_ids),
                        mac=mac, ip4=ip4, ip6=ip6, port_security=bool(lsp.port_security),
-                       up=bool(lsp.up and lsp.up[0]), dhcp4=bool(lsp.dhcpv4_options))
+                       up=bool(lsp.up and lsp.up[0]), dhcp4=bool(lsp.dhcpv4_options),
+                       chassis=lsp.options.get(REQUESTED_CHASSIS, ""))
 
     def ports(self, *, node: str | None = None, network: str | None = None,
               deadline: float | None = None) -> list[PortRow]:

@@ -11,6 +11,8 @@ from agent.drivers.ovsdb.nb_types import (
     mac_from_ip4)
 from agent.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted
 
+REQUESTED_CHASSIS = "requested-chassis"      # LSP option: only this chassis (system-id) may bind the port
+
 
 class _EnsureNetwork(Command):
     """OvnNb.ensure_network's one transaction: switch, DHCPv4 options, port group, ACLs."""
@@ -278,6 +280,8 @@ class _EnsurePort(Command):
         lsp.addresses = [" ".join([mac, *addrs])]
         lsp.port_security = [" ".join([mac, *addrs])] if d.port_security else []
         lsp.external_ids = {**d.marks, KIND_KEY: "port", ADDR_KEY: " ".join([mac, *addrs])}
+        if d.chassis:                            # bound only there, from its first instant
+            lsp.options = {REQUESTED_CHASSIS: d.chassis}
         dhcp = self._dhcp_row(idl)
         if dhcp is not None:
             lsp.dhcpv4_options = dhcp
@@ -337,6 +341,9 @@ class _EnsurePort(Command):
         want_ext = {**d.marks, KIND_KEY: "port", ADDR_KEY: " ".join([mac, *addrs])}
         if dict(lsp.external_ids) != want_ext:
             lsp.external_ids = want_ext
+            changed = True
+        if d.chassis and lsp.options.get(REQUESTED_CHASSIS) != d.chassis:
+            lsp.setkey("options", REQUESTED_CHASSIS, d.chassis)
             changed = True
         dhcp = self._dhcp_row(idl)
         have_dhcp = lsp.dhcpv4_options[0] if lsp.dhcpv4_options else None

@@ -66,6 +66,7 @@ class PortRow:
     port_security: bool = True
     up: bool = False                            # observed: NB up
     dhcp4: bool = True
+    chassis: str = ""                           # options:requested-chassis (the only chassis that may bind it)
 
 
 def _one(row_list):

@@ -115,6 +115,13 @@ class OvsDb:
             ovs_version=(root.ovs_version[0] if root.ovs_version else ""),
             datapath_types=sorted(root.datapath_types))
 
+    def system_id(self, deadline: float | None = None) -> str:
+        """This node's OVN chassis name (Open_vSwitch external_ids:system-id) from the cache; ""
+        when unset or the database is not initialised. Read-only. Raises Unavailable."""
+        idl = self.db.require_connected(deadline)
+        rows = list(idl.tables["Open_vSwitch"].rows.values())
+        return rows[0].external_ids.get("system-id", "") if rows else ""
+
     def bind(self, bridge: str, name: str, external_ids: dict[str, str], *, iface_type: str = "",
              deadline: float | None = None) -> tuple[bool, list[str]]:
         """Attach netdev `name` to `bridge` with `external_ids` (must hold iface-id and

@@ -149,9 +149,12 @@ class OvnBackend:
                  INSTANCE_KEY: spec.instance, NIC_KEY: spec.kind, NETDEV_KEY: names.host}
         reserved = tuple(filter(None, (net.gateway4, str(ipaddress.ip_network(net.subnet6).network_address + 1)
                                        if net.subnet6 else "")))
+        # requested-chassis: only this node's chassis may bind the port, even if another node's OVS
+        # claimed the same iface-id (unset system-id: no chassis yet, the port cannot bind anywhere)
         row = PortRow(name=names.lsp, switch=net.switch, port_group=net.port_group, marks=marks,
                       immutable=(NODE_KEY, INSTANCE_KEY, NIC_KEY), mac=spec.mac,
-                      ip4=spec.ip4, ip6=spec.ip6, subnet4=net.subnet4, subnet6=net.subnet6, reserved=reserved)
+                      ip4=spec.ip4, ip6=spec.ip6, subnet4=net.subnet4, subnet6=net.subnet6, reserved=reserved,
+                      chassis=self.ovs.system_id(deadline))
         changed, mac, ips = self.nb.ensure_ports([row], deadline)[0]
         if not existed:
             revert.add(lambda: self.nb.delete_ports([names.lsp], _undo_deadline()))
@@ -237,7 +240,7 @@ class OvnBackend:
 
     def port_drift(self, spec: PortSpec, names: PortNames, net: Network | None,
                    deadline: float | None) -> list[Drift]:
-        """LSP_MISSING, LSP_OTHER_NODE, LSP_ADDRESS_CHANGED, PORT_SECURITY_OFF,
+        """LSP_MISSING, LSP_OTHER_NODE, LSP_ADDRESS_CHANGED, PORT_SECURITY_OFF, REQUESTED_CHASSIS_DRIFT,
         OVS_PORT_MISSING, IFACE_ID_MISMATCH ([] when the network has no switch)."""
         if net is None:
             return []
@@ -264,6 +267,10 @@ class OvnBackend:
                         want, have)
             if not row.port_security:
                 add(names.lsp, "PORT_SECURITY_OFF", "logical-port: port security off")
+            chassis = self.ovs.system_id(deadline)
+            if node == self.node and chassis and row.chassis != chassis:
+                add(names.lsp, "REQUESTED_CHASSIS_DRIFT", f"logical-port: requested-chassis is {row.chassis!r}, "
+                                                          f"want {chassis!r}", chassis, row.chassis)
         iface = self.ovs.interface(names.host, deadline)
         if iface is None:
             add(names.host, "OVS_PORT_MISSING", "ovs-interface: missing")
