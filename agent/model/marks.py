@@ -26,6 +26,7 @@ GATEWAY4_KEY = "devcloud-gateway4"
 MTU_KEY = "devcloud-mtu"
 DNS_KEY = "devcloud-dns"
 ALLOW_KEY = "devcloud-allow"
+EGRESS_KEY = "devcloud-egress"           # switch: "uplink,external_ip4,uplink_gateway4" of its gateway ("" = none)
 EXTERNAL_IDS_PREFIX = "devcloud-"        # every key above starts with it: a row's keys of ours
 
 # ZFS user properties

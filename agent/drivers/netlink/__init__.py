@@ -155,6 +155,16 @@ class Netlink:
                 return []
             return sorted(f"{a.get('address')}/{a['prefixlen']}" for a in ipr.addr("dump", index=idx[0]))
 
+    def link_with_address(self, ip: str) -> Link | None:
+        """The host-namespace netdev holding address `ip` (e.g. the tunnel endpoint), None when
+        no netdev has it. Read-only (one address dump). Raises translated kernel errors."""
+        def find(ipr) -> Link | None:
+            for a in ipr.addr("dump"):
+                if ip in (a.get("local"), a.get("address")):
+                    return link_of(ipr.link("get", index=a["index"])[0])
+            return None
+        return self._op("addr_dump", f"address {ip}", find)
+
     # -- creation ----------------------------------------------------------
     def create_veth(self, name: str, peer: str, *, mtu: int, peer_mac: str = "",
                     peer_netns: str = "") -> None:

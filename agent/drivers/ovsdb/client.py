@@ -218,6 +218,12 @@ class OvsdbClient:
         return bool(idl and idl._session.is_connected() and idl.state == idl.IDL_S_MONITORING)
 
     @property
+    def server(self) -> str:
+        """The remote (cluster member) the session uses now ("" before connecting). Never raises."""
+        idl = self._idl
+        return idl.session_name() if idl is not None else ""
+
+    @property
     def resyncs(self) -> int:
         """How many times the replica was re-downloaded after a reconnect (0 before connecting)."""
         return self._idl.resyncs if self._idl else 0

@@ -16,12 +16,13 @@ import ipaddress
 import time
 
 from agent.drivers.base import Availability
-from agent.drivers.ovsdb.client import OvsdbClient, owned_by
+from agent.drivers.ovsdb.client import OvsdbClient, _retry, owned_by
 from agent.drivers.ovsdb.nb_commands import (
     REQUESTED_CHASSIS, _AddressBook, _DeleteNetwork, _DeletePorts, _EnsureNetwork, _EnsurePort)
+from agent.drivers.ovsdb.nb_router import _GatewayMembership, observed_egress
 from agent.drivers.ovsdb.nb_types import (  # noqa: F401 - re-exported for callers
-    ACL_KEY, KIND_KEY, NETWORK_KEY, NODE_KEY, OWNER_KEY, PG_KEY, TABLES, AclRule, NetworkRows, PortRow, _addresses,
-    mac_from_ip4)
+    ACL_KEY, KIND_KEY, NETWORK_KEY, NODE_KEY, OWNER_KEY, PG_KEY, TABLES, AclRule, EgressObserved, EgressRows,
+    NetworkRows, PortRow, _addresses, mac_from_ip4)
 from agent.errors import Aborted, FailedPrecondition
 from agent.metrics import Metrics
 
@@ -80,15 +81,17 @@ class OvnNb:
         Unavailable OVSDB_UNAVAILABLE."""
         return self._transact(lambda: _EnsureNetwork(desired, self.owner), deadline)
 
-    def delete_network(self, switch: str, port_group: str, network: str, deadline: float | None = None) -> list[str]:
-        """Delete the switch (with all its ports), port group, ACLs and DHCP rows in
-        one transaction. Returns the deleted port names.
+    def delete_network(self, switch: str, port_group: str, network: str, deadline: float | None = None,
+                       only_node: str | None = None) -> list[str]:
+        """Delete the switch (with all its ports), port group, ACLs, DHCP rows and the network's
+        gateway rows in one transaction. Returns the deleted port names.
 
         Idempotent: absent -> no-op, []. Raises FailedPrecondition NOT_OURS when
         the same-named switch or port group is not ours, or the switch has ports
-        that are not ours (the server re-checks the port list at commit: nothing
-        is deleted then), Unavailable OVSDB_UNAVAILABLE."""
-        return self._transact(lambda: _DeleteNetwork(switch, port_group, network, self.owner), deadline)
+        that are not ours; PORTS_ON_OTHER_NODES when only_node is given and a port
+        of ours belongs to another node (naming them); the server re-checks the
+        port list at commit: nothing is deleted then. Unavailable OVSDB_UNAVAILABLE."""
+        return self._transact(lambda: _DeleteNetwork(switch, port_group, network, self.owner, only_node), deadline)
 
     def ensure_ports(self, desired: list[PortRow], deadline: float | None = None) -> list[tuple[bool, str, list[str]]]:
         """Create or reconcile logical switch ports in ONE transaction; addresses not
@@ -153,7 +156,8 @@ class OvnNb:
             switch=ls.name, port_group=pg.name if pg is not None else "",
             marks={k: v for k, v in ext.items()}, immutable={}, mutable={},
             dhcp4_cidr=dhcp[0].cidr if dhcp else "", dhcp4_options=dict(dhcp[0].options) if dhcp else {},
-            acls=sorted(acls, key=lambda a: a.key), ports=sorted(p.name for p in ls.ports))
+            acls=sorted(acls, key=lambda a: a.key),
+            ports=sorted(p.name for p in ls.ports if p.external_ids.get(KIND_KEY) != "router-lsp"))
 
     def networks(self, deadline: float | None = None) -> list[NetworkRows]:
         """Every switch of ours (kind network), by name (cache scan; for List and GC); [] when
@@ -164,6 +168,18 @@ class OvnNb:
                 pg_name = ls.external_ids.get(PG_KEY, "")
                 out.append(self._network_rows(ls, self.db.lookup("Port_Group", "name", pg_name) if pg_name else None))
         return sorted(out, key=lambda n: n.switch)
+
+    def egress(self, router: str, deadline: float | None = None) -> EgressObserved | None:
+        """The gateway rows of ours named `router` (its HA chassis, highest priority first) from
+        the cache; None when absent. Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
+        idl = self.db.require_connected(deadline)
+        return _retry(lambda: observed_egress(idl, router, self.owner))
+
+    def gateway_membership(self, chassis: str, gateway: bool, deadline: float | None = None) -> list[str]:
+        """Add chassis `chassis` to every gateway chassis group of ours (lowest priority) or
+        remove it from all of them, in one transaction. Returns the groups changed.
+        Idempotent ([] when nothing to do). Raises Unavailable OVSDB_UNAVAILABLE."""
+        return self._transact(lambda: _GatewayMembership(chassis, gateway, self.owner), deadline)
 
     def port(self, name: str, deadline: float | None = None) -> PortRow | None:
         """Observed LSP from the cache (None when absent, or not ours: never an error). Read-only.

@@ -20,15 +20,27 @@ from agent.model.marks import OWNER_KEY
 
 OVN_INSTALLED = "ovn-installed"
 CHASSIS_KEYS = ("system-id", "ovn-remote", "ovn-encap-type", "ovn-encap-ip", "ovn-bridge-datapath-type",
-                "ovn-bridge")
+                "ovn-bridge", "hostname", "ovn-cms-options", "ovn-bridge-mappings")
+TUNNEL_TYPES = ("geneve", "vxlan", "stt")
 
 TABLES = {
     "Open_vSwitch": Table(("bridges", "external_ids", "ovs_version", "datapath_types", "iface_types",
                            "cur_cfg", "next_cfg")),
     "Bridge": Table(("name", "ports", "datapath_type", "fail_mode", "external_ids", "other_config"), ("name",)),
     "Port": Table(("name", "interfaces", "external_ids"), ("name",)),
-    "Interface": Table(("name", "type", "external_ids", "ofport", "error", "mac_in_use"), ("name",)),
+    "Interface": Table(("name", "type", "external_ids", "ofport", "error", "mac_in_use", "options", "bfd_status"),
+                       ("name",)),
 }
+
+
+@dataclass
+class TunnelInfo:
+    """A tunnel interface (ovn-controller's, on the integration bridge) as the cache sees it."""
+
+    name: str
+    type: str                    # geneve | vxlan | stt
+    remote_ip: str
+    bfd_state: str               # bfd_status:state ("" = BFD off)
 
 
 @dataclass
@@ -91,15 +103,36 @@ class OvsDb:
         self.db.close()
 
     def ensure_chassis(self, settings: dict[str, str], bridge: str, datapath_type: str = "",
-                       deadline: float | None = None) -> bool:
-        """Set Open_vSwitch external_ids `settings` and create `bridge` (secure fail
-        mode, our mark) when absent, in one transaction. Returns changed.
+                       deadline: float | None = None, *, remove: dict[str, str] | None = None,
+                       provider_bridges: tuple[str, ...] = ()) -> bool:
+        """Set Open_vSwitch external_ids `settings`, delete the keys of `remove` that still hold
+        the given value, and create `bridge` (secure fail mode) and each provider bridge
+        (standalone) when absent (our mark, `datapath_type`), in one transaction. Returns changed.
 
-        Idempotent: all set and the bridge there -> False, nothing written. Raises
+        Idempotent: all set and the bridges there -> False, nothing written. Raises
         FailedPrecondition NOT_OURS when a key already holds another value set by
         someone else, or the bridge is not ours and has another datapath type;
         OVS_NOT_INITIALISED (no Open_vSwitch row); Unavailable OVSDB_UNAVAILABLE."""
-        return self.db.transact([_EnsureChassis(settings, bridge, datapath_type, self.owner)], deadline)[0]
+        return self.db.transact([_EnsureChassis(settings, bridge, datapath_type, self.owner, remove or {},
+                                                provider_bridges)], deadline)[0]
+
+    def tunnels(self, deadline: float | None = None) -> list[TunnelInfo]:
+        """Every tunnel interface (geneve/vxlan/stt) with its remote IP and BFD state, by name
+        (cache scan); [] when none. Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
+        out = []
+        for i in self.db.rows("Interface", deadline):
+            if i.type in TUNNEL_TYPES:
+                out.append(TunnelInfo(i.name, i.type, i.options.get("remote_ip", ""),
+                                      i.bfd_status.get("state", "") if i.bfd_status else ""))
+        return sorted(out, key=lambda t: t.name)
+
+    def bridge_ports(self, bridge: str, deadline: float | None = None) -> list[str] | None:
+        """Names of the ports of `bridge` other than its own internal port, sorted; None when
+        the bridge is absent. Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
+        br = self.db.lookup("Bridge", "name", bridge, deadline)
+        if br is None:
+            return None
+        return sorted(p.name for p in br.ports if p.name != bridge)
 
     def chassis(self, bridge: str, deadline: float | None = None) -> ChassisInfo:
         """Observed chassis settings from the cache (bridge_exists False when the bridge is absent).

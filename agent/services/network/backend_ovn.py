@@ -17,11 +17,13 @@ from agent.drivers.ovsdb.nb import NetworkRows, OvnNb, PortRow
 from agent.drivers.ovsdb.vswitch import OvsDb
 from agent.errors import FailedPrecondition, InvalidArgument, NotFound
 from agent.metrics import Metrics
-from agent.model.marks import (ADDR_KEY, ALLOW_KEY, DNS_KEY, GATEWAY4_KEY, INSTANCE_KEY, MTU_KEY, NETDEV_KEY,
+from agent.model.marks import (ADDR_KEY, ALLOW_KEY, DNS_KEY, EGRESS_KEY, GATEWAY4_KEY, INSTANCE_KEY, MTU_KEY, NETDEV_KEY,
                                NETWORK_KEY, NIC_KEY, NODE_KEY, OWNER_KEY, PG_KEY, PORT_KEY, SUBNET4_KEY, SUBNET6_KEY)
 from agent.services.drift import Drift
 from agent.services.network.addressing import check_addresses, interface_addresses, split_ips
+from agent.services.network import egress
 from agent.services.network.backend import Checkpoint, NamedPort, PortRelease
+from agent.services.network.egress import Gateways, decode_egress, egress_rows, encode_egress
 from agent.services.network.model import (BACKEND_OVN, DEFAULT_MTU_OVN, Network, NetworkSpec, OwnedObject, Port,
                                           PortNames, PortSpec, PortStatus, acl_rules, decode_allow, default_gateway,
                                           encode_allow, mac_from_hash, port_group_name, port_names, switch_name)
@@ -43,9 +45,10 @@ class OvnBackend:
     kind = BACKEND_OVN
 
     def __init__(self, nb: OvnNb, ovs: OvsDb, hub: ReadinessHub, netdevs: Netdevs, *, owner: str, node: str,
-                 integration_bridge: str, metrics: Metrics) -> None:
+                 integration_bridge: str, metrics: Metrics, gateways: Gateways | None = None) -> None:
         self.nb, self.ovs, self.hub = nb, ovs, hub
         self.netdevs = netdevs
+        self.gateways = gateways or Gateways(None)    # the gateway chassis of egress networks (SB)
         self.owner, self.node = owner, node           # the owner mark of our rows; the node our ports are bound to
         self.integration_bridge = integration_bridge
         self.metrics = metrics
@@ -57,7 +60,7 @@ class OvnBackend:
         FailedPrecondition (same-named rows not ours), Unavailable (NB down)."""
         if not spec.subnet4:
             raise InvalidArgument.for_field("spec.subnet4", "is required for the OVN backend")
-        changed = self.nb.ensure_network(self._network_rows(spec), deadline)
+        changed = self.nb.ensure_network(self._network_rows(spec, deadline), deadline)
         net = self.get_network(spec.name, deadline)
         if net is None:
             raise NotFound(f"network {spec.name} does not exist", reason="NETWORK_NOT_FOUND",
@@ -65,7 +68,7 @@ class OvnBackend:
         net.changed = changed
         return net
 
-    def _network_rows(self, spec: NetworkSpec) -> NetworkRows:
+    def _network_rows(self, spec: NetworkSpec, deadline: float | None) -> NetworkRows:
         gw = spec.gateway4 or default_gateway(spec.subnet4)
         mtu = spec.mtu or DEFAULT_MTU_OVN
         opts = {"lease_time": "3600", "server_id": gw, "server_mac": mac_from_hash(spec.name, "dhcp"),
@@ -76,8 +79,10 @@ class OvnBackend:
             switch=switch_name(spec.name), port_group=port_group_name(spec.name),
             marks={OWNER_KEY: self.owner, NETWORK_KEY: spec.name},
             immutable={SUBNET4_KEY: spec.subnet4, SUBNET6_KEY: spec.subnet6, GATEWAY4_KEY: gw},
-            mutable={MTU_KEY: str(mtu), DNS_KEY: ",".join(spec.dns_servers), ALLOW_KEY: encode_allow(spec.allow)},
-            dhcp4_cidr=spec.subnet4, dhcp4_options=opts, acls=acl_rules(spec))
+            mutable={MTU_KEY: str(mtu), DNS_KEY: ",".join(spec.dns_servers), ALLOW_KEY: encode_allow(spec.allow),
+                     EGRESS_KEY: encode_egress(spec.egress)},
+            dhcp4_cidr=spec.subnet4, dhcp4_options=opts, acls=acl_rules(spec),
+            egress=egress_rows(spec, gw, mtu, self.gateways, deadline))
 
     @staticmethod
     def _network_from_marks(name: str, m: dict[str, str]) -> Network:
@@ -88,11 +93,16 @@ class OvnBackend:
                        allow=decode_allow(m.get(ALLOW_KEY, "")), switch=switch_name(name),
                        port_group=m.get(PG_KEY, ""))
 
-    def _network_from_rows(self, name: str, rows: NetworkRows) -> Network:
+    def _with_egress(self, net: Network, marks: dict[str, str], deadline: float | None) -> Network:
+        net.egress = egress.observed(net.name, decode_egress(marks.get(EGRESS_KEY, "")), self.nb, self.gateways,
+                                     deadline)
+        return net
+
+    def _network_from_rows(self, name: str, rows: NetworkRows, deadline: float | None = None) -> Network:
         net = self._network_from_marks(name, rows.marks)
         net.ports = sorted(p.split(".", 2)[2] if p.count(".") >= 2 else p for p in rows.ports)
         net.acl_count = len(rows.acls)
-        return net
+        return self._with_egress(net, rows.marks, deadline)
 
     def find_network(self, name: str, deadline: float | None) -> Network | None:
         """From the switch's marks in the IDL cache (no port list)."""
@@ -102,18 +112,21 @@ class OvnBackend:
     def get_network(self, name: str, deadline: float | None) -> Network | None:
         """The switch's rows: marks, ports (all nodes), ACL count. None when absent."""
         rows = self.nb.network(switch_name(name), deadline)
-        return None if rows is None else self._network_from_rows(name, rows)
+        return None if rows is None else self._network_from_rows(name, rows, deadline)
 
     def list_networks(self, deadline: float | None) -> list[Network]:
         """Every switch of ours (cluster-wide)."""
-        return [self._network_from_rows(rows.marks.get(NETWORK_KEY, ""), rows) for rows in self.nb.networks(deadline)]
+        return [self._network_from_rows(rows.marks.get(NETWORK_KEY, ""), rows, deadline)
+                for rows in self.nb.networks(deadline)]
 
-    def delete_network(self, name: str, deadline: float | None) -> bool:
-        """The NB rows in one transaction (which re-checks the switch's ports on the server
-        and refuses, deleting nothing, when one is not ours), then this node's OVS ports and
-        netdevs (bulk: one OVS transaction, one link-group delete). A retry after a crash in
-        between finds this node's leftovers by their marks. Absent -> False. Raises
-        FailedPrecondition NOT_OURS (naming the foreign logical ports), Unavailable."""
+    def delete_network(self, name: str, deadline: float | None, force: bool = False) -> bool:
+        """The NB rows (with the gateway's) in one transaction (which re-checks the switch's
+        ports on the server and refuses, deleting nothing, when one is not ours or, unless
+        force, belongs to another node), then this node's OVS ports and netdevs (bulk: one
+        OVS transaction, one link-group delete). A retry after a crash in between finds this
+        node's leftovers by their marks. Absent -> False. Raises FailedPrecondition NOT_OURS
+        (naming the foreign logical ports), PORTS_ON_OTHER_NODES (naming the nodes),
+        Unavailable."""
         rows = self.nb.network(switch_name(name), deadline)
         foreign = self.nb.foreign_ports(switch_name(name), deadline)
         if foreign:                                # checked before anything is deleted
@@ -126,7 +139,8 @@ class OvnBackend:
                                 self.nb.port_marks(network=name, node=self.node, deadline=deadline)}
         if rows is not None:
             # first, and atomic: the transaction re-checks the switch's ports on the server
-            self.nb.delete_network(switch_name(name), port_group_name(name), name, deadline)
+            self.nb.delete_network(switch_name(name), port_group_name(name), name, deadline,
+                                   only_node=None if force else self.node)
         else:                                      # a retry: the NB rows went before a crash
             netdevs |= self.netdevs.marked_for(name)
         indexes, deleted = self.netdevs.owned(sorted(n for n in netdevs if n), network=name)
