@@ -64,7 +64,7 @@ def cluster_factory():
         c.down()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def measure():
     """measure(name, text): a number for the terminal summary (and stdout)."""
     def record(name: str, text: str) -> None:
