@@ -200,8 +200,16 @@ def _remove(idl, team_ls, network: str, owner: str) -> bool:
                 raise _not_ours(p, f"a port of {up.name}:", owner)
         up.delete()                                     # its ports are its children
         changed = True
-    for row in mine("Logical_Router", "router") + mine("HA_Chassis_Group", "ha-group"):
-        row.delete()                                    # router ports, NAT, routes / HA chassis: children
+    for lr in mine("Logical_Router", "router"):
+        # its ports, NAT and routes go with it (non-root rows: the server collects them), but the
+        # server checks the HA chassis group's references before that: drop the port's first
+        for lrp in _col(lr, "ports"):
+            if _col(lrp, "ha_chassis_group"):
+                lrp.ha_chassis_group = []
+        lr.delete()
+        changed = True
+    for group in mine("HA_Chassis_Group", "ha-group"):
+        group.delete()                                  # its HA chassis are its children
         changed = True
     if team_ls is not None:
         for p in _col(team_ls, "ports"):

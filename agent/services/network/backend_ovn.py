@@ -134,7 +134,7 @@ class OvnBackend:
                 f"network {name} has logical ports that are not ours: {', '.join(foreign[:10])}"
                 f"{' ...' if len(foreign) > 10 else ''}; delete them first (the agent never touches them)",
                 reason="NOT_OURS", metadata={"network": name, "ports": ",".join(foreign[:50])})
-        local = self.ovs.interface_names(NETWORK_KEY, name, deadline)
+        local = [i.name for i in self._local_interfaces(deadline, network=name)]
         netdevs = set(local) | {m.get(NETDEV_KEY, "") for m in
                                 self.nb.port_marks(network=name, node=self.node, deadline=deadline)}
         if rows is not None:
@@ -147,6 +147,12 @@ class OvnBackend:
         self.ovs.unbind(local, deadline)           # OVS ports first: never one without its netdev
         self.netdevs.delete(indexes)
         return rows is not None or bool(local) or bool(deleted)
+
+    def _local_interfaces(self, deadline: float | None, network: str | None = None) -> list:
+        """Our OVS interfaces of this node (of one network): an OVS database two agents share
+        (tests, a node agent next to an old one) holds the other's too; unmarked node = ours."""
+        return [i for i in self.ovs.interfaces(deadline) if i.external_ids.get(NODE_KEY, self.node) == self.node
+                and (network is None or i.external_ids.get(NETWORK_KEY) == network)]
 
     # -- ports --------------------------------------------------------------------
     def ensure_port(self, spec: PortSpec, net: Network, names: PortNames, revert: Reverter,
@@ -298,7 +304,7 @@ class OvnBackend:
         """Remove OVS ports of ours whose netdev no longer exists (never leave an OVS port
         without its netdev)."""
         names = {l.name for l in links}
-        stale = [i.name for i in self.ovs.interfaces(deadline) if i.name not in names]
+        stale = [i.name for i in self._local_interfaces(deadline) if i.name not in names]
         removed = len(self.ovs.unbind(stale, deadline))
         if removed:
             self.metrics.orphans_total.labels(plane="network", kind="ovs-interface").inc(removed)
