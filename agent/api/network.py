@@ -31,12 +31,17 @@ MAX_BULK = 10000
 MAX_READY_TIMEOUT_MS = 600_000
 
 
+REPLY_MARGIN = 0.25                  # at most this much (10% of a short call) is kept to send the reply
+
+
 def deadline_of(context) -> float | None:
-    """The call deadline as a time.monotonic() value (None: the client set none)."""
+    """The call deadline as a time.monotonic() value, less a slice kept to send the reply (so a
+    backend that does not answer yields our UNAVAILABLE, not the client's DEADLINE_EXCEEDED);
+    None: the client set none."""
     left = context.time_remaining()
     if left is None or left > 10 ** 8:
         return None
-    return time.monotonic() + left
+    return time.monotonic() + left - min(REPLY_MARGIN, 0.1 * max(0.0, left))
 
 
 # -- validation ------------------------------------------------------------------

@@ -193,21 +193,33 @@ class OvsdbClient:
             self._connect_lock.release()
 
     def _fetch_schema(self, deadline: float):
-        box: dict[str, Any] = {}
+        """The schema from the first cluster member that answers: one thread per remote, since
+        the OVS library blocks without timeout on a member that accepts but does not answer (or
+        whose address drops packets), and such a member must not hide the others."""
+        cond = threading.Condition()
+        box: dict[str, Any] = {"errors": []}
+        remotes = idlutils.parse_connection(self.remote)
 
-        def fetch() -> None:
+        def fetch(remote: str) -> None:
             try:
-                box["helper"] = idlutils.get_schema_helper(self.remote, self.schema)
+                helper = idlutils.get_schema_helper(remote, self.schema)
             except Exception as exc:
-                box["error"] = exc
+                with cond:
+                    box["errors"].append(f"{remote}: {exc}")
+                    cond.notify_all()
+                return
+            with cond:
+                box.setdefault("helper", helper)
+                cond.notify_all()
 
-        # the OVS library blocks without timeout on a server that accepts but does not answer
-        t = threading.Thread(target=fetch, name=f"ovsdb-schema-{self.label}", daemon=True)
-        t.start()
-        t.join(max(0.0, deadline - time.monotonic()))
-        if "helper" in box:
-            return box["helper"]
-        self._last_error = str(box.get("error", "timed out"))
+        for remote in remotes:
+            threading.Thread(target=fetch, args=(remote,), name=f"ovsdb-schema-{self.label}", daemon=True).start()
+        with cond:
+            cond.wait_for(lambda: "helper" in box or len(box["errors"]) == len(remotes),
+                          max(0.0, deadline - time.monotonic()))
+            if "helper" in box:
+                return box["helper"]
+            self._last_error = "; ".join(box["errors"]) or "timed out"
         raise Unavailable(f"OVSDB {self.label} at {self.remote} is unreachable: {self._last_error}",
                           reason="OVSDB_UNAVAILABLE", metadata={"remote": self.remote})
 
@@ -279,7 +291,8 @@ class OvsdbClient:
             return []
         end = min(deadline, time.monotonic() + self.timeout) if deadline else time.monotonic() + self.timeout
         idl = self.require_connected(end)
-        txn = Transaction(Api(idl), self._conn, max(0.001, end - time.monotonic()), self.label)
+        txn = Transaction(Api(idl), self._conn, max(0.001, end - time.monotonic()), self.label,
+                          clustered="," in self.remote)
         for c in commands:
             txn.add(c)
         with self._metrics.time(self._metrics.ovsdb_txn, db=self.label):

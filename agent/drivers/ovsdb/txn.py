@@ -28,17 +28,20 @@ class Transaction(ovsdbapp_txn.Transaction):
     """A transaction bounded by a deadline at every wait (ovsdbapp's own loop
     can wait unbounded for a change once its time is used up)."""
 
-    def __init__(self, api, conn, timeout: float, db: str) -> None:
+    def __init__(self, api, conn, timeout: float, db: str, clustered: bool = False) -> None:
         super().__init__(api, conn, timeout=timeout, check_error=True, log_errors=False)
         self.deadline = time.monotonic() + timeout
         self.abandoned = False
         self.db = db
+        self.clustered = clustered          # several members: a timeout may be an election in progress
 
     def _left(self) -> float:
         return self.deadline - time.monotonic()
 
     def _unavailable(self, what: str) -> Unavailable:
-        return Unavailable(f"OVSDB {self.db}: {what}", reason="OVSDB_UNAVAILABLE", metadata={"db": self.db})
+        hint = (" (a clustered central may be electing a leader; the write may still commit: retry, it is "
+                "idempotent)") if self.clustered else ""
+        return Unavailable(f"OVSDB {self.db}: {what}{hint}", reason="OVSDB_UNAVAILABLE", metadata={"db": self.db})
 
     def _wait_change(self, seqno: int) -> None:
         idl = self.api.idl
