@@ -12,8 +12,9 @@ from agent._proto.devcloud.agent.v1 import network_pb2_grpc as pb_grpc
 from agent.errors import ErrorReport, InvalidArgument
 from agent.services.network.service import NetworkService
 from agent.services.network.model import (
-    BACKEND_BRIDGE, BACKEND_OVN, KIND_TAP, KIND_VETH, AllowRule, Chassis, ChassisSpec, ClusterChassis, Egress,
-    EgressSpec, Network, NetworkSpec, Port, PortSpec, PortStatus)
+    BACKEND_BRIDGE, BACKEND_OVN, KIND_TAP, KIND_VETH, AllowRule, Chassis, ChassisSpec, Network, NetworkSpec, Port,
+    PortSpec, PortStatus)
+from agent.services.network.model_cluster import ClusterChassis, Egress, EgressSpec
 
 _BACKENDS = {pb.NETWORK_BACKEND_UNSPECIFIED: BACKEND_OVN, pb.NETWORK_BACKEND_OVN: BACKEND_OVN,
              pb.NETWORK_BACKEND_BRIDGE: BACKEND_BRIDGE}

@@ -19,7 +19,8 @@ from agent.drivers.ovsdb.sb import ChassisRow, OvnSb
 from agent.errors import FailedPrecondition
 from agent.metrics import Metrics
 from agent.services.network.chassis import ChassisManager
-from agent.services.network.model import EgressSpec, NetworkSpec, PortSpec
+from agent.services.network.model import NetworkSpec, PortSpec
+from agent.services.network.model_cluster import EgressSpec
 from tests.network.conftest import NODE, close_service, make_service
 from tests.support.ovn import uniq
 

@@ -279,7 +279,8 @@ class OvsdbClient:
     # -- writes ------------------------------------------------------------
     def transact(self, commands: Iterable[Command], deadline: float | None = None) -> list:
         """Run `commands` in ONE transaction, retried on verify conflicts until
-        the deadline (default now + timeout). Returns each command's result.
+        the deadline (default now + timeout); waiting for a server that does not answer
+        (or a reconnect) is bounded by `timeout` per attempt. Returns each command's result.
 
         Not idempotent by itself: each command decides (ours are: they measure the
         cache, then act). No commands -> [] without a round trip. Raises Unavailable
@@ -289,10 +290,12 @@ class OvsdbClient:
         commands = list(commands)
         if not commands:
             return []
-        end = min(deadline, time.monotonic() + self.timeout) if deadline else time.monotonic() + self.timeout
-        idl = self.require_connected(end)
+        now = time.monotonic()
+        patient = min(deadline, now + self.timeout) if deadline else now + self.timeout
+        end = deadline if deadline else patient      # re-runs after verify conflicts: the caller's whole deadline
+        idl = self.require_connected(patient)
         txn = Transaction(Api(idl), self._conn, max(0.001, end - time.monotonic()), self.label,
-                          clustered="," in self.remote)
+                          clustered="," in self.remote, patience=self.timeout)
         for c in commands:
             txn.add(c)
         with self._metrics.time(self._metrics.ovsdb_txn, db=self.label):

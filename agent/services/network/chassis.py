@@ -24,8 +24,8 @@ from agent.drivers.ovsdb.sb import GATEWAY_OPTION, ChassisRow, OvnSb, cms_option
 from agent.drivers.ovsdb.vswitch import ChassisInfo, OvsDb
 from agent.errors import AgentError, FailedPrecondition, InvalidArgument
 from agent.model.marks import MTU_KEY, NETWORK_KEY, NODE_KEY
-from agent.services.network.model import (DEFAULT_MTU_OVN, Chassis, ChassisCheck, ChassisHealth, ChassisSpec,
-                                          ClusterChassis)
+from agent.services.network.model import DEFAULT_MTU_OVN, Chassis, ChassisSpec
+from agent.services.network.model_cluster import ChassisCheck, ChassisHealth, ClusterChassis
 
 # outer Ethernet is not counted (the underlay MTU is an IP MTU); inner Ethernet + outer IP + UDP + header
 ENCAP_OVERHEAD = {"geneve": 58, "vxlan": 50, "stt": 78}

@@ -19,8 +19,8 @@ from agent.drivers.ovsdb.nb_router import PRIORITY_STEP, PRIORITY_TOP
 from agent.drivers.ovsdb.nb_types import EgressRows
 from agent.drivers.ovsdb.sb import OvnSb
 from agent.errors import FailedPrecondition
-from agent.services.network.model import (Egress, EgressSpec, GatewayChassis, NetworkSpec, egress_names,
-                                          mac_from_hash)
+from agent.services.network.model import NetworkSpec, mac_from_hash
+from agent.services.network.model_cluster import Egress, EgressSpec, GatewayChassis, egress_names
 
 
 class Gateways:

@@ -28,8 +28,9 @@ from agent.services.network.backend_bridge import BridgeBackend
 from agent.services.network.backend_ovn import OvnBackend
 from agent.services.network.chassis import ChassisManager
 from agent.services.network.egress import Gateways
-from agent.services.network.model import (OWNER, Chassis, ChassisSpec, ClusterChassis, Network, NetworkSpec,
-                                          OwnedObject, Port, PortEvent, PortNames, PortSpec, PortStatus)
+from agent.services.network.model import (OWNER, Chassis, ChassisSpec, Network, NetworkSpec, OwnedObject, Port,
+                                          PortEvent, PortNames, PortSpec, PortStatus)
+from agent.services.network.model_cluster import ClusterChassis
 from agent.services.network.netdevs import Netdevs
 from agent.services.network.ports import Ports
 from agent.services.network.watch import ReadinessHub, Subscription
