@@ -98,6 +98,45 @@ def test_tunnel_is_used(cloud, fleet):
     assert "dst=6081" in flows
 
 
+def test_port_to_ready_and_reachable_across_nodes(cloud, fleet, measure):
+    """10 ports made one at a time on node3 (EnsurePort wait_ready, the instance end in a fresh
+    netns): the call until ready (ovn-installed + NB up), and until a1 on node1, pinging every
+    10 ms from before the call, gets its first reply."""
+    import subprocess
+    c, ready, reach = cloud.c, [], []
+    for k in range(10):
+        ns, ip = c.netns.add(f"{c.prefix}-v-r{k}"), f"10.41.0.{200 + k}"
+        # a1 would ARP for an address whose port does not exist yet and then retry once a second:
+        # give it the neighbour (the agent derives the MAC from the address) to time the data path
+        mac = "0a:58:" + ":".join(f"{int(b):02x}" for b in ip.split("."))
+        cl.run(["ip", "neigh", "replace", ip, "lladdr", mac, "dev", "eth0", "nud", "permanent"],
+               netns=fleet["a1"].netns)
+        pinger = subprocess.Popen(["nsenter", f"--net=/run/netns/{fleet['a1'].netns}", "--", "ping", "-n", "-D",
+                                   "-i", "0.01", "-W", "0.01", "-w", "10", ip], stdout=subprocess.PIPE, text=True)
+        try:
+            t0, m0 = time.time(), time.monotonic()
+            r = cloud.agent(3).network.EnsurePort(npb.EnsurePortRequest(
+                spec=npb.PortSpec(network="team-a", name=f"reach-{k}", instance="reach", ip4=ip, peer_netns=ns),
+                wait_ready=True, ready_timeout_ms=20000), timeout=30)
+            ready.append(time.monotonic() - m0)
+            assert r.port.status.ready
+            line = ""
+            for line in pinger.stdout:
+                if "bytes from" in line:
+                    break
+            assert "bytes from" in line, f"{ip} never answered a1"
+            reach.append(float(line.split("]")[0].lstrip("[")) - t0)
+        finally:
+            pinger.kill()
+            pinger.wait()
+            cl.run(["ip", "neigh", "del", ip, "dev", "eth0"], netns=fleet["a1"].netns, check=False)
+    cloud.agent(3).network.DeletePorts(npb.DeletePortsRequest(
+        ports=[npb.PortRef(network="team-a", name=f"reach-{k}") for k in range(10)]), timeout=60)
+    measure("cross-node port-to-ready: EnsurePort on node3 -> ready (one at a time)", summary_ms(ready))
+    measure("cross-node port-to-reachable: EnsurePort on node3 -> first reply to a1 on node1 (10 ms pings)",
+            summary_ms(reach))
+
+
 # -- allocation from several nodes ---------------------------------------------------------
 def test_concurrent_allocation_from_two_nodes(cloud, measure):
     """Nodes 1 and 2 each ensure 50 NICs in team-a at once (8 calls in flight per node), the
