@@ -9,6 +9,7 @@ cloud; each leaves it usable.
 """
 from __future__ import annotations
 
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,6 +39,14 @@ def test_chassis_health_cluster_view_and_duplicate_system_id(cloud):
     view = cloud.agent(1).network.ListChassis(npb.ListChassisRequest(), timeout=20)
     assert [(x.name, x.local, x.tunnel, x.gateway) for x in view.chassis] == [
         ("node1", True, False, False), ("node2", False, True, True), ("node3", False, True, True)]
+    # devcloudctl's cluster view, as an operator on node1 runs it
+    out = cl.run([sys.executable, "-m", "agent.cli.ctl", "--socket", cloud.agent(1).socket, "chassis"]).stdout
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["CHASSIS", "HOSTNAME", "ENCAP", "GATEWAY"], out
+    assert [ln.split()[0] for ln in lines[1:4]] == ["node1", "node2", "node3"], out
+    assert "geneve:192.168.50.12" in lines[2] and "uplink:br-ex" in lines[2], out
+    health = cl.run([sys.executable, "-m", "agent.cli.ctl", "--socket", cloud.agent(2).socket, "chassis", "health"])
+    assert health.stdout.strip().endswith("healthy"), health.stdout
     # a cloned host image: node3's agent asked to be node1
     n3 = c.node(3)
     with pytest.raises(grpc.RpcError) as e:
