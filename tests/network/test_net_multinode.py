@@ -214,4 +214,4 @@ def test_remotes_are_validated(value, ok):
 def test_duplicate_system_id_rule(row, local, requested, dup):
     if row is None:
         return
-    assert ChassisManager._duplicate(row, local, row.name, requested) is dup
+    assert ChassisManager._duplicate(row, local, row.name, requested, {local.get("hostname", ""), "node-x"}) is dup

@@ -17,6 +17,7 @@ published mark, the NB connection. Each check says what to do when it fails.
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 from agent.drivers.netlink import Netlink
 from agent.drivers.ovsdb.nb import OvnNb
@@ -68,7 +69,7 @@ class ChassisManager:
         local = ovs.chassis(bridge, deadline).external_ids
         if self.sb is not None:
             row = self.sb.chassis(system_id, deadline)
-            if row is not None and self._duplicate(row, local, system_id, spec.encap_ip):
+            if row is not None and self._duplicate(row, local, system_id, spec.encap_ip, self._hostnames(local)):
                 raise FailedPrecondition(
                     f"system-id {system_id} is already a chassis of another host in the OVN Southbound (hostname "
                     f"{row.hostname!r}, tunnel endpoints {', '.join(ip for _, ip in row.encaps) or 'none'}); two "
@@ -102,15 +103,23 @@ class ChassisManager:
         chassis.changed = changed
         return chassis
 
+    def _hostnames(self, local: dict[str, str]) -> set[str]:
+        """The names this host's chassis may report: its external_ids hostname, the node name,
+        the OS hostname."""
+        return {h for h in (local.get("hostname", ""), self.node, socket.gethostname()) if h}
+
     @staticmethod
-    def _duplicate(row: ChassisRow, local: dict[str, str], system_id: str, encap_ip: str) -> bool:
-        """True when SB row `row` (named system_id) belongs to another host than this one."""
+    def _duplicate(row: ChassisRow, local: dict[str, str], system_id: str, encap_ip: str,
+                   hostnames: set[str]) -> bool:
+        """True when SB row `row` (named system_id) belongs to another host than this one: its
+        tunnel endpoints are neither this node's current nor the requested one, or it reports
+        another hostname while this node does not carry the system-id yet. Pure."""
         theirs = {ip for _, ip in row.encaps}
         mine = {ip for ip in (local.get("ovn-encap-ip", ""), encap_ip) if ip}
         ips_match = not theirs or bool(theirs & mine)
         already = local.get("system-id") == system_id
-        host_match = row.hostname in ("", local.get("hostname", ""), row.name) or already
-        return not (ips_match and host_match)
+        host_ok = not row.hostname or row.hostname in hostnames or already
+        return not (ips_match and host_ok)
 
     # -- GetChassis --------------------------------------------------------------
     def get(self, bridge: str, deadline: float | None) -> Chassis:
@@ -167,10 +176,11 @@ class ChassisManager:
                             f"{', '.join(f'{t} {ip}' for t, ip in me.encaps) or 'none'}"
                             + ("" if (encap_type, encap_ip) in me.encaps else
                                f"; want {encap_type} {encap_ip} (ovn-controller not caught up, or another host?)"))]
-        dup = self._duplicate(me, e, sid, encap_ip) or me.hostname not in ("", e.get("hostname", ""), sid)
+        dup = self._duplicate(me, e, sid, encap_ip, self._hostnames(e))
         out.append(ChassisCheck("system-id", not dup,
-                                f"another host uses system-id {sid} (SB shows hostname {me.hostname!r}, "
-                                f"{', '.join(ip for _, ip in me.encaps)}): give one of them another system-id"
+                                f"the SB row of {sid} shows hostname {me.hostname!r}, "
+                                f"{', '.join(ip for _, ip in me.encaps)}: another host uses this system-id (give "
+                                "one of them another), or ovn-controller has not caught up with a new encap IP"
                                 if dup else f"system-id {sid} is this host's only"))
         peers = {ip: r.name for r in rows if r.name != sid for t, ip in r.encaps if t == encap_type}
         try:

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import time
 
 from agent.drivers.ovsdb.nb_router import PRIORITY_STEP, PRIORITY_TOP
 from agent.drivers.ovsdb.nb_types import EgressRows
 from agent.drivers.ovsdb.sb import OvnSb
-from agent.errors import FailedPrecondition
+from agent.errors import AgentError, FailedPrecondition
 from agent.services.network.model import NetworkSpec, mac_from_hash
 from agent.services.network.model_cluster import Egress, EgressSpec, GatewayChassis, egress_names
+
+
+ACTIVE_WAIT = 0.5                    # a network read waits at most this for an SB that is reconnecting
 
 
 class Gateways:
@@ -50,10 +54,16 @@ class Gateways:
         return [(n, max(1, PRIORITY_TOP - i * PRIORITY_STEP)) for i, n in enumerate(order)]
 
     def active(self, network: str, deadline: float | None) -> str:
-        """The chassis hosting the network's uplink port now ("" = none, or no SB). Read-only."""
+        """The chassis hosting the network's uplink port now ("" = none, no SB, or the SB
+        unreachable: a network read never fails for it). Read-only; never raises."""
         if self.sb is None:
             return ""
-        return self.sb.bound_chassis(egress_names(network).chassis_redirect, deadline) or ""
+        soon = time.monotonic() + ACTIVE_WAIT
+        try:
+            return self.sb.bound_chassis(egress_names(network).chassis_redirect,
+                                         soon if deadline is None else min(deadline, soon)) or ""
+        except AgentError:
+            return ""
 
 
 def encode_egress(e: EgressSpec | None) -> str:
