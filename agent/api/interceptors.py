@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import Mapping, cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -62,7 +63,8 @@ def _cancelled(exc: Exception, context: grpc.ServicerContext) -> bool:
 
 
 def _peer_identities(context: grpc.ServicerContext) -> list[str]:
-    auth = context.auth_context() or {}
+    # grpc-stubs says Mapping[str, bytes]; grpc returns a list of bytes per key
+    auth = cast(Mapping[str, list[bytes]], context.auth_context() or {})
     names = auth.get("x509_common_name", []) + auth.get("x509_subject_alternative_name", [])
     return [n.decode(errors="replace") for n in names]
 

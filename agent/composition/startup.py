@@ -33,7 +33,7 @@ class Step:
     earlier step succeeded; gates: capability kinds that are unavailable while it is unfinished."""
 
     name: str
-    run: Callable[[], None]
+    run: Callable[[], object]           # its return value is ignored
     plane: str = ""
     barrier: bool = False
     gates: tuple[str, ...] = ()

@@ -138,7 +138,7 @@ class StateStore:
                      record.message))
                 cur = db.execute("INSERT INTO operations(instance_id, kind, status, started_at) VALUES(?,?,?,?)",
                                  (record.id, kind, "running", now))
-                return int(cur.lastrowid)
+                return _inserted_id(cur)
 
     def begin_many(self, records: list[InstanceRecord], kind: str) -> dict[str, int]:
         """begin() for many existing instances in ONE transaction (bulk release): sets their state
@@ -153,7 +153,7 @@ class StateStore:
                     db.execute("UPDATE instances SET state=?, updated_at=? WHERE id=?", (r.state, now, r.id))
                     cur = db.execute("INSERT INTO operations(instance_id, kind, status, started_at)"
                                      " VALUES(?,?,?,?)", (r.id, kind, "running", now))
-                    out[r.id] = int(cur.lastrowid)
+                    out[r.id] = _inserted_id(cur)
         return out
 
     def step_done(self, op_id: int, step: str) -> None:
@@ -262,6 +262,13 @@ class _txn:
         return False
 
 
-def _record(row) -> InstanceRecord:
+def _inserted_id(cur: sqlite3.Cursor) -> int:
+    """The rowid an INSERT just gave (sqlite3 types it Optional: None only before any insert)."""
+    if cur.lastrowid is None:
+        raise sqlite3.InterfaceError("INSERT returned no rowid")
+    return cur.lastrowid
+
+
+def _record(row: tuple) -> InstanceRecord:
     return InstanceRecord(row[0], row[1], row[2], json.loads(row[3]), json.loads(row[4]), row[5], row[6],
                           row[7], row[8])

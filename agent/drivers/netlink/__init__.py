@@ -56,7 +56,7 @@ class Netlink:
         self._bridge_vlan: bool | None = None
 
     # -- plumbing ----------------------------------------------------------
-    def _open(self, target: str | None) -> IPRoute:
+    def _open(self, target: str) -> IPRoute:
         if self._ns.is_home(target):
             return IPRoute(groups=0)
         if not os.path.exists(netns_path(target)):

@@ -190,8 +190,12 @@ class OvsdbClient:
     @property
     def connected(self) -> bool:
         """True while the session is up and the replica is in sync (monitoring). Never raises."""
+        return self._in_sync() is not None
+
+    def _in_sync(self) -> _Idl | None:
+        """The IDL while connected and in sync, else None."""
         idl = self._idl
-        return bool(idl and idl._session.is_connected() and idl.state == idl.IDL_S_MONITORING)
+        return idl if idl and idl._session.is_connected() and idl.state == idl.IDL_S_MONITORING else None
 
     @property
     def resyncs(self) -> int:
@@ -222,17 +226,18 @@ class OvsdbClient:
         to the deadline (default now + timeout), else Unavailable OVSDB_UNAVAILABLE (a read must
         not silently serve a stale cache). Read-only."""
         self.connect(deadline)
-        if self.connected:
-            return self._idl
+        idl = self._in_sync()
+        if idl is not None:
+            return idl
         end = deadline if deadline is not None else time.monotonic() + self.timeout
         with self._cond:
-            while not self.connected:
+            while (idl := self._in_sync()) is None:
                 left = end - time.monotonic()
                 if left <= 0:
                     raise Unavailable(f"OVSDB {self.label} at {self.remote}: not connected (reconnecting)",
                                       reason="OVSDB_UNAVAILABLE", metadata={"remote": self.remote})
                 self._cond.wait(min(left, 0.05))
-        return self._idl
+        return idl
 
     # -- writes ------------------------------------------------------------
     def transact(self, commands: Iterable[Command], deadline: float | None = None) -> list:

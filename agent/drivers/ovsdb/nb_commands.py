@@ -4,12 +4,15 @@ so everything is derived from the current cache."""
 from __future__ import annotations
 
 import ipaddress
+from typing import Union
 
 from agent.drivers.ovsdb.client import Command, by_name, owned_by
 from agent.drivers.ovsdb.nb_types import (
     ACL_KEY, ADDR_KEY, KIND_KEY, NETWORK_KEY, OWNER_KEY, PG_KEY, AclRule, NetworkRows, PortRow, _addresses, _one,
     mac_from_ip4)
 from agent.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted
+
+IpAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 
 class _EnsureNetwork(Command):
@@ -170,8 +173,9 @@ class _AddressBook:
     re-parse every port of a switch per request."""
 
     def __init__(self) -> None:
-        self.by_uuid: dict = {}
-        self.pending: dict = {}              # id(txn) -> {switch: (macs, ips)} inserted in that txn
+        self.by_uuid: dict[object, tuple[str, frozenset[IpAddress]]] = {}
+        # id(txn) -> {switch: (macs, ips)} inserted in that txn
+        self.pending: dict[int, dict[str, tuple[set[str], set[IpAddress]]]] = {}
 
     def on_event(self, event: str, table: str, row) -> None:
         """OvsdbClient listener (IDL thread): keep the parsed addresses of every LSP current;
@@ -184,11 +188,12 @@ class _AddressBook:
             else:
                 self.by_uuid[row.uuid] = _parsed(row)
 
-    def used(self, idl, txn, ls) -> tuple[set, set]:
+    def used(self, idl, txn, ls) -> tuple[set[str], set[IpAddress]]:
         """(MACs, IP addresses) in use on switch `ls`: its committed ports plus the ones staged
         earlier in the same transaction `txn`. Read-only apart from caching; forgets pending
         entries of finished transactions. Never raises."""
-        macs, ips = set(), set()
+        macs: set[str] = set()
+        ips: set[IpAddress] = set()
         rows = idl.tables["Logical_Switch_Port"].rows
         for atom in ls._data["ports"].values:      # the committed set, without Row objects
             entry = self.by_uuid.get(atom.value)
@@ -213,7 +218,7 @@ class _AddressBook:
         pi.update(ipaddress.ip_address(a) for a in ips)
 
 
-def _parsed(row) -> tuple[str, frozenset]:
+def _parsed(row) -> tuple[str, frozenset[IpAddress]]:
     mac, addrs = _addresses(row)
     return mac.lower(), frozenset(ipaddress.ip_address(a.split("/")[0]) for a in addrs)
 
