@@ -20,7 +20,7 @@ from typing import Callable
 from agent import validation
 from agent.drivers import procfs
 from agent.drivers.base import Availability
-from agent.drivers.cgroup import CgroupDriver
+from agent.drivers.contracts.cgroup import CgroupContract
 from agent.errors import AgentError, FailedPrecondition, Internal, InvalidArgument, NotFound
 from agent.model.compute import SCOPE, SLICE, CgroupInfo, LimitDrift, Limits, Stats
 from agent.services.drift import Drift
@@ -59,7 +59,7 @@ class DeleteOutcome:
 class ComputeService:
     """Slices, scopes, limits, stats, freeze/thaw/kill. Thread-safe."""
 
-    def __init__(self, driver: CgroupDriver | None, *, disabled_reason: str = "",
+    def __init__(self, driver: CgroupContract | None, *, disabled_reason: str = "",
                  own_processes: Callable[[], set[int]] = set, agent_pid: int | None = None) -> None:
         """driver=None: the plane is disabled; every call raises FailedPrecondition with disabled_reason.
         own_processes: PIDs of the daemons the agent runs (embedded OVN, zfs-fuse): never moved.
@@ -74,7 +74,7 @@ class ComputeService:
     # ------------------------------------------------------------ facility
 
     @property
-    def driver(self) -> CgroupDriver:
+    def driver(self) -> CgroupContract:
         if self._driver is None:
             raise FailedPrecondition(self._disabled, reason="PLANE_DISABLED")
         return self._driver

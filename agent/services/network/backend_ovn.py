@@ -13,8 +13,8 @@ import ipaddress
 import logging
 import time
 
-from agent.drivers.ovsdb.nb import NetworkRows, OvnNb, PortRow
-from agent.drivers.ovsdb.vswitch import OvsDb
+from agent.drivers.contracts.ovsdb import OvnNbContract, OvsDbContract
+from agent.drivers.ovsdb.nb_types import NetworkRows, PortRow
 from agent.errors import FailedPrecondition, InvalidArgument, NotFound
 from agent.metrics import Metrics
 from agent.model.marks import (ADDR_KEY, ALLOW_KEY, DNS_KEY, GATEWAY4_KEY, INSTANCE_KEY, MTU_KEY, NETDEV_KEY,
@@ -42,8 +42,8 @@ class OvnBackend:
 
     kind = BACKEND_OVN
 
-    def __init__(self, nb: OvnNb, ovs: OvsDb, hub: ReadinessHub, netdevs: Netdevs, *, owner: str, node: str,
-                 integration_bridge: str, metrics: Metrics) -> None:
+    def __init__(self, nb: OvnNbContract, ovs: OvsDbContract, hub: ReadinessHub, netdevs: Netdevs, *, owner: str,
+                 node: str, integration_bridge: str, metrics: Metrics) -> None:
         self.nb, self.ovs, self.hub = nb, ovs, hub
         self.netdevs = netdevs
         self.owner, self.node = owner, node           # the owner mark of our rows; the node our ports are bound to
@@ -315,7 +315,7 @@ class _OvnRelease:
     """This node's OVS interfaces (unbound before the netdevs go) and logical ports
     (deleted after them) of some ports."""
 
-    def __init__(self, nb: OvnNb, ovs: OvsDb, lsps: list[str], ifaces: list[str]) -> None:
+    def __init__(self, nb: OvnNbContract, ovs: OvsDbContract, lsps: list[str], ifaces: list[str]) -> None:
         self.nb, self.ovs, self.lsps, self.ifaces = nb, ovs, lsps, ifaces
 
     def detach(self, deadline: float | None) -> None:

@@ -16,7 +16,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from agent.drivers.netlink import Netlink
+from agent.drivers.contracts.netlink import NetlinkContract
 from agent.errors import AlreadyExists, FailedPrecondition
 from agent.metrics import Metrics
 from agent.services.drift import Drift
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class Netdevs:
     """Creates, adopts, finds and describes the host netdevs of ports on this node."""
 
-    def __init__(self, nl: Netlink, *, owner: str, prefix: str, node: str, metrics: Metrics) -> None:
+    def __init__(self, nl: NetlinkContract, *, owner: str, prefix: str, node: str, metrics: Metrics) -> None:
         self.nl = nl
         self.owner = owner
         self.prefix = prefix                       # every port/bridge netdev name starts with it

@@ -7,8 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
-from agent.drivers.ovsdb.nb import OvnNb
-from agent.drivers.ovsdb.vswitch import OvsDb
+from agent.drivers.contracts.ovsdb import OvnNbContract, OvsDbContract
 from agent.errors import Unavailable
 from agent.model.marks import NETDEV_KEY, NETWORK_KEY, OWNER_KEY, PORT_KEY
 from agent.services.network.model import PortEvent, PortStatus
@@ -18,18 +17,18 @@ from agent.services.watch_queue import EventQueue
 class ReadinessHub:
     """Turns NB/OVS row events into readiness waits and PortEvent streams."""
 
-    def __init__(self, nb: OvnNb, ovs: OvsDb, owner: str) -> None:
+    def __init__(self, nb: OvnNbContract, ovs: OvsDbContract, owner: str) -> None:
         self.nb, self.ovs, self.owner = nb, ovs, owner
         self._cond = threading.Condition()
         self._subs: list[Subscription] = []
         self._lock = threading.Lock()
-        nb.db.add_listener(self._on_nb)
-        ovs.db.add_listener(self._on_ovs)
+        nb.add_listener(self._on_nb)
+        ovs.add_listener(self._on_ovs)
 
     def close(self) -> None:
         """Stop listening to both databases and close every subscription."""
-        self.nb.db.remove_listener(self._on_nb)
-        self.ovs.db.remove_listener(self._on_ovs)
+        self.nb.remove_listener(self._on_nb)
+        self.ovs.remove_listener(self._on_ovs)
         for sub in list(self._subs):
             sub.close()
 
@@ -61,7 +60,7 @@ class ReadinessHub:
                     break
                 self._cond.wait(min(left, 0.25))
         st.waited_seconds = time.monotonic() - start
-        if not st.ready and not (self.nb.db.connected and self.ovs.db.connected):
+        if not st.ready and not (self.nb.connected and self.ovs.connected):
             raise Unavailable("lost the OVSDB connection while waiting for the port to become ready",
                               reason="OVSDB_UNAVAILABLE")
         return st
