@@ -255,26 +255,25 @@ class ComputeService:
     def freeze(self, team: str, instance_id: str = "", deadline: float | None = None) -> float:
         """Freeze and wait for frozen; returns seconds waited. Idempotent.
         Raises NotFound, DeadlineExceeded, FailedPrecondition, Aborted."""
-        d = self.driver
-        _check_names(team, instance_id)
-        with self._locks.hold((team, instance_id)):
-            return d.freeze(team, instance_id, _bounded(deadline))
+        return self._wait_for(team, instance_id, deadline, lambda d: d.freeze)
 
     def thaw(self, team: str, instance_id: str = "", deadline: float | None = None) -> float:
         """Thaw and wait for not frozen; returns seconds waited. Idempotent.
         Raises NotFound, DeadlineExceeded, FailedPrecondition (PARENT_FROZEN), Aborted."""
-        d = self.driver
-        _check_names(team, instance_id)
-        with self._locks.hold((team, instance_id)):
-            return d.thaw(team, instance_id, _bounded(deadline))
+        return self._wait_for(team, instance_id, deadline, lambda d: d.thaw)
 
     def kill(self, team: str, instance_id: str = "", deadline: float | None = None) -> float:
         """SIGKILL every process and wait for unpopulated; returns seconds waited. Idempotent.
         Raises NotFound, DeadlineExceeded, FailedPrecondition, Aborted."""
+        return self._wait_for(team, instance_id, deadline, lambda d: d.kill)
+
+    def _wait_for(self, team: str, instance_id: str, deadline: float | None,
+                  verb: Callable[[CgroupContract], Callable[[str, str, float | None], float]]) -> float:
+        """The driver's freeze/thaw/kill (picked by `verb`) under the group's lock, deadline bounded."""
         d = self.driver
         _check_names(team, instance_id)
         with self._locks.hold((team, instance_id)):
-            return d.kill(team, instance_id, _bounded(deadline))
+            return verb(d)(team, instance_id, _bounded(deadline))
 
     # ------------------------------------------------------------ delete
 

@@ -190,10 +190,7 @@ class CgroupDriver(Hierarchy, CgroupContract):
     def freeze(self, team: str, instance: str, deadline: float | None) -> float:
         """Writes cgroup.freeze=1 and waits on cgroup.events."""
         with self._time("freeze"):
-            self._require()
-            path, _ = self._existing(team, instance)
-            if not instance:
-                self._refuse_foreign_children(path, "freeze")
+            path = self._reaching_ours_only(team, instance, "freeze")
             fs.write(os.path.join(path, "cgroup.freeze"), "1")
             return fs.wait_events(path, "frozen", 1, deadline, "freeze")
 
@@ -212,21 +209,23 @@ class CgroupDriver(Hierarchy, CgroupContract):
     def kill(self, team: str, instance: str, deadline: float | None) -> float:
         """cgroup.kill=1 and waits for populated 0 (removal.kill)."""
         with self._time("kill"):
-            self._require()
-            path, _ = self._existing(team, instance)
-            if not instance:
-                self._refuse_foreign_children(path, "kill")
-            return removal.kill(path, deadline)
+            return removal.kill(self._reaching_ours_only(team, instance, "kill"), deadline)
 
-    def _refuse_foreign_children(self, slice_path: str, verb: str) -> None:
-        """A team slice's freeze/kill reaches every child: refused (NOT_OURS) when one is not ours.
-        (Inside a scope, nested groups are the workload's own: a scope's kill takes them along.)"""
-        foreign = sorted(e for e in subdirs(slice_path) if not is_ours_or_pending(os.path.join(slice_path, e)))
+    def _reaching_ours_only(self, team: str, instance: str, verb: str) -> str:
+        """The path of an existing group of ours that freeze/kill may act on. A team slice's
+        freeze/kill reaches every child: refused (NOT_OURS) when one is not ours. (Inside a
+        scope, nested groups are the workload's own: a scope's kill takes them along.)"""
+        self._require()
+        path, _ = self._existing(team, instance)
+        if instance:
+            return path
+        foreign = sorted(e for e in subdirs(path) if not is_ours_or_pending(os.path.join(path, e)))
         if foreign:
             raise FailedPrecondition(
-                f"{slice_path} holds cgroups that are not ours ({', '.join(foreign[:10])}); the agent will not "
+                f"{path} holds cgroups that are not ours ({', '.join(foreign[:10])}); the agent will not "
                 f"{verb} their processes: move or remove them first", reason="NOT_OURS",
-                metadata={"cgroup": slice_path, "foreign": ",".join(foreign[:50])})
+                metadata={"cgroup": path, "foreign": ",".join(foreign[:50])})
+        return path
 
     # ------------------------------------------------------------ delete
 

@@ -30,7 +30,7 @@ from ovsdbapp.backend.ovs_idl import idlutils
 from agent.drivers.base import Availability
 from agent.drivers.ovsdb import fastjson
 from agent.drivers.ovsdb.txn import Api, Transaction
-from agent.errors import Unavailable
+from agent.errors import FailedPrecondition, Unavailable
 from agent.metrics import Metrics
 from agent.model.marks import OWNER_KEY
 
@@ -352,3 +352,18 @@ def by_name(idl, table: str, name: str):
     """The row of `table` whose indexed name column is `name`, or None (inside a command, on the IDL thread)."""
     return next(idlutils.index_lookup_all(idl.tables[table], name=name), None)
 
+
+def ours_by_name(idl, table: str, names: list[str], owner: str, *, what: str, verb: str, key: str) -> list:
+    """The rows of `table` named `names` that exist (inside a command, on the IDL thread), for a
+    command about to remove them. Raises FailedPrecondition NOT_OURS (metadata {key: name}) when
+    one is not ours, so the whole transaction is aborted."""
+    rows = []
+    for name in names:
+        row = by_name(idl, table, name)
+        if row is None:
+            continue
+        if not owned_by(row, owner):
+            raise FailedPrecondition(f"{what} {name} is not ours; not {verb} it", reason="NOT_OURS",
+                                     metadata={key: name})
+        rows.append(row)
+    return rows

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Union
 
-from agent.drivers.ovsdb.client import Command, by_name, owned_by
+from agent.drivers.ovsdb.client import Command, by_name, ours_by_name, owned_by
 from agent.drivers.ovsdb.nb_types import (
     ACL_KEY, ADDR_KEY, KIND_KEY, NETWORK_KEY, OWNER_KEY, PG_KEY, AclRule, NetworkRows, PortRow, _addresses, _one,
     mac_from_ip4)
@@ -366,15 +366,8 @@ class _DeletePorts(Command):
         """Remove our LSPs named `names` from their switches and delete them; result = deleted names.
         Idempotent: absent names are skipped. Raises FailedPrecondition NOT_OURS when one is not
         ours (the whole transaction is aborted: nothing deleted)."""
-        rows = []
-        for name in self.names:
-            lsp = by_name(idl, "Logical_Switch_Port", name)
-            if lsp is None:
-                continue
-            if not owned_by(lsp, self.owner):
-                raise FailedPrecondition(f"logical switch port {name} is not ours; not deleting it",
-                                         reason="NOT_OURS", metadata={"object": name})
-            rows.append(lsp)
+        rows = ours_by_name(idl, "Logical_Switch_Port", self.names, self.owner, what="logical switch port",
+                            verb="deleting", key="object")
         if not rows:
             return
         doomed = {r.uuid for r in rows}

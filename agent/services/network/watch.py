@@ -67,22 +67,24 @@ class ReadinessHub:
 
     # -- events ------------------------------------------------------------
     def _on_nb(self, event: str, table: str, row) -> None:
-        if event == "resync":
-            self._resync()
-            return
-        if table != "Logical_Switch_Port" or row.external_ids.get(OWNER_KEY) != self.owner:
-            return
-        self._changed(row.external_ids.get(NETWORK_KEY, ""), row.external_ids.get(PORT_KEY, ""), row.name,
-                      row.external_ids.get(NETDEV_KEY, ""), deleted=(event == "delete"))
+        if self._ours(event, table, row, "Logical_Switch_Port"):
+            ext = row.external_ids
+            self._changed(ext.get(NETWORK_KEY, ""), ext.get(PORT_KEY, ""), row.name, ext.get(NETDEV_KEY, ""),
+                          deleted=(event == "delete"))
 
     def _on_ovs(self, event: str, table: str, row) -> None:
+        if self._ours(event, table, row, "Interface"):
+            ext = row.external_ids
+            self._changed(ext.get(NETWORK_KEY, ""), ext.get(PORT_KEY, ""), ext.get("iface-id", ""), row.name,
+                          deleted=False)
+
+    def _ours(self, event: str, table: str, row, want: str) -> bool:
+        """True for an event on a row of ours in table `want`. A resync wakes every waiter and
+        refreshes every subscription instead (False)."""
         if event == "resync":
             self._resync()
-            return
-        if table != "Interface" or row.external_ids.get(OWNER_KEY) != self.owner:
-            return
-        self._changed(row.external_ids.get(NETWORK_KEY, ""), row.external_ids.get(PORT_KEY, ""),
-                      row.external_ids.get("iface-id", ""), row.name, deleted=False)
+            return False
+        return table == want and row.external_ids.get(OWNER_KEY) == self.owner
 
     def _changed(self, network: str, port: str, lsp: str, host: str, *, deleted: bool) -> None:
         with self._cond:
