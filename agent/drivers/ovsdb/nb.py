@@ -22,6 +22,7 @@ from agent.drivers.ovsdb.nb_types import (  # noqa: F401 - re-exported for calle
     mac_from_ip4)
 from agent.errors import Aborted, FailedPrecondition
 from agent.metrics import Metrics
+from agent.model.marks import KIND_NETWORK, KIND_PORT
 
 
 class OvnNb(Database, OvnNbContract):
@@ -104,7 +105,7 @@ class OvnNb(Database, OvnNbContract):
         """A scan of Logical_Switch."""
         out = []
         for ls in self.db.rows("Logical_Switch", deadline):
-            if owned_by(ls, self.owner) and ls.external_ids.get(KIND_KEY) == "network":
+            if owned_by(ls, self.owner) and ls.external_ids.get(KIND_KEY) == KIND_NETWORK:
                 pg_name = ls.external_ids.get(PG_KEY, "")
                 out.append(self._network_rows(ls, self.db.lookup("Port_Group", "name", pg_name) if pg_name else None))
         return sorted(out, key=lambda n: n.switch)
@@ -130,7 +131,7 @@ class OvnNb(Database, OvnNbContract):
         out = []
         for lsp in self.db.rows("Logical_Switch_Port", deadline):
             ext = lsp.external_ids
-            if ext.get(OWNER_KEY) != self.owner or ext.get(KIND_KEY) != "port":
+            if ext.get(OWNER_KEY) != self.owner or ext.get(KIND_KEY) != KIND_PORT:
                 continue
             if node is not None and ext.get(NODE_KEY) != node:
                 continue

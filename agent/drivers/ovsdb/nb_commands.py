@@ -11,6 +11,7 @@ from agent.drivers.ovsdb.nb_types import (
     ACL_KEY, ADDR_KEY, KIND_KEY, NETWORK_KEY, OWNER_KEY, PG_KEY, AclRule, NetworkRows, PortRow, _addresses, _one,
     mac_from_ip4)
 from agent.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted
+from agent.model.marks import KIND_ACL, KIND_DHCP4, KIND_NETWORK, KIND_PORT, KIND_PORT_GROUP
 
 IpAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
@@ -46,7 +47,7 @@ class _EnsureNetwork(Command):
                     raise AlreadyExists(f"network exists with {key}={have!r}, requested {want!r}; "
                                         "delete it first to change it", reason="IMMUTABLE_FIELD",
                                         metadata={"field": key, "existing": have, "requested": want})
-        ext = {**d.marks, **d.immutable, **d.mutable, KIND_KEY: "network", PG_KEY: d.port_group}
+        ext = {**d.marks, **d.immutable, **d.mutable, KIND_KEY: KIND_NETWORK, PG_KEY: d.port_group}
         changed = False
         if ls is None:
             ls = txn.insert(idl.tables["Logical_Switch"])
@@ -60,7 +61,7 @@ class _EnsureNetwork(Command):
         if pg is None:
             pg = txn.insert(idl.tables["Port_Group"])
             pg.name = d.port_group
-            pg.external_ids = {**d.marks, KIND_KEY: "port-group"}
+            pg.external_ids = {**d.marks, KIND_KEY: KIND_PORT_GROUP}
             pg.acls = [self._new_acl(txn, idl, rule) for rule in sorted(d.acls, key=lambda r: r.key)]
             changed = True
         else:
@@ -75,7 +76,7 @@ class _EnsureNetwork(Command):
             for r in mine:
                 r.delete()
             return bool(mine)
-        want_ext = {**d.marks, KIND_KEY: "dhcp4"}
+        want_ext = {**d.marks, KIND_KEY: KIND_DHCP4}
         changed = False
         row = mine[0] if mine else None
         for extra in mine[1:]:                   # duplicates from an older race: keep one
@@ -118,7 +119,7 @@ class _EnsureNetwork(Command):
         acl = txn.insert(idl.tables["ACL"])
         acl.direction, acl.priority, acl.match, acl.action = (
             rule.direction, rule.priority, rule.match, rule.action)
-        acl.external_ids = {**self.desired.marks, KIND_KEY: "acl", ACL_KEY: rule.key}
+        acl.external_ids = {**self.desired.marks, KIND_KEY: KIND_ACL, ACL_KEY: rule.key}
         return acl
 
 
@@ -282,7 +283,7 @@ class _EnsurePort(Command):
         lsp.name = d.name
         lsp.addresses = [" ".join([mac, *addrs])]
         lsp.port_security = [" ".join([mac, *addrs])] if d.port_security else []
-        lsp.external_ids = {**d.marks, KIND_KEY: "port", ADDR_KEY: " ".join([mac, *addrs])}
+        lsp.external_ids = {**d.marks, KIND_KEY: KIND_PORT, ADDR_KEY: " ".join([mac, *addrs])}
         dhcp = self._dhcp_row(idl)
         if dhcp is not None:
             lsp.dhcpv4_options = dhcp
@@ -339,7 +340,7 @@ class _EnsurePort(Command):
         if list(lsp.port_security) != want_sec:
             lsp.port_security = want_sec
             changed = True
-        want_ext = {**d.marks, KIND_KEY: "port", ADDR_KEY: " ".join([mac, *addrs])}
+        want_ext = {**d.marks, KIND_KEY: KIND_PORT, ADDR_KEY: " ".join([mac, *addrs])}
         if dict(lsp.external_ids) != want_ext:
             lsp.external_ids = want_ext
             changed = True

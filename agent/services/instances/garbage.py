@@ -11,7 +11,7 @@ import time
 from typing import Iterable
 
 from agent.errors import AgentError, FailedPrecondition
-from agent.model.marks import P_INSTANCE, P_TEAM, P_TYPE
+from agent.model.marks import P_INSTANCE, P_TEAM, P_TYPE, TYPE_VOLUME
 from agent.services.instances.context import InstanceContext
 from agent.services.instances.model import PART_COMPUTE, PART_NETWORK, PART_STORAGE, Orphan
 from agent.services.instances.runner import PlaneRunner
@@ -54,7 +54,7 @@ class GarbageCollector:
         out = []
         for d in self.planes.storage.inventory():
             m = d.marks
-            if m.get(P_TYPE) == "volume" and m.get(P_INSTANCE):
+            if m.get(P_TYPE) == TYPE_VOLUME and m.get(P_INSTANCE):
                 out.append(Orphan(PART_STORAGE, "volume", d.dataset, m[P_INSTANCE], m.get(P_TEAM, "")))
         net = self.planes.network
         for o in net.inventory(deadline):
