@@ -18,6 +18,8 @@ from agent.drivers.ovsdb.nb_types import NetworkRows, PortRow
 if TYPE_CHECKING:           # vswitch.py imports this module: its value types for annotations only
     from agent.drivers.ovsdb.vswitch import ChassisInfo, InterfaceInfo
 
+IFACE_ID = "iface-id"       # OVN's Interface external_ids key naming the logical port it binds to
+
 
 class OvsdbConnectionContract(Protocol):
     """One persistent, lazily connected database connection; reconnects on its own."""
@@ -150,7 +152,7 @@ class OvsDbContract(OvsdbConnectionContract, Protocol):
 
     def bind(self, bridge: str, name: str, external_ids: dict[str, str], *, iface_type: str = "",
              deadline: float | None = None) -> tuple[bool, list[str]]:
-        """Attach netdev `name` to `bridge` with `external_ids` (must hold iface-id; our
+        """Attach netdev `name` to `bridge` with `external_ids` (must hold IFACE_ID; our
         owner mark is added), removing other interfaces of ours claiming the same
         iface-id, in one transaction. Returns (changed, removed names).
 

@@ -4,11 +4,10 @@ conflict), so everything is derived from the current cache. OvsDb (vswitch.py)
 is their facade; _Claims keeps the iface-id index they read."""
 from __future__ import annotations
 
+from agent.drivers.contracts.ovsdb import IFACE_ID
 from agent.drivers.ovsdb.client import Command, by_name, ours_by_name, owned_by
 from agent.errors import FailedPrecondition
 from agent.model.marks import EXTERNAL_IDS_PREFIX, OWNER_KEY
-
-IFACE_ID = "iface-id"
 
 
 def _root(idl):

@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import time
 
-from agent.drivers.contracts.ovsdb import OvnNbContract, OvsDbContract
+from agent.drivers.contracts.ovsdb import IFACE_ID, OvnNbContract, OvsDbContract
 from agent.drivers.ovsdb.nb_types import NetworkRows, PortRow
 from agent.errors import FailedPrecondition, InvalidArgument, NotFound
 from agent.metrics import Metrics
@@ -160,7 +160,7 @@ class OvnBackend:
         changed |= self.netdevs.ensure(spec, names, mtu, mac, interface_addresses(net, ip4, ip6), revert)
         checkpoint("netdev-created")
         bound_before = self.ovs.interface_cached(names.host) is not None
-        ext = {"iface-id": names.lsp, "attached-mac": mac, NETWORK_KEY: spec.network, PORT_KEY: spec.name,
+        ext = {IFACE_ID: names.lsp, "attached-mac": mac, NETWORK_KEY: spec.network, PORT_KEY: spec.name,
                INSTANCE_KEY: spec.instance, NODE_KEY: self.node}
         bound, removed = self.ovs.bind(self.integration_bridge, names.host, ext, deadline=deadline)
         if removed:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
-from agent.drivers.contracts.ovsdb import OvnNbContract, OvsDbContract
+from agent.drivers.contracts.ovsdb import IFACE_ID, OvnNbContract, OvsDbContract
 from agent.errors import Unavailable
 from agent.model.marks import NETDEV_KEY, NETWORK_KEY, OWNER_KEY, PORT_KEY
 from agent.services.network.model import PortEvent, PortStatus
@@ -75,7 +75,7 @@ class ReadinessHub:
     def _on_ovs(self, event: str, table: str, row) -> None:
         if self._ours(event, table, row, "Interface"):
             ext = row.external_ids
-            self._changed(ext.get(NETWORK_KEY, ""), ext.get(PORT_KEY, ""), ext.get("iface-id", ""), row.name,
+            self._changed(ext.get(NETWORK_KEY, ""), ext.get(PORT_KEY, ""), ext.get(IFACE_ID, ""), row.name,
                           deleted=False)
 
     def _ours(self, event: str, table: str, row, want: str) -> bool:
