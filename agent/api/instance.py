@@ -247,9 +247,9 @@ class InstanceServicer(pb_grpc.InstanceServiceServicer):
             for ev in snapshot:
                 yield event_pb(ev)
             while context.is_active():
-                ev = sub.next_event(0.25)
-                if ev is not None:
-                    yield event_pb(ev)
+                change = sub.next_event(0.25)
+                if change is not None:
+                    yield event_pb(change)
         finally:
             sub.close()
 

@@ -13,12 +13,12 @@ from typing import Iterable
 
 from agent.drivers.contracts.statestore import StateStoreContract
 from agent.drivers.statestore import InstanceRecord
-from agent.services.instances.model import FAILED, PREPARED, RELEASED, Event
+from agent.services.instances.model import FAILED, PREPARED, RELEASED, Event, NicNames
 from agent.services.instances.records import names_from_dict
 from agent.services.instances.watch import WatchHub
 
 
-def _nics(rec: InstanceRecord):
+def _nics(rec: InstanceRecord) -> tuple[NicNames, ...]:
     return names_from_dict(rec.names)[0].nics
 
 

@@ -243,8 +243,9 @@ class OvnBackend:
             return []
         drift: list[Drift] = []
 
-        def add(*item, **kw) -> None:
-            drift.append(network_drift(*item, **kw))
+        def add(obj: str, reason: str, detail: str, desired: str = "", observed: str = "", *,
+                fix: bool = True) -> None:
+            drift.append(network_drift(obj, reason, detail, desired, observed, fix))
 
         row = self.nb.port(names.lsp, deadline)
         if row is None:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from agent.drivers.contracts.netlink import NetlinkContract
+from agent.drivers.netlink.link import Link
 from agent.errors import AlreadyExists, FailedPrecondition
 from agent.metrics import Metrics
 from agent.services.drift import Drift
@@ -139,7 +140,7 @@ class Netdevs:
             changed |= self._place_peer(spec, names, link, peer, mtu, addrs)
         return changed
 
-    def _place_peer(self, spec: PortSpec, names: PortNames, link, peer: str, mtu: int, addrs: list[str]) -> bool:
+    def _place_peer(self, spec: PortSpec, names: PortNames, link: Link, peer: str, mtu: int, addrs: list[str]) -> bool:
         """Make sure the veth's other end sits in spec.peer_netns as `peer`."""
         there = self.nl.peer_link(spec.peer_netns, peer)
         changed = False

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from agent.drivers.contracts.ovsdb import IFACE_ID, OvnNbContract, OvsDbContract
 from agent.errors import Unavailable
@@ -66,19 +67,19 @@ class ReadinessHub:
         return st
 
     # -- events ------------------------------------------------------------
-    def _on_nb(self, event: str, table: str, row) -> None:
+    def _on_nb(self, event: str, table: str, row: Any) -> None:
         if self._ours(event, table, row, "Logical_Switch_Port"):
             ext = row.external_ids
             self._changed(ext.get(NETWORK_KEY, ""), ext.get(PORT_KEY, ""), row.name, ext.get(NETDEV_KEY, ""),
                           deleted=(event == "delete"))
 
-    def _on_ovs(self, event: str, table: str, row) -> None:
+    def _on_ovs(self, event: str, table: str, row: Any) -> None:
         if self._ours(event, table, row, "Interface"):
             ext = row.external_ids
             self._changed(ext.get(NETWORK_KEY, ""), ext.get(PORT_KEY, ""), ext.get(IFACE_ID, ""), row.name,
                           deleted=False)
 
-    def _ours(self, event: str, table: str, row, want: str) -> bool:
+    def _ours(self, event: str, table: str, row: Any, want: str) -> bool:
         """True for an event on a row of ours in table `want`. A resync wakes every waiter and
         refreshes every subscription instead (False)."""
         if event == "resync":
@@ -114,7 +115,7 @@ class ReadinessHub:
                 self._subs.remove(sub)
 
 
-class Subscription(EventQueue):
+class Subscription(EventQueue[PortEvent]):
     """Deduplicated readiness events; iterate with next_event(timeout)."""
 
     OVERFLOW = "the port watch fell too far behind; reconnect and re-read"
