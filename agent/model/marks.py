@@ -28,16 +28,38 @@ DNS_KEY = "devcloud-dns"
 ALLOW_KEY = "devcloud-allow"
 EGRESS_KEY = "devcloud-egress"           # switch: "uplink,external_ip4,uplink_gateway4" of its gateway ("" = none)
 EXTERNAL_IDS_PREFIX = "devcloud-"        # every key above starts with it: a row's keys of ours
+# KIND_KEY values (NB rows)
+KIND_NETWORK = "network"                 # Logical_Switch of a team network
+KIND_PORT_GROUP = "port-group"
+KIND_DHCP4 = "dhcp4"
+KIND_ACL = "acl"
+KIND_PORT = "port"                       # Logical_Switch_Port of a NIC
+# a team network's egress gateway (drivers/ovsdb/nb_router.py)
+KIND_ROUTER = "router"                   # Logical_Router
+KIND_ROUTER_PORT = "router-port"         # Logical_Router_Port (lan, wan)
+KIND_ROUTER_LSP = "router-lsp"           # router-type Logical_Switch_Port facing a router port
+KIND_UPLINK_SWITCH = "uplink-switch"     # Logical_Switch with the localnet port
+KIND_LOCALNET = "localnet"               # its localnet Logical_Switch_Port
+KIND_SNAT = "snat"                       # NAT
+KIND_ROUTE = "route"                     # Logical_Router_Static_Route (the default route)
+KIND_HA_GROUP = "ha-group"               # HA_Chassis_Group (the gateway chassis)
+KIND_HA_CHASSIS = "ha-chassis"           # HA_Chassis
 
 # ZFS user properties
 P_OWNER = "devcloud:owner"               # always OWNER
-P_TYPE = "devcloud:type"                 # root | dir | image | volume | tmp | snapshot
+P_TYPE = "devcloud:type"                 # TYPE_*: dir | image | volume | tmp | snapshot
 P_KIND = "devcloud:kind"                 # volumes: root | filesystem | block
 P_TEAM = "devcloud:team"
 P_NAME = "devcloud:name"                 # volume name (within the team) / image id
 P_INSTANCE = "devcloud:instance"         # optional instance id the volume belongs to
 P_IMAGE = "devcloud:image"               # root volumes: the image id they were cloned from; images: their id
 P_SHA256 = "devcloud:sha256"             # images: sha256 of the tarball they were imported from
+# P_TYPE values
+TYPE_DIR = "dir"                         # the fixed and per-team directory datasets
+TYPE_IMAGE = "image"
+TYPE_TMP = "tmp"                         # an image being imported
+TYPE_VOLUME = "volume"
+TYPE_SNAPSHOT = "snapshot"
 
 # netdev ifalias: "devcloud owner=... kind=... net=... port=... inst=..."
 IFALIAS_PREFIX = "devcloud"

@@ -18,6 +18,8 @@ from __future__ import annotations
 from agent.drivers.ovsdb.client import Command, by_name, owned_by
 from agent.drivers.ovsdb.nb_types import KIND_KEY, NETWORK_KEY, OWNER_KEY, EgressObserved, EgressRows
 from agent.errors import FailedPrecondition
+from agent.model.marks import (KIND_HA_CHASSIS, KIND_HA_GROUP, KIND_LOCALNET, KIND_ROUTE, KIND_ROUTER, KIND_ROUTER_LSP,
+                               KIND_ROUTER_PORT, KIND_SNAT, KIND_UPLINK_SWITCH)
 
 PRIORITY_TOP = 100                   # the first gateway of a new group
 PRIORITY_STEP = 10                   # between gateways; a late one gets the lowest minus this
@@ -74,25 +76,25 @@ def sync_egress(txn, idl, team_ls, desired: EgressRows | None, marks: dict[str, 
     group = _ours_or_none(idl, "HA_Chassis_Group", d.router, "HA chassis group", owner)
     if group is None:
         group = txn.insert(idl.tables["HA_Chassis_Group"])
-        group.name, group.external_ids = d.router, kind("ha-group")
-        group.ha_chassis = [_ha_chassis(txn, idl, c, p, kind("ha-chassis")) for c, p in d.gateways]
+        group.name, group.external_ids = d.router, kind(KIND_HA_GROUP)
+        group.ha_chassis = [_ha_chassis(txn, idl, c, p, kind(KIND_HA_CHASSIS)) for c, p in d.gateways]
         changed = True
     else:
-        changed |= add_gateways(txn, idl, group, d.chassis_names, kind("ha-chassis"))
+        changed |= add_gateways(txn, idl, group, d.chassis_names, kind(KIND_HA_CHASSIS))
     lr = _ours_or_none(idl, "Logical_Router", d.router, "logical router", owner)
     if lr is None:
         lr = txn.insert(idl.tables["Logical_Router"])
-        lr.name, lr.external_ids = d.router, kind("router")
+        lr.name, lr.external_ids = d.router, kind(KIND_ROUTER)
         changed = True
-    elif dict(lr.external_ids) != kind("router"):
-        lr.external_ids = kind("router")
+    elif dict(lr.external_ids) != kind(KIND_ROUTER):
+        lr.external_ids = kind(KIND_ROUTER)
         changed = True
     for name, mac, networks, gw in ((d.lan_port, d.lan_mac, d.lan_networks, False),
                                     (d.wan_port, d.wan_mac, d.wan_networks, True)):
         lrp = _ours_or_none(idl, "Logical_Router_Port", name, "logical router port", owner)
         if lrp is None:
             lrp = txn.insert(idl.tables["Logical_Router_Port"])
-            lrp.name, lrp.external_ids = name, kind("router-port")
+            lrp.name, lrp.external_ids = name, kind(KIND_ROUTER_PORT)
             lr.addvalue("ports", lrp)
             changed = True
         changed |= _set(lrp, "mac", mac) | _set(lrp, "networks", networks)
@@ -103,20 +105,20 @@ def sync_egress(txn, idl, team_ls, desired: EgressRows | None, marks: dict[str, 
                 lrp.ha_chassis_group = group
                 changed = True
             changed |= _set(lrp, "options", {"gateway_mtu": str(d.gateway_mtu)} if d.gateway_mtu else {})
-    changed |= _one_nat(txn, idl, lr, d, kind("snat"), owner)
-    changed |= _one_route(txn, idl, lr, d, kind("route"), owner)
+    changed |= _one_nat(txn, idl, lr, d, kind(KIND_SNAT), owner)
+    changed |= _one_route(txn, idl, lr, d, kind(KIND_ROUTE), owner)
     # the uplink switch: a router port towards the router and a localnet port to the provider bridge
     up = _ours_or_none(idl, "Logical_Switch", d.uplink_switch, "logical switch", owner)
     if up is None:
         up = txn.insert(idl.tables["Logical_Switch"])
-        up.name, up.external_ids = d.uplink_switch, kind("uplink-switch")
+        up.name, up.external_ids = d.uplink_switch, kind(KIND_UPLINK_SWITCH)
         changed = True
     changed |= _lsp(txn, idl, up, d.wan_lsp, "router", ["router"],
-                    {"router-port": d.wan_port, "nat-addresses": "router"}, kind("router-lsp"), owner)
+                    {"router-port": d.wan_port, "nat-addresses": "router"}, kind(KIND_ROUTER_LSP), owner)
     changed |= _lsp(txn, idl, up, d.localnet_lsp, "localnet", ["unknown"], {"network_name": d.uplink},
-                    kind("localnet"), owner)
+                    kind(KIND_LOCALNET), owner)
     changed |= _lsp(txn, idl, team_ls, d.lan_lsp, "router", ["router"], {"router-port": d.lan_port},
-                    kind("router-lsp"), owner)
+                    kind(KIND_ROUTER_LSP), owner)
     return changed
 
 
@@ -194,13 +196,13 @@ def _remove(idl, team_ls, network: str, owner: str) -> bool:
         return [r for r in idl.tables[table].rows.values() if owned_by(r, owner)
                 and r.external_ids.get(NETWORK_KEY) == network and r.external_ids.get(KIND_KEY) == kind]
     changed = False
-    for up in mine("Logical_Switch", "uplink-switch"):
+    for up in mine("Logical_Switch", KIND_UPLINK_SWITCH):
         for p in _col(up, "ports"):
             if not owned_by(p, owner):
                 raise _not_ours(p, f"a port of {up.name}:", owner)
         up.delete()                                     # its ports are its children
         changed = True
-    for lr in mine("Logical_Router", "router"):
+    for lr in mine("Logical_Router", KIND_ROUTER):
         # its ports, NAT and routes go with it (non-root rows: the server collects them), but the
         # server checks the HA chassis group's references before that: drop the port's first
         for lrp in _col(lr, "ports"):
@@ -208,12 +210,12 @@ def _remove(idl, team_ls, network: str, owner: str) -> bool:
                 lrp.ha_chassis_group = []
         lr.delete()
         changed = True
-    for group in mine("HA_Chassis_Group", "ha-group"):
+    for group in mine("HA_Chassis_Group", KIND_HA_GROUP):
         group.delete()                                  # its HA chassis are its children
         changed = True
     if team_ls is not None:
         for p in _col(team_ls, "ports"):
-            if owned_by(p, owner) and p.external_ids.get(KIND_KEY) == "router-lsp":
+            if owned_by(p, owner) and p.external_ids.get(KIND_KEY) == KIND_ROUTER_LSP:
                 team_ls.delvalue("ports", p)
                 changed = True
     return changed
@@ -243,12 +245,12 @@ class _GatewayMembership(Command):
         """result = the names of the groups changed. Idempotent (nothing to do -> []). Never raises."""
         changed = []
         for group in list(idl.tables["HA_Chassis_Group"].rows.values()):
-            if not owned_by(group, self.owner) or group.external_ids.get(KIND_KEY) != "ha-group":
+            if not owned_by(group, self.owner) or group.external_ids.get(KIND_KEY) != KIND_HA_GROUP:
                 continue
             mine = [h for h in group.ha_chassis if h.chassis_name == self.chassis]
             if self.gateway and not mine:
                 ext = {OWNER_KEY: self.owner, NETWORK_KEY: group.external_ids.get(NETWORK_KEY, ""),
-                       KIND_KEY: "ha-chassis"}
+                       KIND_KEY: KIND_HA_CHASSIS}
                 add_gateways(txn, idl, group, [self.chassis], ext)
                 changed.append(group.name)
             elif not self.gateway and mine:

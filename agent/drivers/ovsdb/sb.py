@@ -5,13 +5,17 @@ The agent never writes the SB (ovn-controller and ovn-northd own it); it reads
 it to report chassis health, to find the nodes marked as gateways, to detect
 a duplicate system-id and to show the cluster view. A replica of a few columns
 of four tables, like OvnNb's, over the same client (clustered SB: any member).
+The contract is agent/drivers/contracts/ovsdb.py's OvnSbContract.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.drivers.base import Availability
-from agent.drivers.ovsdb.client import OvsdbClient, Table
+from typing import Any
+
+from agent.drivers.contracts.ovsdb import OvnSbContract
+from agent.drivers.ovsdb.client import Table
+from agent.drivers.ovsdb.database import Database
 from agent.metrics import Metrics
 
 TABLES = {
@@ -51,23 +55,14 @@ def cms_options(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-class OvnSb:
-    """OVN Southbound (read-only). Every read can raise Unavailable OVSDB_UNAVAILABLE
-    (SB down, slow or reconnecting past the deadline; retryable)."""
+class OvnSb(Database, OvnSbContract):
+    """OvnSbContract over the OVN_Southbound replica (read-only: no owner, no row of ours)."""
 
     def __init__(self, remote: str, *, metrics: Metrics, timeout: float = 5.0, probe_interval_ms: int = 5000) -> None:
-        self.db = OvsdbClient(remote, "OVN_Southbound", TABLES, metrics=metrics, label="sb",
-                              timeout=timeout, probe_interval_ms=probe_interval_ms)
+        super().__init__(remote, "OVN_Southbound", TABLES, label="sb", metrics=metrics, owner="",
+                         timeout=timeout, probe_interval_ms=probe_interval_ms, on_event=_ignore)
 
-    def probe(self) -> Availability:
-        """Connected to SB (tries once, briefly). Never raises: unreachable -> missing."""
-        return self.db.probe()
-
-    def close(self) -> None:
-        """Close the SB connection. Idempotent; never raises."""
-        self.db.close()
-
-    def _row(self, ch, private: dict) -> ChassisRow:
+    def _row(self, ch: Any, private: dict[str, int]) -> ChassisRow:
         other = dict(ch.other_config)
         return ChassisRow(name=ch.name, hostname=ch.hostname,
                           encaps=sorted((e.type, e.ip) for e in ch.encaps),
@@ -76,12 +71,12 @@ class OvnSb:
                           nb_cfg=private.get(ch.name, 0), other_config=other)
 
     def chassis_list(self, deadline: float | None = None) -> list[ChassisRow]:
-        """Every chassis, by name ([] when none). Read-only. Raises Unavailable."""
+        """Scans of Chassis_Private and Chassis."""
         private = {p.name: p.nb_cfg for p in self.db.rows("Chassis_Private", deadline)}
         return sorted((self._row(c, private) for c in self.db.rows("Chassis", deadline)), key=lambda c: c.name)
 
     def chassis(self, name: str, deadline: float | None = None) -> ChassisRow | None:
-        """The chassis named `name` (a system-id), None when absent. Read-only. Raises Unavailable."""
+        """Chassis and Chassis_Private by their name indexes."""
         ch = self.db.lookup("Chassis", "name", name, deadline)
         if ch is None:
             return None
@@ -89,18 +84,21 @@ class OvnSb:
         return self._row(ch, {name: priv.nb_cfg} if priv is not None else {})
 
     def bound_chassis(self, logical_port: str, deadline: float | None = None) -> str | None:
-        """The chassis name a logical port is bound to ("" = not bound), None when SB has no
-        binding for it (yet). Read-only. Raises Unavailable."""
+        """Port_Binding by its logical_port index."""
         pb = self.db.lookup("Port_Binding", "logical_port", logical_port, deadline)
         if pb is None:
             return None
         return pb.chassis[0].name if pb.chassis else ""
 
     def bindings_per_chassis(self, deadline: float | None = None) -> dict[str, int]:
-        """How many logical ports each chassis has bound (all owners, all types). Read-only."""
+        """A scan of Port_Binding."""
         out: dict[str, int] = {}
         for pb in self.db.rows("Port_Binding", deadline):
             if pb.chassis:
                 name = pb.chassis[0].name
                 out[name] = out.get(name, 0) + 1
         return out
+
+
+def _ignore(event: str, table: str, row: Any) -> None:
+    """The SB driver keeps no cache of its own beyond the replica."""

@@ -5,14 +5,16 @@ Ownership: an Interface is ours when external_ids OWNER_KEY is our
 owner. Before binding a port, any OTHER interface of ours that claims the
 same iface-id is removed in the same transaction (a leftover of a crash or a
 re-created NIC); an interface that is not ours and claims it is never
-touched: FailedPrecondition names it.
+touched: FailedPrecondition names it. The contract (returns, idempotency,
+errors) is agent/drivers/contracts/ovsdb.py's OvsDbContract.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.drivers.base import Availability
-from agent.drivers.ovsdb.client import OvsdbClient, Table, owned_by
+from agent.drivers.contracts.ovsdb import OvsDbContract
+from agent.drivers.ovsdb.client import Table, owned_by
+from agent.drivers.ovsdb.database import Database
 from agent.drivers.ovsdb.vswitch_commands import IFACE_ID, _BindPort, _Claims, _EnsureChassis, _root, _UnbindPorts
 from agent.errors import NotFound
 from agent.metrics import Metrics
@@ -79,46 +81,25 @@ class ChassisInfo:
     datapath_types: list[str] = field(default_factory=list)
 
 
-class OvsDb:
-    """The local Open_vSwitch database.
-
-    Every method that reads or writes can raise Unavailable OVSDB_UNAVAILABLE
-    (the database down, slow or reconnecting past the deadline; retryable)."""
+class OvsDb(Database, OvsDbContract):
+    """OvsDbContract over the Open_vSwitch replica: its methods keep the contract documented
+    there; their docstrings here say how."""
 
     def __init__(self, remote: str, *, metrics: Metrics, owner: str, timeout: float = 5.0,
                  probe_interval_ms: int = 5000) -> None:
-        self.owner = owner
-        self.db = OvsdbClient(remote, "Open_vSwitch", TABLES, metrics=metrics, label="ovs",
-                              timeout=timeout, probe_interval_ms=probe_interval_ms)
-        self._claims = _Claims()
-        self.db.add_listener(self._claims.on_event)
-
-    def probe(self) -> Availability:
-        """Connected to the local Open_vSwitch database (tries once, briefly). Never raises:
-        unreachable -> missing with the reason."""
-        return self.db.probe()
-
-    def close(self) -> None:
-        """Close the connection. Idempotent; never raises."""
-        self.db.close()
+        self._claims = _Claims()               # which interfaces claim each iface-id, from row events
+        super().__init__(remote, "Open_vSwitch", TABLES, label="ovs", metrics=metrics, owner=owner,
+                         timeout=timeout, probe_interval_ms=probe_interval_ms, on_event=self._claims.on_event)
 
     def ensure_chassis(self, settings: dict[str, str], bridge: str, datapath_type: str = "",
                        deadline: float | None = None, *, remove: dict[str, str] | None = None,
                        provider_bridges: tuple[str, ...] = ()) -> bool:
-        """Set Open_vSwitch external_ids `settings`, delete the keys of `remove` that still hold
-        the given value, and create `bridge` (secure fail mode) and each provider bridge
-        (standalone) when absent (our mark, `datapath_type`), in one transaction. Returns changed.
-
-        Idempotent: all set and the bridges there -> False, nothing written. Raises
-        FailedPrecondition NOT_OURS when a key already holds another value set by
-        someone else, or the bridge is not ours and has another datapath type;
-        OVS_NOT_INITIALISED (no Open_vSwitch row); Unavailable OVSDB_UNAVAILABLE."""
+        """One _EnsureChassis command."""
         return self.db.transact([_EnsureChassis(settings, bridge, datapath_type, self.owner, remove or {},
                                                 provider_bridges)], deadline)[0]
 
     def tunnels(self, deadline: float | None = None) -> list[TunnelInfo]:
-        """Every tunnel interface (geneve/vxlan/stt) with its remote IP and BFD state, by name
-        (cache scan); [] when none. Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
+        """A scan of Interface for the tunnel types."""
         out = []
         for i in self.db.rows("Interface", deadline):
             if i.type in TUNNEL_TYPES:
@@ -127,16 +108,14 @@ class OvsDb:
         return sorted(out, key=lambda t: t.name)
 
     def bridge_ports(self, bridge: str, deadline: float | None = None) -> list[str] | None:
-        """Names of the ports of `bridge` other than its own internal port, sorted; None when
-        the bridge is absent. Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
+        """The bridge by its name index."""
         br = self.db.lookup("Bridge", "name", bridge, deadline)
         if br is None:
             return None
         return sorted(p.name for p in br.ports if p.name != bridge)
 
     def chassis(self, bridge: str, deadline: float | None = None) -> ChassisInfo:
-        """Observed chassis settings from the cache (bridge_exists False when the bridge is absent).
-        Read-only. Raises FailedPrecondition OVS_NOT_INITIALISED, Unavailable OVSDB_UNAVAILABLE."""
+        """The Open_vSwitch root row and the bridge by its name index."""
         idl = self.db.require_connected(deadline)
         root = _root(idl)
         br = self.db.lookup("Bridge", "name", bridge)
@@ -149,42 +128,30 @@ class OvsDb:
             datapath_types=sorted(root.datapath_types))
 
     def system_id(self, deadline: float | None = None) -> str:
-        """This node's OVN chassis name (Open_vSwitch external_ids:system-id) from the cache; ""
-        when unset or the database is not initialised. Read-only. Raises Unavailable."""
+        """The Open_vSwitch root row's external_ids."""
         idl = self.db.require_connected(deadline)
         rows = list(idl.tables["Open_vSwitch"].rows.values())
         return rows[0].external_ids.get("system-id", "") if rows else ""
 
     def bind(self, bridge: str, name: str, external_ids: dict[str, str], *, iface_type: str = "",
              deadline: float | None = None) -> tuple[bool, list[str]]:
-        """Attach netdev `name` to `bridge` with `external_ids` (must hold iface-id and
-        our owner mark), removing other interfaces of ours claiming the same
-        iface-id, in one transaction. Returns (changed, removed names).
-
-        Idempotent: a port of ours already so -> (False, []); our stale keys are
-        removed, ovn-controller's keys (ovn-installed) are kept. Raises
-        FailedPrecondition IFACE_ID_CLAIMED (another owner's interface claims the
-        iface-id), NOT_OURS (the port exists and is not ours), WRONG_BRIDGE,
-        NO_INTEGRATION_BRIDGE (the bridge is missing); Unavailable OVSDB_UNAVAILABLE."""
+        """One _BindPort command (the _Claims index finds other claimants of the iface-id)."""
         ext = {**external_ids, OWNER_KEY: self.owner}
         return self.db.transact([_BindPort(bridge, name, iface_type, ext, self.owner, self._claims)], deadline)[0]
 
     def unbind(self, names: list[str], deadline: float | None = None) -> list[str]:
-        """Remove our OVS ports named `names` in one transaction; returns the removed names.
-        Idempotent: absent ones are skipped; [] -> [] without a round trip. Raises
-        FailedPrecondition NOT_OURS when one is not ours (nothing removed), Unavailable."""
+        """One _UnbindPorts command."""
         if not names:
             return []
         return self.db.transact([_UnbindPorts(names, self.owner)], deadline)[0]
 
     def interface(self, name: str, deadline: float | None = None) -> InterfaceInfo | None:
-        """An interface from the cache, ours or not (`ours` says); None when absent. Read-only.
-        Raises Unavailable OVSDB_UNAVAILABLE."""
+        """The Interface by its name index."""
         iface = self.db.lookup("Interface", "name", name, deadline)
         return self._info(iface) if iface is not None else None
 
     def interface_cached(self, name: str) -> InterfaceInfo | None:
-        """Like interface() but never waits: None when absent or disconnected. Read-only."""
+        """The Interface by its name index, only when connected."""
         if not self.db.connected:
             return None
         iface = self.db.lookup("Interface", "name", name, None)
@@ -197,8 +164,7 @@ class OvsDb:
                              ours=owned_by(iface, self.owner))
 
     def interface_names(self, key: str, value: str, deadline: float | None = None) -> list[str]:
-        """Names of our interfaces whose external_ids[key] == value, sorted (one read per row); []
-        when none. Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
+        """A scan of Interface."""
         out = []
         for i in self.db.rows("Interface", deadline):
             ext = i.external_ids
@@ -207,13 +173,11 @@ class OvsDb:
         return sorted(out)
 
     def interfaces(self, deadline: float | None = None) -> list[InterfaceInfo]:
-        """Every interface of ours, by name (cache scan, for reconcile and GC); [] when none.
-        Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
+        """A scan of Interface."""
         return sorted((self._info(i) for i in self.db.rows("Interface", deadline) if owned_by(i, self.owner)),
                       key=lambda i: i.name)
 
     def require_bridge(self, bridge: str, deadline: float | None = None) -> None:
-        """Return when `bridge` exists (ours or not); else raise NotFound NO_INTEGRATION_BRIDGE.
-        Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
+        """The Bridge by its name index."""
         if self.db.lookup("Bridge", "name", bridge, deadline) is None:
             raise NotFound(f"OVS bridge {bridge} does not exist", reason="NO_INTEGRATION_BRIDGE")

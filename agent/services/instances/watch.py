@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from agent.errors import Unavailable
 from agent.services.instances.model import Event, NicNames
 from agent.services.watch_queue import EventQueue
 
+if TYPE_CHECKING:
+    from agent.services.network.service import NetworkService
+    from agent.services.network.watch import ReadinessHub
+
 log = logging.getLogger(__name__)
 
 
-class Subscription(EventQueue):
+class Subscription(EventQueue[Event]):
     """Events of one watcher; filter by team and/or instance id. Close it."""
 
     OVERFLOW = "the instance watch fell too far behind; watch again and re-read"
@@ -39,7 +44,7 @@ class Subscription(EventQueue):
 class WatchHub:
     """Fan-out of instance events to subscriptions; NIC readiness from the network plane."""
 
-    def __init__(self, network=None) -> None:
+    def __init__(self, network: NetworkService | None = None) -> None:
         self._network = network
         self._lock = threading.Lock()
         self._subs: list[Subscription] = []
@@ -78,7 +83,7 @@ class WatchHub:
         sub = Subscription(self, team, instance, maxsize)
         with self._lock:
             self._subs.append(sub)
-            hub = getattr(self._network, "hub", None) if self._network is not None else None
+            hub = self._network.hub if self._network is not None else None
             self._stop.clear()
             if hub is not None and self._pump is None:
                 self._pump = threading.Thread(target=self._pump_ports, args=(hub,), name="instance-watch",
@@ -99,7 +104,7 @@ class WatchHub:
         for s in list(self._subs):
             s.close()
 
-    def _pump_ports(self, hub) -> None:
+    def _pump_ports(self, hub: ReadinessHub) -> None:
         """Translate port readiness events into instance events while anyone watches."""
         sub = hub.subscribe()
         try:

@@ -19,10 +19,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-from agent.drivers.netlink import Netlink
-from agent.drivers.ovsdb.nb import OvnNb
-from agent.drivers.ovsdb.sb import GATEWAY_OPTION, ChassisRow, OvnSb, cms_options, parse_mappings
-from agent.drivers.ovsdb.vswitch import ChassisInfo, OvsDb
+from agent.drivers.contracts.netlink import NetlinkContract
+from agent.drivers.contracts.ovsdb import OvnNbContract, OvnSbContract, OvsDbContract
+from agent.drivers.ovsdb.sb import GATEWAY_OPTION, ChassisRow, cms_options, parse_mappings
+from agent.drivers.ovsdb.vswitch import ChassisInfo
 from agent.errors import AgentError, FailedPrecondition, InvalidArgument
 from agent.model.marks import MTU_KEY, NETWORK_KEY, NODE_KEY
 from agent.services.network.model import DEFAULT_MTU_OVN, Chassis, ChassisSpec
@@ -36,14 +36,14 @@ IPV6_EXTRA = 20                               # an IPv6 underlay's header is 20 
 class ChassisManager:
     """EnsureChassis / GetChassis / ListChassis of the network plane."""
 
-    def __init__(self, ovs: OvsDb | None, sb: OvnSb | None, nb: OvnNb | None, netlink: Netlink, *, node: str,
-                 integration_bridge: str, default_remote: str = "") -> None:
+    def __init__(self, ovs: OvsDbContract | None, sb: OvnSbContract | None, nb: OvnNbContract | None,
+                 netlink: NetlinkContract, *, node: str, integration_bridge: str, default_remote: str = "") -> None:
         self.ovs, self.sb, self.nb, self.nl = ovs, sb, nb, netlink
         self.node = node                            # also the hostname a chassis reports
         self.integration_bridge = integration_bridge
         self.default_remote = default_remote        # [network].ovn_sb: every SB member
 
-    def _ovs(self) -> OvsDb:
+    def _ovs(self) -> OvsDbContract:
         if self.ovs is None:
             raise FailedPrecondition("no local Open_vSwitch database configured", reason="NO_OVS")
         return self.ovs
@@ -160,9 +160,9 @@ class ChassisManager:
         if e.get("ovn-cms-options", "") == GATEWAY_OPTION or e.get("ovn-bridge-mappings"):
             checks.append(self._gateway_check(e, [r for r in rows or [] if r.name == sid], deadline))
         if self.nb is not None:
-            ok = self.nb.db.connected
-            checks.append(ChassisCheck("nb", ok, f"connected to {self.nb.db.server}" if ok else
-                                       f"not connected to the OVN Northbound ({self.nb.db.remote}): reconnecting"))
+            ok = self.nb.connected
+            checks.append(ChassisCheck("nb", ok, f"connected to {self.nb.server}" if ok else
+                                       f"not connected to the OVN Northbound ({self.nb.remote}): reconnecting"))
         return ChassisHealth(checks)
 
     def _sb_checks(self, rows: list[ChassisRow], e: dict[str, str], sid: str, encap_ip: str, encap_type: str,

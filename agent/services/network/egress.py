@@ -18,7 +18,7 @@ import time
 
 from agent.drivers.ovsdb.nb_router import PRIORITY_STEP, PRIORITY_TOP
 from agent.drivers.ovsdb.nb_types import EgressRows
-from agent.drivers.ovsdb.sb import OvnSb
+from agent.drivers.contracts.ovsdb import OvnNbContract, OvnSbContract
 from agent.errors import AgentError, FailedPrecondition
 from agent.services.network.model import NetworkSpec, mac_from_hash
 from agent.services.network.model_cluster import Egress, EgressSpec, GatewayChassis, egress_names
@@ -30,10 +30,10 @@ ACTIVE_WAIT = 0.5                    # a network read waits at most this for an 
 class Gateways:
     """The gateway chassis of the cluster, from the OVN Southbound."""
 
-    def __init__(self, sb: OvnSb | None) -> None:
+    def __init__(self, sb: OvnSbContract | None) -> None:
         self.sb = sb
 
-    def _sb(self) -> OvnSb:
+    def _sb(self) -> OvnSbContract:
         if self.sb is None:
             raise FailedPrecondition("egress needs the OVN Southbound to find the gateway chassis: set "
                                      "[network].ovn_sb", reason="NO_SB")
@@ -99,7 +99,8 @@ def egress_rows(spec: NetworkSpec, gateway4: str, mtu: int, gateways: Gateways,
         gateway_mtu=mtu, gateways=ranked, chassis_names=[n for n, _ in ranked])
 
 
-def observed(network: str, spec: EgressSpec | None, nb, gateways: Gateways, deadline: float | None) -> Egress | None:
+def observed(network: str, spec: EgressSpec | None, nb: OvnNbContract, gateways: Gateways,
+             deadline: float | None) -> Egress | None:
     """A network's gateway as observed (None when it has none): the router and its HA chassis
     from NB, the active chassis from SB."""
     if spec is None:

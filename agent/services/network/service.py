@@ -15,10 +15,8 @@ waits past it.
 """
 from __future__ import annotations
 
-from agent.drivers.netlink import Netlink
-from agent.drivers.ovsdb.nb import OvnNb
-from agent.drivers.ovsdb.sb import OvnSb
-from agent.drivers.ovsdb.vswitch import OvsDb
+from agent.drivers.contracts.netlink import NetlinkContract
+from agent.drivers.contracts.ovsdb import OvnNbContract, OvnSbContract, OvsDbContract
 from agent.errors import NotFound
 from agent.metrics import Metrics
 from agent.services.drift import Drift
@@ -39,9 +37,9 @@ from agent.services.network.watch import ReadinessHub, Subscription
 class NetworkService:
     """Use cases of the network plane."""
 
-    def __init__(self, *, netlink: Netlink, nb: OvnNb | None, ovs: OvsDb | None, metrics: Metrics,
-                 node: str, netdev_prefix: str = "dc", integration_bridge: str = "br-int",
-                 owner: str = OWNER, ready_timeout: float = 30.0, sb: OvnSb | None = None,
+    def __init__(self, *, netlink: NetlinkContract, nb: OvnNbContract | None, ovs: OvsDbContract | None,
+                 metrics: Metrics, node: str, netdev_prefix: str = "dc", integration_bridge: str = "br-int",
+                 owner: str = OWNER, ready_timeout: float = 30.0, sb: OvnSbContract | None = None,
                  sb_remote: str = "") -> None:
         self.nl, self.nb, self.ovs, self.sb = netlink, nb, ovs, sb
         self.metrics = metrics

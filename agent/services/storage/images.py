@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Iterator
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
 from agent.errors import (AgentError, AlreadyExists, DataLoss, FailedPrecondition, InvalidArgument,
                           NotFound, from_oserror)
+from agent.model.marks import TYPE_IMAGE, TYPE_TMP
 from agent.services.locks import KeyedLocks
 
 from .directories import Directories
@@ -62,7 +63,7 @@ class Images:
         roots = [self.layout.images] + ([self.layout.deleted_images] if include_parked else [])
         for root in roots:
             for ds in self.zfs.list(root, MARKS, depth=1):
-                if ds.name != root and not ds.is_snapshot and is_ours(ds) and ds.user_props.get(P_TYPE) == "image":
+                if ds.name != root and not ds.is_snapshot and is_ours(ds) and ds.user_props.get(P_TYPE) == TYPE_IMAGE:
                     out.append(self._image(ds, counts))
         return out
 
@@ -133,7 +134,7 @@ class Images:
     def _import(self, image_id: str, sha256: str, chunks: Iterator[bytes], size_bytes: int,
                 progress: Callable[[ImportProgress], None] | None) -> Image:
         tmp = f"{self.layout.tmp}/{image_id}-{secrets.token_hex(4)}"
-        marks = {P_OWNER: OWNER, P_TYPE: "tmp", P_NAME: image_id}
+        marks = {P_OWNER: OWNER, P_TYPE: TYPE_TMP, P_NAME: image_id}
         self.zfs.create_filesystem(tmp, marks)
         try:
             info = self.zfs.get(tmp)
@@ -157,7 +158,7 @@ class Images:
                                reason="SHA256_MISMATCH", metadata={"actual": digest})
             if tar_error is not None:
                 raise tar_error
-            self.zfs.set_props(tmp, {P_TYPE: "image", P_SHA256: digest, P_IMAGE: image_id, "readonly": "on"})
+            self.zfs.set_props(tmp, {P_TYPE: TYPE_IMAGE, P_SHA256: digest, P_IMAGE: image_id, "readonly": "on"})
             self.zfs.snapshot([f"{tmp}@{BASE_SNAPSHOT}"])
             self.zfs.rename(tmp, self.layout.image(image_id))
             self._ready.add(image_id)

@@ -7,6 +7,7 @@ from typing import Sequence
 
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
 from agent.errors import FailedPrecondition, NotFound
+from agent.model.marks import TYPE_VOLUME
 from agent.services.drift import Drift
 
 from .layout import Layout, is_ours
@@ -47,7 +48,7 @@ class VolumeReads:
                 snaps.setdefault(d.dataset, []).append(d)
         out = []
         for d in tree:
-            if d.is_snapshot or not is_ours(d) or d.user_props.get(P_TYPE) != "volume":
+            if d.is_snapshot or not is_ours(d) or d.user_props.get(P_TYPE) != TYPE_VOLUME:
                 continue
             if instance and d.user_props.get(P_INSTANCE) != instance:
                 continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
 from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from agent.model.marks import TYPE_VOLUME
 
 from .directories import Directories
 from .images import Images
@@ -95,7 +96,7 @@ class Volumes:
 
     @staticmethod
     def _props(spec: VolumeSpec) -> dict[str, str | int]:
-        props: dict[str, str | int] = {P_OWNER: OWNER, P_TYPE: "volume", P_KIND: spec.kind.value,
+        props: dict[str, str | int] = {P_OWNER: OWNER, P_TYPE: TYPE_VOLUME, P_KIND: spec.kind.value,
                                        P_TEAM: spec.team, P_NAME: spec.name}
         if spec.instance:
             props[P_INSTANCE] = spec.instance
