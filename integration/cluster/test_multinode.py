@@ -31,6 +31,13 @@ def test_chassis_health_cluster_view_and_duplicate_system_id(cloud):
     assert sorted((e["chassis_name"], e["type"], e["ip"]) for e in encaps) == [
         (f"node{i}", "geneve", f"192.168.50.{10 + i}") for i in (1, 2, 3)]
     assert {r["hostname"] for r in chassis.values()} == {"node1", "node2", "node3"}     # set by EnsureChassis
+    up = c.uplink
+    for a in cloud.agents:                      # EnsureChassis again, as at setup: nothing to do
+        gw = a.node.index in cl.GATEWAY_NODES
+        again = a.network.EnsureChassis(npb.EnsureChassisRequest(spec=npb.ChassisSpec(
+            system_id=a.node.system_id, encap_ip=a.node.encap_ip, bridge_datapath_type="netdev", gateway=gw,
+            bridge_mappings={up.physnet: up.bridge} if gw else {})), timeout=30)
+        assert not again.changed, a.node.name
     for a in cloud.agents:
         got = a.network.GetChassis(npb.GetChassisRequest(), timeout=20).chassis
         assert got.health.healthy, [(k.name, k.detail) for k in got.health.checks if not k.ok]
