@@ -30,6 +30,13 @@ class AgentError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     default_reason: str = "INTERNAL"
 
+    def __init_subclass__(cls, code: grpc.StatusCode | None = None, reason: str = "", **kw: object) -> None:
+        # the error table reads as one line per class: class X(AgentError, code=..., reason=...)
+        super().__init_subclass__(**kw)
+        if code is not None:
+            cls.code = code
+            cls.default_reason = reason or code.name
+
     def __init__(self, message: str, *, reason: str | None = None,
                  metadata: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -38,11 +45,8 @@ class AgentError(Exception):
         self.metadata = {k: str(v) for k, v in (metadata or {}).items()}
 
 
-class InvalidArgument(AgentError):
+class InvalidArgument(AgentError, code=grpc.StatusCode.INVALID_ARGUMENT):
     """Malformed request: bad name, CIDR, size... Carries field violations."""
-
-    code = grpc.StatusCode.INVALID_ARGUMENT
-    default_reason = "INVALID_ARGUMENT"
 
     def __init__(self, message: str, *, violations: list[FieldViolation] | None = None,
                  field: str | None = None, **kw) -> None:
@@ -56,74 +60,44 @@ class InvalidArgument(AgentError):
         return cls(f"{field}: {description}", violations=[FieldViolation(field, description)])
 
 
-class AlreadyExists(AgentError):
+class AlreadyExists(AgentError, code=grpc.StatusCode.ALREADY_EXISTS):
     """Exists with an incompatible immutable spec."""
 
-    code = grpc.StatusCode.ALREADY_EXISTS
-    default_reason = "ALREADY_EXISTS"
 
-
-class NotFound(AgentError):
+class NotFound(AgentError, code=grpc.StatusCode.NOT_FOUND):
     """Get of a missing object (Delete of a missing object is OK, not this)."""
 
-    code = grpc.StatusCode.NOT_FOUND
-    default_reason = "NOT_FOUND"
 
-
-class Aborted(AgentError):
+class Aborted(AgentError, code=grpc.StatusCode.ABORTED, reason="OPERATION_IN_FLIGHT"):
     """Another operation on the same key is in flight; retry later."""
 
-    code = grpc.StatusCode.ABORTED
-    default_reason = "OPERATION_IN_FLIGHT"
 
-
-class FailedPrecondition(AgentError):
+class FailedPrecondition(AgentError, code=grpc.StatusCode.FAILED_PRECONDITION):
     """Facility missing on this host, object busy, or object not ours."""
 
-    code = grpc.StatusCode.FAILED_PRECONDITION
-    default_reason = "FAILED_PRECONDITION"
 
-
-class Unavailable(AgentError):
+class Unavailable(AgentError, code=grpc.StatusCode.UNAVAILABLE, reason="BACKEND_UNAVAILABLE"):
     """A backing daemon (OVSDB, ZFS) is unreachable or timed out: retryable."""
 
-    code = grpc.StatusCode.UNAVAILABLE
-    default_reason = "BACKEND_UNAVAILABLE"
 
-
-class DeadlineExceeded(AgentError):
+class DeadlineExceeded(AgentError, code=grpc.StatusCode.DEADLINE_EXCEEDED):
     """The call's deadline passed while waiting for a condition."""
 
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-    default_reason = "DEADLINE_EXCEEDED"
 
-
-class ResourceExhausted(AgentError):
+class ResourceExhausted(AgentError, code=grpc.StatusCode.RESOURCE_EXHAUSTED):
     """Pool full, subnet exhausted, limits reached."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-    default_reason = "RESOURCE_EXHAUSTED"
 
-
-class DataLoss(AgentError):
+class DataLoss(AgentError, code=grpc.StatusCode.DATA_LOSS):
     """Uploaded data is corrupt or truncated (checksum mismatch)."""
 
-    code = grpc.StatusCode.DATA_LOSS
-    default_reason = "DATA_LOSS"
 
-
-class PermissionDenied(AgentError):
+class PermissionDenied(AgentError, code=grpc.StatusCode.PERMISSION_DENIED):
     """Authenticated peer is not allowed to call the agent."""
 
-    code = grpc.StatusCode.PERMISSION_DENIED
-    default_reason = "PERMISSION_DENIED"
 
-
-class Internal(AgentError):
+class Internal(AgentError, code=grpc.StatusCode.INTERNAL):
     """A bug or an unexpected state; the message is safe to show a client."""
-
-    code = grpc.StatusCode.INTERNAL
-    default_reason = "INTERNAL"
 
 
 # errno -> (class, reason). Drivers call from_oserror() at the failing call.

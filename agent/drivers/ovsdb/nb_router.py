@@ -105,8 +105,10 @@ def sync_egress(txn, idl, team_ls, desired: EgressRows | None, marks: dict[str, 
                 lrp.ha_chassis_group = group
                 changed = True
             changed |= _set(lrp, "options", {"gateway_mtu": str(d.gateway_mtu)} if d.gateway_mtu else {})
-    changed |= _one_nat(txn, idl, lr, d, kind(KIND_SNAT), owner)
-    changed |= _one_route(txn, idl, lr, d, kind(KIND_ROUTE), owner)
+    changed |= _one_child(txn, idl, lr, "nat", "NAT", {"type": "snat", "external_ip": d.snat_external_ip,
+                                                       "logical_ip": d.snat_logical_ip}, kind(KIND_SNAT), owner)
+    changed |= _one_child(txn, idl, lr, "static_routes", "Logical_Router_Static_Route",
+                          {"ip_prefix": "0.0.0.0/0", "nexthop": d.default_nexthop}, kind(KIND_ROUTE), owner)
     # the uplink switch: a router port towards the router and a localnet port to the provider bridge
     up = _ours_or_none(idl, "Logical_Switch", d.uplink_switch, "logical switch", owner)
     if up is None:
@@ -143,36 +145,22 @@ def add_gateways(txn, idl, group, chassis: list[str], ext: dict[str, str]) -> bo
     return changed
 
 
-def _one_nat(txn, idl, lr, d: EgressRows, ext: dict[str, str], owner: str) -> bool:
-    want = ("snat", d.snat_external_ip, d.snat_logical_ip)
-    mine = [n for n in _col(lr, "nat") if owned_by(n, owner)]
-    keep = next((n for n in mine if (n.type, n.external_ip, n.logical_ip) == want), None)
-    changed = False
-    for n in mine:
-        if n is not keep:
-            lr.delvalue("nat", n)
-            changed = True
-    if keep is None:
-        nat = txn.insert(idl.tables["NAT"])
-        nat.type, nat.external_ip, nat.logical_ip, nat.external_ids = (*want, ext)
-        lr.addvalue("nat", nat)
-        changed = True
-    return changed
-
-
-def _one_route(txn, idl, lr, d: EgressRows, ext: dict[str, str], owner: str) -> bool:
-    want = ("0.0.0.0/0", d.default_nexthop)
-    mine = [r for r in _col(lr, "static_routes") if owned_by(r, owner)]
-    keep = next((r for r in mine if (r.ip_prefix, r.nexthop) == want), None)
+def _one_child(txn, idl, lr, column: str, table: str, want: dict[str, object], ext: dict[str, str],
+               owner: str) -> bool:
+    """Exactly one row of ours in the router's `column` with the `want` values: keep a matching
+    one, drop our others (rows not ours are left alone), insert one if none matched."""
+    mine = [r for r in _col(lr, column) if owned_by(r, owner)]
+    keep = next((r for r in mine if all(getattr(r, k) == v for k, v in want.items())), None)
     changed = False
     for r in mine:
         if r is not keep:
-            lr.delvalue("static_routes", r)
+            lr.delvalue(column, r)
             changed = True
     if keep is None:
-        route = txn.insert(idl.tables["Logical_Router_Static_Route"])
-        route.ip_prefix, route.nexthop, route.external_ids = (*want, ext)
-        lr.addvalue("static_routes", route)
+        row = txn.insert(idl.tables[table])
+        for k, v in {**want, "external_ids": ext}.items():
+            setattr(row, k, v)
+        lr.addvalue(column, row)
         changed = True
     return changed
 
