@@ -28,12 +28,13 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from agent.drivers.base import Availability
 from agent.drivers.netlink.link import BIRTH_GROUP, GROUP_MASK, Link, link_of
+from agent.drivers.netlink.monitor import LinkEvent, LinkMonitor, raw_route_socket
 from agent.drivers.netlink.nsexec import NsExec, netns_path
 from agent.drivers.netlink.sock import Sock
 from agent.errors import AgentError, FailedPrecondition, NotFound, from_oserror
 from agent.metrics import Metrics
 
-__all__ = ["BIRTH_GROUP", "GROUP_MASK", "Link", "Netlink"]
+__all__ = ["BIRTH_GROUP", "GROUP_MASK", "Link", "LinkEvent", "LinkMonitor", "Netlink"]
 
 _IFA_F_NODAD = 0x02
 
@@ -154,6 +155,38 @@ class Netlink:
             if not idx:
                 return []
             return sorted(f"{a.get('address')}/{a['prefixlen']}" for a in ipr.addr("dump", index=idx[0]))
+
+    # -- namespaces as paths a runtime can enter ----------------------------------
+    def own_netns(self) -> str:
+        """The agent process's network namespace as a path: /proc/1/ns/net when it is PID 1's
+        (the host's), else /proc/<agent pid>/ns/net. Read-only; never raises."""
+        return "/proc/1/ns/net" if self.is_init_netns("/proc/self/ns/net") else f"/proc/{os.getpid()}/ns/net"
+
+    def host_end_netns(self) -> str:
+        """Where host-side netdevs live (host_netns), as a path; the agent's own when unset."""
+        if not self.host_netns or self._ns.is_home(self.host_netns):
+            return self.own_netns()
+        return netns_path(self.host_netns)
+
+    @staticmethod
+    def is_init_netns(path: str) -> bool:
+        """True when `path` is PID 1's network namespace (the host's). Never raises."""
+        try:
+            a, b = os.stat(path), os.stat("/proc/1/ns/net")
+        except OSError:
+            return False
+        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+    def link_monitor(self) -> LinkMonitor:
+        """Link notifications of the host namespace: a new socket there (the caller closes the
+        monitor). Raises NotFound NETNS_NOT_FOUND, translated OSErrors."""
+        if not self._ns.is_home(self.host_netns) and not os.path.exists(netns_path(self.host_netns)):
+            raise NotFound(f"network namespace {self.host_netns} does not exist", reason="NETNS_NOT_FOUND",
+                           metadata={"netns": self.host_netns})
+        try:
+            return LinkMonitor(self._ns.run(self.host_netns, raw_route_socket))
+        except OSError as exc:
+            raise from_oserror(exc, "link monitor socket") from None
 
     # -- creation ----------------------------------------------------------
     def create_veth(self, name: str, peer: str, *, mtu: int, peer_mac: str = "",

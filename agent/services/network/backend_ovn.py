@@ -68,8 +68,9 @@ class OvnBackend:
     def _network_rows(self, spec: NetworkSpec) -> NetworkRows:
         gw = spec.gateway4 or default_gateway(spec.subnet4)
         mtu = spec.mtu or DEFAULT_MTU_OVN
+        # router: the network's gateway, so DHCP clients get a default route (issue 14)
         opts = {"lease_time": "3600", "server_id": gw, "server_mac": mac_from_hash(spec.name, "dhcp"),
-                "mtu": str(mtu)}
+                "mtu": str(mtu), "router": gw}
         if spec.dns_servers:
             opts["dns_server"] = "{" + ",".join(spec.dns_servers) + "}"
         return NetworkRows(

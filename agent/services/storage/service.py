@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Iterator, Sequence
 
+from agent.drivers import idmap as idmap_driver
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
 from agent.services.drift import Drift
 
@@ -217,6 +218,15 @@ class StorageService:
     def supports(self, feature: str) -> bool:
         """Whether this node's ZFS can do `feature` ("zvol", "lz4", ...), as probed. No I/O."""
         return self.zfs.supports(feature)
+
+    def rootfs_unreachable(self, volume: Volume) -> str:
+        """For a ROOT with a uid/gid map: the first directory on the way to its rootfs that the
+        instance's root (host uid/gid of the map) cannot enter, "<dir> (mode, owner)"; "" when
+        it can reach it (or the volume has no map). An unprivileged runtime fails there
+        otherwise. Read-only."""
+        if volume.idmap is None or not volume.rootfs:
+            return ""
+        return idmap_driver.untraversable(volume.rootfs, volume.idmap.host_uid, volume.idmap.host_gid)
 
     def idmap_mode(self) -> str:
         """How roots with a uid/gid map are made on this node: "mount" | "shifted" (Pool.idmap_mode)."""
