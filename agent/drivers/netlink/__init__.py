@@ -159,8 +159,14 @@ class Netlink:
     # -- namespaces as paths a runtime can enter ----------------------------------
     def own_netns(self) -> str:
         """The agent process's network namespace as a path: /proc/1/ns/net when it is PID 1's
-        (the host's), else /proc/<agent pid>/ns/net. Read-only; never raises."""
-        return "/proc/1/ns/net" if self.is_init_netns("/proc/self/ns/net") else f"/proc/{os.getpid()}/ns/net"
+        (the host's) and that can be read, else /proc/<agent pid>/ns/net. Never raises."""
+        try:
+            a, b = os.stat("/proc/self/ns/net"), os.stat("/proc/1/ns/net")
+            if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
+                return "/proc/1/ns/net"
+        except OSError:
+            pass              # PID 1's namespace links can be unreadable (a sandbox's init): use ours
+        return f"/proc/{os.getpid()}/ns/net"
 
     def host_end_netns(self) -> str:
         """Where host-side netdevs live (host_netns), as a path; the agent's own when unset."""
@@ -170,12 +176,19 @@ class Netlink:
 
     @staticmethod
     def is_init_netns(path: str) -> bool:
-        """True when `path` is PID 1's network namespace (the host's). Never raises."""
+        """True when `path` is the host's network namespace: PID 1's, or the agent's own where
+        PID 1's cannot be read (the agent runs in the host's). Never raises."""
         try:
-            a, b = os.stat(path), os.stat("/proc/1/ns/net")
+            a = os.stat(path)
         except OSError:
             return False
-        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+        for ref in ("/proc/1/ns/net", "/proc/self/ns/net"):
+            try:
+                b = os.stat(ref)
+            except OSError:
+                continue
+            return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+        return False
 
     def link_monitor(self) -> LinkMonitor:
         """Link notifications of the host namespace: a new socket there (the caller closes the

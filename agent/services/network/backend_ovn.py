@@ -158,6 +158,13 @@ class OvnBackend:
             revert.add(lambda: self.nb.delete_ports([names.lsp], _undo_deadline()))
         checkpoint("lsp-created")
         ip4, ip6 = split_ips(ips)
+        if self.ovs.interface_cached(names.host) is not None and self.netdevs.nl.link(names.host) is None:
+            # the netdev vanished under its OVS port (e.g. a runtime's failed start destroyed the veth):
+            # ovs-vswitchd keeps the dead one open and would never use a new netdev of that name
+            log.info("port %s/%s: netdev %s is gone under its OVS port; rebinding", spec.network, spec.name,
+                     names.host)
+            self.ovs.unbind([names.host], deadline)
+            changed = True
         changed |= self.netdevs.ensure(spec, names, mtu, mac, interface_addresses(net, ip4, ip6), revert)
         checkpoint("netdev-created")
         bound_before = self.ovs.interface_cached(names.host) is not None
