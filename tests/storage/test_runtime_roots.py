@@ -338,3 +338,18 @@ def test_grpc_header_and_volume_validation(zfs_pool, zfs_parent):
         agent.stop()
         shutil.rmtree(tmp, ignore_errors=True)
         zfs_destroy_tree(zfs_parent)
+
+
+def test_a_variant_interrupted_by_a_crash_is_removed_at_start(svc, zfs_parent):
+    """A crash while a variant is made leaves only its tmp/ clone (marked tmp): the next start
+    removes it, and the variant is made again when next needed."""
+    data, digest = make_tarball()
+    svc.ensure_image("img", digest, chunked(data))
+    tmp = f"{zfs_parent}/tmp/img_u100000_g100000_n65536-dead"
+    zfs_run("clone", "-o", "devcloud:owner=devcloud-agent", "-o", "devcloud:type=tmp", "-o", "devcloud:name=img",
+            f"{zfs_parent}/images/img@base", tmp)
+    summary = service(zfs_parent, idmap_policy="shift").start()
+    assert summary["stale_imports_removed"] == 1 and zfs_get(tmp, "type") == {}
+    v, _ = svc.ensure_volume(VolumeSpec("t1", "v1", VolumeKind.ROOT, image_id="img", instance="v1", idmap=MAP))
+    assert v.origin == f"{zfs_parent}/variants/img_u100000_g100000_n65536@base"
+    assert svc.delete_volume("t1", "v1")
