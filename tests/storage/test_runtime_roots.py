@@ -348,7 +348,7 @@ def test_a_variant_interrupted_by_a_crash_is_removed_at_start(svc, zfs_parent):
     tmp = f"{zfs_parent}/tmp/img_u100000_g100000_n65536-dead"
     zfs_run("clone", "-o", "devcloud:owner=devcloud-agent", "-o", "devcloud:type=tmp", "-o", "devcloud:name=img",
             f"{zfs_parent}/images/img@base", tmp)
-    summary = service(zfs_parent, idmap_policy="shift").start()
+    summary = StorageService(open_backend(Metrics(), "auto", busy_timeout=TEST_BUSY_TIMEOUT), zfs_parent).start()
     assert summary["stale_imports_removed"] == 1 and zfs_get(tmp, "type") == {}
     v, _ = svc.ensure_volume(VolumeSpec("t1", "v1", VolumeKind.ROOT, image_id="img", instance="v1", idmap=MAP))
     assert v.origin == f"{zfs_parent}/variants/img_u100000_g100000_n65536@base"
