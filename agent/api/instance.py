@@ -13,6 +13,7 @@ from agent._proto.devcloud.agent.v1 import instance_pb2 as pb
 from agent._proto.devcloud.agent.v1 import instance_pb2_grpc as pb_grpc
 from agent.api.compute import cgroup_to_pb, limits_from_pb, limits_to_pb
 from agent._proto.devcloud.agent.v1 import network_pb2 as net_pb
+from agent._proto.devcloud.agent.v1 import storage_pb2 as st_pb
 from agent.api.network import deadline_of, port_pb
 from agent.api.storage import IDMAP_MODE_TO_PB, idmap_from_pb, idmap_to_pb, volume_to_pb
 from agent.errors import ErrorReport, InvalidArgument
@@ -34,8 +35,8 @@ _PARTS_PB = {PART_STORAGE: pb.INSTANCE_PART_STORAGE, PART_NETWORK: pb.INSTANCE_P
              PART_COMPUTE: pb.INSTANCE_PART_COMPUTE}
 _PLACEMENTS = {pb.PEER_PLACEMENT_UNSPECIFIED: "", pb.PEER_PLACEMENT_AGENT_NETNS: PLACE_AGENT,
                pb.PEER_PLACEMENT_HOST_NETNS: PLACE_HOST, pb.PEER_PLACEMENT_NETNS: PLACE_NETNS}
-_PLACEMENTS_PB = {v: k for k, v in _PLACEMENTS.items()}
-_NIC_KINDS_PB = {"veth": net_pb.NIC_KIND_VETH, "tap": net_pb.NIC_KIND_TAP}
+_PLACEMENTS_PB: dict[str, pb.PeerPlacement] = {v: k for k, v in _PLACEMENTS.items()}
+_NIC_KINDS_PB: dict[str, net_pb.NicKind] = {"veth": net_pb.NIC_KIND_VETH, "tap": net_pb.NIC_KIND_TAP}
 MAX_BYTES = (1 << 63) - 1
 MAX_BULK = 10000
 MAX_KEEP = 100000
@@ -175,7 +176,8 @@ def spec_pb(s: InstanceSpec) -> pb.InstanceSpec:
                                quota_bytes=r.quota_bytes, reservation_bytes=r.reservation_bytes),
         nics=[pb.NicSpec(name=n.name, network=n.network, mac=n.mac, ip4=n.ip4, ip6=n.ip6, mtu=n.mtu,
                          peer_netns=n.peer_netns, peer_name=n.peer_name, queues=n.queues,
-                         peer_placement=_PLACEMENTS_PB.get(n.peer_placement, 0)) for n in s.nics],
+                         peer_placement=_PLACEMENTS_PB.get(n.peer_placement, pb.PEER_PLACEMENT_UNSPECIFIED))
+              for n in s.nics],
         limits=limits_to_pb(s.limits), labels=dict(s.labels), kubernetes_node=s.kubernetes_node,
         idmap=idmap_to_pb(s.idmap))
 
@@ -183,14 +185,15 @@ def spec_pb(s: InstanceSpec) -> pb.InstanceSpec:
 def runtime_pb(r: Runtime) -> pb.Runtime:
     """The proto form of what a runtime needs."""
     return pb.Runtime(
-        nics=[pb.RuntimeNic(name=n.name, kind=_NIC_KINDS_PB.get(n.kind, 0), netdev=n.netdev, netns=n.netns,
-                            host_netns=n.host_netns, placement=_PLACEMENTS_PB.get(n.placement, 0), mac=n.mac,
+        nics=[pb.RuntimeNic(name=n.name, kind=_NIC_KINDS_PB.get(n.kind, net_pb.NIC_KIND_UNSPECIFIED), netdev=n.netdev,
+                            netns=n.netns, host_netns=n.host_netns,
+                            placement=_PLACEMENTS_PB.get(n.placement, pb.PEER_PLACEMENT_UNSPECIFIED), mac=n.mac,
                             mtu=n.mtu, ip4=n.ip4, gateway4=n.gateway4, ip6=n.ip6, dns_servers=list(n.dns_servers),
                             dhcp=n.dhcp, configured=n.configured, queues=n.queues, host_netdev=n.host_netdev)
               for n in r.nics],
         storage=pb.RuntimeStorage(rootfs=r.rootfs, disk=r.disk, disk_is_file=r.disk_is_file,
                                   disk_format="raw" if r.disk else "",
-                                  idmap_mode=IDMAP_MODE_TO_PB.get(r.idmap_mode, 0),
+                                  idmap_mode=IDMAP_MODE_TO_PB.get(r.idmap_mode, st_pb.IDMAP_MODE_UNSPECIFIED),
                                   image_metadata_dir=r.image_metadata_dir),
         compute=pb.RuntimeCompute(cgroup=r.cgroup, cgroup_path=r.cgroup_path, payload_cgroup=r.payload_cgroup,
                                   monitor_cgroup=r.monitor_cgroup),

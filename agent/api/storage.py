@@ -21,9 +21,11 @@ _KIND_TO_PB = {v: k for k, v in _KIND_FROM_PB.items()}
 _STATE_TO_PB = {ImageState.READY: pb.IMAGE_STATE_READY, ImageState.PARKED: pb.IMAGE_STATE_PARKED,
                 ImageState.ABSENT: pb.IMAGE_STATE_ABSENT}
 _FORMAT_FROM_PB = {pb.IMAGE_FORMAT_ROOTFS_TARBALL: ImageFormat.ROOTFS_TARBALL,
-                   pb.IMAGE_FORMAT_LXD_UNIFIED: ImageFormat.LXD_UNIFIED, pb.IMAGE_FORMAT_LXD_SPLIT: ImageFormat.LXD_SPLIT}
+                   pb.IMAGE_FORMAT_LXD_UNIFIED: ImageFormat.LXD_UNIFIED,
+                   pb.IMAGE_FORMAT_LXD_SPLIT: ImageFormat.LXD_SPLIT}
 _FORMAT_TO_PB = {v: k for k, v in _FORMAT_FROM_PB.items()}
-IDMAP_MODE_TO_PB = {MODE_SHIFTED: pb.IDMAP_MODE_SHIFTED, MODE_MOUNT: pb.IDMAP_MODE_MOUNT}
+IDMAP_MODE_TO_PB: dict[str, pb.IdmapMode] = {MODE_SHIFTED: pb.IDMAP_MODE_SHIFTED,
+                                            MODE_MOUNT: pb.IDMAP_MODE_MOUNT}
 _DONE = object()
 
 
@@ -71,7 +73,8 @@ def volume_to_pb(v: Volume) -> pb.Volume:
                      reservation_bytes=v.reservation_bytes, size_bytes=v.size_bytes, used_bytes=v.used_bytes,
                      available_bytes=v.available_bytes, referenced_bytes=v.referenced_bytes, origin=v.origin,
                      created_unix=v.created_unix, snapshots=[snapshot_to_pb(s) for s in v.snapshots],
-                     rootfs=v.rootfs, idmap=idmap_to_pb(v.idmap), idmap_mode=IDMAP_MODE_TO_PB.get(v.idmap_mode, 0),
+                     rootfs=v.rootfs, idmap=idmap_to_pb(v.idmap),
+                     idmap_mode=IDMAP_MODE_TO_PB.get(v.idmap_mode, pb.IDMAP_MODE_UNSPECIFIED),
                      disk_file=v.disk_file)
 
 

@@ -88,7 +88,8 @@ def test_qemu_argv_from_taps_and_disk():
                                          "vectors=10,host_mtu=1442")
     assert a[a.index("-drive") + 1] == "file=/pool/dc/instances/ta/v1/disk.raw,format=raw,if=none,id=disk0," \
                                        "cache=writeback"
-    assert ["-kernel", "/k", "-initrd", "/i", "-append", "console=ttyS0"] == a[a.index("-kernel"):a.index("-kernel") + 6]
+    k = a.index("-kernel")
+    assert a[k:k + 6] == ["-kernel", "/k", "-initrd", "/i", "-append", "console=ttyS0"]
     assert "-cpu" not in a and cmd.payload_cgroup == f"/sys/fs/cgroup/{SCOPE}/payload"
     inst.runtime.storage.disk, inst.runtime.storage.disk_is_file = "/dev/zvol/pool/dc/instances/ta/v1", False
     zvol = qemu_argv(inst).argv

@@ -121,7 +121,8 @@ def test_unified_image_keeps_its_layout_and_metadata(svc, zfs_parent):
     img, changed = svc.ensure_image("bb-unified", sha(data), chunked(data))
     assert changed and img.format == ImageFormat.LXD_UNIFIED
     assert img.rootfs == f"{img.mountpoint}/rootfs" and os.path.isfile(f"{img.rootfs}/etc/os-release")
-    assert os.path.isfile(f"{img.mountpoint}/metadata.yaml") and os.path.isfile(f"{img.mountpoint}/templates/hostname.tpl")
+    assert os.path.isfile(f"{img.mountpoint}/metadata.yaml")
+    assert os.path.isfile(f"{img.mountpoint}/templates/hostname.tpl")
     m = svc.get_image("bb-unified").metadata
     assert m is not None and (m.architecture, m.creation_unix, m.expiry_unix) == ("x86_64", 1700000000, 1702592000)
     assert (m.prop("os"), m.prop("release"), m.prop("variant")) == ("busybox", "1.35", "default")

@@ -29,7 +29,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from agent.drivers.base import Availability
 from agent.drivers.netlink.link import BIRTH_GROUP, GROUP_MASK, Link, link_of
 from agent.drivers.netlink.monitor import LinkEvent, LinkMonitor, raw_route_socket
-from agent.drivers.netlink.nsexec import NsExec, netns_path
+from agent.drivers.netlink.nsexec import NsExec, is_host_netns, netns_path, own_netns_path
 from agent.drivers.netlink.sock import Sock
 from agent.errors import AgentError, FailedPrecondition, NotFound, from_oserror
 from agent.metrics import Metrics
@@ -156,39 +156,21 @@ class Netlink:
                 return []
             return sorted(f"{a.get('address')}/{a['prefixlen']}" for a in ipr.addr("dump", index=idx[0]))
 
-    # -- namespaces as paths a runtime can enter ----------------------------------
+    # -- namespaces as paths a runtime can enter (nsexec.py) ------------------------
     def own_netns(self) -> str:
-        """The agent process's network namespace as a path: /proc/1/ns/net when it is PID 1's
-        (the host's) and that can be read, else /proc/<agent pid>/ns/net. Never raises."""
-        try:
-            a, b = os.stat("/proc/self/ns/net"), os.stat("/proc/1/ns/net")
-            if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
-                return "/proc/1/ns/net"
-        except OSError:
-            pass              # PID 1's namespace links can be unreadable (a sandbox's init): use ours
-        return f"/proc/{os.getpid()}/ns/net"
+        """The agent process's network namespace as a path (nsexec.own_netns_path). Never raises."""
+        return own_netns_path()
 
     def host_end_netns(self) -> str:
         """Where host-side netdevs live (host_netns), as a path; the agent's own when unset."""
         if not self.host_netns or self._ns.is_home(self.host_netns):
-            return self.own_netns()
+            return own_netns_path()
         return netns_path(self.host_netns)
 
     @staticmethod
     def is_init_netns(path: str) -> bool:
-        """True when `path` is the host's network namespace: PID 1's, or the agent's own where
-        PID 1's cannot be read (the agent runs in the host's). Never raises."""
-        try:
-            a = os.stat(path)
-        except OSError:
-            return False
-        for ref in ("/proc/1/ns/net", "/proc/self/ns/net"):
-            try:
-                b = os.stat(ref)
-            except OSError:
-                continue
-            return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-        return False
+        """True when `path` is the host's network namespace (nsexec.is_host_netns). Never raises."""
+        return is_host_netns(path)
 
     def link_monitor(self) -> LinkMonitor:
         """Link notifications of the host namespace: a new socket there (the caller closes the

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
 from agent.errors import (AgentError, AlreadyExists, FailedPrecondition, InvalidArgument,
@@ -87,7 +87,7 @@ class Images:
             counts[origin] = counts.get(origin, 0) + 1
         return counts
 
-    def _image(self, ds: DatasetInfo, counts: dict[str, int], variants: list[DatasetInfo] = ()) -> Image:
+    def _image(self, ds: DatasetInfo, counts: dict[str, int], variants: Sequence[DatasetInfo] = ()) -> Image:
         base = f"{ds.name}@{BASE_SNAPSHOT}"
         m = ds.user_props
         state = ImageState.PARKED if self.layout.is_parked(ds.name) else ImageState.READY
