@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -58,7 +59,7 @@ class App:
             lambda s: identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(self.identity), s)))
         self.server = AgentServer(cfg.server, self.metrics, self.planes.registrations)
         self._stopped = threading.Event()
-        self._metrics_server = None
+        self._metrics_server: WSGIServer | None = None
 
     def start(self) -> None:
         """Bind, serve, run the startup steps, tell systemd we are up. Raises only on bind failure.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Container
 
 from agent.errors import FieldViolation, InvalidArgument
 from agent.model.compute import (CPU_PERIOD_MAX_US, CPU_PERIOD_MIN_US, CPU_QUOTA_MAX_US, CPU_QUOTA_MIN_US,
@@ -141,7 +142,7 @@ def labels(field: str, value: dict[str, str], *, max_items: int = 64) -> dict[st
     return dict(value)
 
 
-def enum(field: str, value: int, allowed: dict[int, str] | list[int] | set[int]) -> int:
+def enum(field: str, value: int, allowed: Container[int]) -> int:
     """A protobuf enum value: must be one of the known numbers (proto3 enums are open)."""
     if value not in allowed:
         raise InvalidArgument.for_field(field, f"unknown value {value}")

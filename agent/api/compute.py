@@ -75,12 +75,12 @@ def limits_from_pb(m: pb.Limits, report: ErrorReport, prefix: str = "limits") ->
                                        _count(report, f"{p}.wiops", d.wiops), d.weight or None))
         io = IoLimits(m.io.weight or None, tuple(devs))
     if m.HasField("cpuset"):
-        c = m.cpuset
+        cs = m.cpuset
         for f in ("cpus", "mems"):
-            if c.HasField(f) and len(getattr(c, f)) > _MAX_STR:
+            if cs.HasField(f) and len(getattr(cs, f)) > _MAX_STR:
                 report.add(f"{prefix}.cpuset.{f}", "is too long")
-        cpuset = CpusetLimits(c.cpus[:_MAX_STR] if c.HasField("cpus") else None,
-                              c.mems[:_MAX_STR] if c.HasField("mems") else None)
+        cpuset = CpusetLimits(cs.cpus[:_MAX_STR] if cs.HasField("cpus") else None,
+                              cs.mems[:_MAX_STR] if cs.HasField("mems") else None)
     huge = []
     for i, h in enumerate(m.hugetlb[:16]):
         v = _size(report, f"{prefix}.hugetlb[{i}].max", h.max)
@@ -190,26 +190,32 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
     def __init__(self, service: ComputeService) -> None:
         self._svc = service
 
-    def _check(self, team: str, instance_id: str | None, limits: pb.Limits | None = None,
-               *, optional_instance: bool = False) -> Limits | None:
+    def _check(self, team: str, instance_id: str | None, *, optional_instance: bool = False) -> None:
         report = ErrorReport()
         _names(report, team, None if (optional_instance and not instance_id) else instance_id)
-        out = limits_from_pb(limits, report) if limits is not None else None
+        report.raise_if_any()
+
+    def _limits(self, team: str, instance_id: str | None, limits: pb.Limits, *,
+                optional_instance: bool = False) -> Limits:
+        """The names checked as _check() does, and `limits` converted; all violations in one error."""
+        report = ErrorReport()
+        _names(report, team, None if (optional_instance and not instance_id) else instance_id)
+        out = limits_from_pb(limits, report)
         report.raise_if_any()
         return out
 
     def EnsureSlice(self, request, context):
-        limits = self._check(request.team, None, request.limits)
+        limits = self._limits(request.team, None, request.limits)
         r = self._svc.ensure_slice(request.team, limits)
         return pb.EnsureSliceResponse(slice=cgroup_to_pb(r.cgroup), changed=r.changed)
 
     def EnsureScope(self, request, context):
-        limits = self._check(request.team, request.instance_id, request.limits)
+        limits = self._limits(request.team, request.instance_id, request.limits)
         r = self._svc.ensure_scope(request.team, request.instance_id, limits)
         return pb.EnsureScopeResponse(scope=cgroup_to_pb(r.cgroup), changed=r.changed)
 
     def UpdateLimits(self, request, context):
-        limits = self._check(request.team, request.instance_id, request.limits, optional_instance=True)
+        limits = self._limits(request.team, request.instance_id, request.limits, optional_instance=True)
         r = self._svc.update_limits(request.team, request.instance_id, limits)
         return pb.UpdateLimitsResponse(cgroup=cgroup_to_pb(r.cgroup), changed=r.changed)
 

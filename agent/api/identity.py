@@ -1,6 +1,8 @@
 """IdentityService servicer: converts the identity service's answers."""
 from __future__ import annotations
 
+from typing import cast
+
 from google.protobuf import timestamp_pb2
 
 from agent._proto.devcloud.agent.v1 import identity_pb2 as pb
@@ -8,10 +10,13 @@ from agent._proto.devcloud.agent.v1 import identity_pb2_grpc as pb_grpc
 from agent.services.identity import IdentityService
 
 
-def capability_kind(kind: str) -> int:
+def capability_kind(kind: str) -> pb.CapabilityKind:
     """'storage_zfs' -> CAPABILITY_KIND_STORAGE_ZFS (UNSPECIFIED if unknown)."""
-    return pb.CapabilityKind.Value(f"CAPABILITY_KIND_{kind.upper()}") \
-        if f"CAPABILITY_KIND_{kind.upper()}" in pb.CapabilityKind.keys() else pb.CAPABILITY_KIND_UNSPECIFIED
+    name = f"CAPABILITY_KIND_{kind.upper()}"
+    if name not in pb.CapabilityKind.keys():
+        return pb.CAPABILITY_KIND_UNSPECIFIED
+    # the generated stubs type EnumTypeWrapper.Value() as a plain int; it is a member of the enum
+    return cast(pb.CapabilityKind, pb.CapabilityKind.Value(name))
 
 
 class IdentityServicer(pb_grpc.IdentityServiceServicer):

@@ -204,7 +204,7 @@ def instance_pb(i: Instance) -> pb.Instance:
     names = pb.InstanceNames(dataset=i.names.dataset, scope=i.names.scope, nics=[
         pb.NicNames(nic=n.nic, network=n.network, port=n.port, lsp=n.lsp, host_netdev=n.host, peer_netdev=n.peer)
         for n in i.names.nics])
-    out = pb.Instance(id=i.id, team=i.team, kind=_KINDS_PB[i.kind], state=_STATES_PB.get(i.state, 0),
+    out = pb.Instance(id=i.id, team=i.team, kind=_KINDS_PB[i.kind], state=_STATES_PB.get(i.state, pb.INSTANCE_STATE_UNSPECIFIED),
                       spec=spec_pb(i.spec), names=names, ready=i.ready, message=i.message, generation=i.generation,
                       created_unix=i.created_at, updated_unix=i.updated_at,
                       parts=[pb.PartStatus(part=_PARTS_PB[p.part], object=p.object, present=p.present,
@@ -228,7 +228,7 @@ def drift_pb(part: str, d: Drift) -> pb.Drift:
 
 
 def event_pb(e: Event) -> pb.WatchInstancesResponse:
-    return pb.WatchInstancesResponse(id=e.id, team=e.team, state=_STATES_PB.get(e.state, 0), snapshot=e.snapshot,
+    return pb.WatchInstancesResponse(id=e.id, team=e.team, state=_STATES_PB.get(e.state, pb.INSTANCE_STATE_UNSPECIFIED), snapshot=e.snapshot,
                                      nic=e.nic, nic_ready=e.nic_ready, ovn_installed=e.ovn_installed, up=e.up,
                                      message=e.message, ready=e.ready,
                                      drifts=[drift_pb(p, d) for p, d in e.drifts])
@@ -292,9 +292,9 @@ class InstanceServicer(pb_grpc.InstanceServiceServicer):
             for ev in snapshot:
                 yield event_pb(ev)
             while context.is_active():
-                ev = sub.next_event(0.25)
-                if ev is not None:
-                    yield event_pb(ev)
+                change = sub.next_event(0.25)
+                if change is not None:
+                    yield event_pb(change)
         finally:
             sub.close()
 

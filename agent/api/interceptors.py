@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from contextlib import contextmanager
+from typing import Iterator, Mapping, cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -62,7 +64,8 @@ def _cancelled(exc: Exception, context: grpc.ServicerContext) -> bool:
 
 
 def _peer_identities(context: grpc.ServicerContext) -> list[str]:
-    auth = context.auth_context() or {}
+    # grpc-stubs says Mapping[str, bytes]; grpc returns a list of bytes per key
+    auth = cast(Mapping[str, list[bytes]], context.auth_context() or {})
     names = auth.get("x509_common_name", []) + auth.get("x509_subject_alternative_name", [])
     return [n.decode(errors="replace") for n in names]
 
@@ -105,38 +108,35 @@ class AgentInterceptor(grpc.ServerInterceptor):
             raise PermissionDenied(f"client certificate identity {ids or ['<none>']} is not in "
                                    "[server].allowed_clients", reason="CLIENT_NOT_ALLOWED")
 
+    @contextmanager
+    def _handling(self, method: str, request, context: grpc.ServicerContext) -> Iterator[None]:
+        """Around one handler: authorize first; a client that went away ends the RPC quietly (the
+        exception is swallowed), any other exception aborts with its status; log and count always."""
+        start = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            self._authorize(context)
+            yield
+        except Exception as exc:
+            if _cancelled(exc, context):
+                code = grpc.StatusCode.CANCELLED
+                return
+            status, code = self._translate(method, exc, context)
+            context.abort_with_status(status)
+        finally:
+            self._finish(method, code, start, request, context)
+
     def _wrap_unary(self, method: str, behavior):
         def wrapper(request, context):
-            start = time.perf_counter()
-            code = grpc.StatusCode.OK
-            try:
-                self._authorize(context)
+            with self._handling(method, request, context):
                 return behavior(request, context)
-            except Exception as exc:
-                if _cancelled(exc, context):
-                    code = grpc.StatusCode.CANCELLED
-                    return None
-                status, code = self._translate(method, exc, context)
-                context.abort_with_status(status)
-            finally:
-                self._finish(method, code, start, request, context)
+            return None                                  # cancelled
         return wrapper
 
     def _wrap_stream(self, method: str, behavior):
         def wrapper(request, context):
-            start = time.perf_counter()
-            code = grpc.StatusCode.OK
-            try:
-                self._authorize(context)
+            with self._handling(method, request, context):
                 yield from behavior(request, context)
-            except Exception as exc:
-                if _cancelled(exc, context):
-                    code = grpc.StatusCode.CANCELLED
-                    return
-                status, code = self._translate(method, exc, context)
-                context.abort_with_status(status)
-            finally:
-                self._finish(method, code, start, request, context)
         return wrapper
 
     def _translate(self, method: str, exc: Exception, context) -> tuple[grpc.Status, grpc.StatusCode]:

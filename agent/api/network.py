@@ -252,10 +252,10 @@ class NetworkServicer(pb_grpc.NetworkServiceServicer):
                 yield pb.WatchPortsResponse(network=ev.network, name=ev.name, status=status_pb(ev.status))
             yield pb.WatchPortsResponse(snapshot_done=True)
             while context.is_active():
-                ev = sub.next_event(0.25)
-                if ev is not None:
-                    yield pb.WatchPortsResponse(network=ev.network, name=ev.name, status=status_pb(ev.status),
-                                                deleted=ev.deleted)
+                change = sub.next_event(0.25)
+                if change is not None:
+                    yield pb.WatchPortsResponse(network=change.network, name=change.name,
+                                                status=status_pb(change.status), deleted=change.deleted)
         finally:
             sub.close()
 

@@ -131,6 +131,7 @@ def spec_from_pb(s: pb.VolumeSpec, prefix: str = "spec") -> VolumeSpec:
     for f in ("refquota_bytes", "quota_bytes", "reservation_bytes", "size_bytes"):
         _size(report, f"{prefix}.{f}", getattr(s, f))
     report.raise_if_any()
+    assert kind is not None                 # an unknown kind is a violation reported above
     return VolumeSpec(team=s.team, name=s.name, kind=kind, image_id=s.image_id, instance=s.instance,
                       refquota_bytes=s.refquota_bytes, quota_bytes=s.quota_bytes,
                       reservation_bytes=s.reservation_bytes, size_bytes=s.size_bytes, idmap=idmap)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from agent import __version__
@@ -49,16 +49,13 @@ def open_channel(args) -> grpc.Channel:
 def format_rpc_error(err: grpc.RpcError) -> str:
     """CODE: message, plus reason and field violations from the rich status."""
     lines = [f"{err.code().name}: {err.details()}"]
-    status = rpc_status.from_call(err) if hasattr(err, "trailing_metadata") else None
-    for detail in status.details if status else []:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
+    status: status_pb2.Status | None = rpc_status.from_call(err) if isinstance(err, grpc.Call) else None
+    for detail in status.details if status is not None else ():
+        info, bad = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
+        if detail.Unpack(info):             # False (nothing unpacked) when the detail is another type
             meta = ", ".join(f"{k}={v}" for k, v in sorted(info.metadata.items()))
             lines.append(f"  reason: {info.reason}" + (f" ({meta})" if meta else ""))
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
+        elif detail.Unpack(bad):
             lines += [f"  field {v.field}: {v.description}" for v in bad.field_violations]
     return "\n".join(lines)
 

@@ -101,7 +101,8 @@ def _limits_text(l: pb.Limits) -> list[tuple[str, str]]:
 def _print_cgroup(ctx, c: pb.Cgroup, changed: bool | None = None) -> None:
     if ctx.json:
         return output.print_json(c)
-    rows = [("path", c.path), ("team", c.team)] + ([("instance", c.instance_id)] if c.instance_id else [])
+    rows: list[tuple[str, object]] = [("path", c.path), ("team", c.team)]
+    rows += [("instance", c.instance_id)] if c.instance_id else []
     rows += [("controllers", " ".join(c.controllers) or "-"), ("populated", output.yes(c.populated)),
              ("frozen", output.yes(c.frozen))]
     if c.instance_id:

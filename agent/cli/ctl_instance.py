@@ -131,12 +131,12 @@ def _get(ctx, args):
 
 
 def _list(ctx, args):
-    state = 0
+    state: pb.InstanceState | str = pb.INSTANCE_STATE_UNSPECIFIED
     if args.state:
-        names = {v: k for k, v in _STATE_NAMES.items()}
+        names = set(_STATE_NAMES.values())
         if args.state not in names:
             raise SystemExit(f"devcloudctl: --state: one of {', '.join(sorted(names))}")
-        state = names[args.state]
+        state = f"INSTANCE_STATE_{args.state.upper()}"      # the request takes the enum value's name too
     r = _stub(ctx).ListInstances(pb.ListInstancesRequest(team=args.team or "", state=state), timeout=ctx.timeout)
     if ctx.json:
         return output.print_json(r)

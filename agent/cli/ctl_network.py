@@ -2,6 +2,8 @@
 the node's OVN chassis settings."""
 from __future__ import annotations
 
+from typing import cast
+
 from agent._proto.devcloud.agent.v1 import network_pb2 as pb
 from agent._proto.devcloud.agent.v1 import network_pb2_grpc as pb_grpc
 from agent.cli import output
@@ -24,7 +26,8 @@ def _allow(text: str) -> pb.AllowRule:
     elif parts[0] not in ("", "any"):
         rule.source_cidr = parts[0]
     if len(parts) > 1:
-        rule.protocol = _PROTOS.get(parts[1], 99)
+        # proto3 enums are open: an unknown name goes out as number 99 and the agent rejects it
+        rule.protocol = _PROTOS.get(parts[1], cast(pb.Protocol, 99))
     if len(parts) > 2:
         lo, _, hi = parts[2].partition("-")
         rule.port_min, rule.port_max = int(lo or 0), int(hi or 0)

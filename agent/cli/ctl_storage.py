@@ -76,6 +76,8 @@ def _image_import(ctx, args):
             result = msg.result
     if sys.stderr.isatty() and not ctx.json:
         print(file=sys.stderr)
+    if result is None:
+        raise SystemExit("devcloudctl: the agent ended the import without a result")
     if ctx.json:
         output.print_json(result)
     else:

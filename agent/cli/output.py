@@ -26,10 +26,10 @@ def print_json(msg: Message | dict, out=None) -> None:
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], out=None) -> None:
     """Print an aligned table; cells are str()-ed, None shows as '-'."""
     out = out or sys.stdout
-    rows = [["-" if c is None else str(c) for c in r] for r in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    cells = [["-" if c is None else str(c) for c in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     print("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip(), file=out)
-    for r in rows:
+    for r in cells:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip(), file=out)
 
 
@@ -46,7 +46,7 @@ def yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def human_bytes(n: int) -> str:
+def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

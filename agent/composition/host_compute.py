@@ -25,7 +25,7 @@ def cgroup_subtree(cfg: Config) -> str:
 def build_host(cfg: Config, planes: Planes, metrics: Metrics) -> None:
     kvm, kernel = KvmDriver(), KernelDriver()
     host = HostService(kvm, kernel, cgroup_subtree=lambda: cgroup_subtree(cfg))
-    planes.services["host"] = host
+    planes.services.host = host
     planes.facilities["kvm"] = kvm.probe
     planes.capabilities["host_facts"] = lambda f: Availability.ok()
     planes.capabilities["kvm"] = from_facility("kvm")
@@ -39,7 +39,7 @@ def build_compute(cfg: Config, planes: Planes, metrics: Metrics) -> None:
                          own_processes=planes.own_pids)
     planes.facilities["cgroup"] = svc.probe
     if cfg.compute.enabled:
-        planes.services["compute"] = svc
+        planes.services.compute = svc
     planes.capabilities["compute_cgroup_v2"] = from_facility("cgroup")
     if cfg.compute.enabled:
         planes.startup.append(Step("compute: sweep cgroup intents", svc.reconcile, plane="compute",

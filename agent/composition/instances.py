@@ -31,18 +31,18 @@ def build_instances(cfg: Config, planes: Planes, metrics: Metrics) -> InstanceSe
         planes.capabilities["instances"] = lambda f: Availability.missing(
             "the instance plane is disabled ([instances].enabled = false)")
         return None
-    storage, network, compute = (planes.services.get(k) for k in ("storage", "network", "compute"))
-    missing = [k for k, s in (("storage", storage), ("network", network), ("compute", compute)) if s is None]
-    if missing:
+    storage, network, compute = planes.services.storage, planes.services.network, planes.services.compute
+    if storage is None or network is None or compute is None:
+        missing = [k for k, s in (("storage", storage), ("network", network), ("compute", compute)) if s is None]
         reason = (f"the instance plane composes the storage, network and compute planes; enable "
                   f"[{'], ['.join(missing)}]")
         planes.capabilities["instances"] = lambda f: Availability.missing(reason)
         return None
     store = StateStore(Path(cfg.node.state_dir) / STATE_DB)
-    service = InstanceService(store, PlaneSet(storage.service, network, compute, planes.services.get("host")),
+    service = InstanceService(store, PlaneSet(storage.service, network, compute, planes.services.host),
                               metrics, faults=Faults.from_env(), workers=cfg.instances.workers,
                               ready_timeout=cfg.instances.ready_timeout)
-    planes.services["instances"] = service
+    planes.services.instances = service
     planes.facilities["statedb"] = store.probe
     needs = ["statedb", "zfs", "netlink", "cgroup"] + (["ovn-nb", "ovsdb"] if network.ovn_enabled else [])
     planes.capabilities["instances"] = all_of(*needs)

@@ -52,7 +52,7 @@ def build_network(cfg: Config, planes: Planes, metrics: Metrics) -> NetworkServi
                              netdev_prefix=n.netdev_prefix, integration_bridge=n.integration_bridge,
                              ready_timeout=n.ready_timeout)
 
-    planes.services["network"] = service
+    planes.services.network = service
     planes.facilities["netlink"] = netlink.probe
     if stack is not None:
         planes.facilities["ovn-stack"] = stack.health

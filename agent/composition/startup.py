@@ -33,7 +33,7 @@ class Step:
     earlier step succeeded; gates: capability kinds that are unavailable while it is unfinished."""
 
     name: str
-    run: Callable[[], None]
+    run: Callable[[], object]           # its return value is ignored
     plane: str = ""
     barrier: bool = False
     gates: tuple[str, ...] = ()
@@ -113,7 +113,7 @@ class StartupRunner:
             ev = threading.Event()
             settled.append(ev)
 
-            def plane(group=group, ev=ev) -> None:
+            def plane(group: list[Step] = group, ev: threading.Event = ev) -> None:
                 for step in group:
                     if not self._until_done(step, None, settled=ev):
                         return                         # stopped while still failing

@@ -15,7 +15,7 @@ def build_storage(cfg: Config, planes: Planes, metrics: Metrics) -> None:
     if not cfg.storage.enabled:
         return
     plane = storage_pool.build(cfg, metrics)
-    planes.services["storage"] = plane
+    planes.services.storage = plane
     planes.facilities["zfs"] = plane.probe
     planes.own_processes.append(lambda: {plane.zfs_fuse_pid})
     planes.capabilities["storage_zfs"] = from_facility("zfs")

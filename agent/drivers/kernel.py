@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from agent.drivers import procfs
+from agent.drivers.contracts.host import KernelContract
 
 # Evidence that a module's functionality is present even when /sys/module
 # has no entry (built-in modules without parameters have none).
@@ -27,8 +28,9 @@ _MODULE_EVIDENCE: dict[str, list[str]] = {
 }
 
 
-class KernelDriver:
-    """Answers 'is this kernel feature here?' with evidence. Never raises."""
+class KernelDriver(KernelContract):
+    """KernelContract over /proc, /sys, /lib/modules and iptables (under `root`, for tests); the
+    contract's docstrings are in agent/drivers/contracts/host.py."""
 
     def __init__(self, root: str = "/") -> None:
         self._root = Path(root)
@@ -38,8 +40,8 @@ class KernelDriver:
         return self._root / path.lstrip("/")
 
     def module(self, name: str) -> tuple[str, str]:
-        """Whether module `name` is loaded or built in: ("ok" | "missing" | "unknown", evidence).
-        Read-only; never raises (unreadable module lists give "unknown")."""
+        """/sys/module/<name>, known evidence files, /proc/filesystems (overlay), then modules.builtin and
+        modules.dep of the running kernel."""
         if self._p(f"/sys/module/{name}").exists():
             return "ok", f"/sys/module/{name} exists (loaded or built in)"
         if name == "overlay" and self.filesystem("overlay"):
@@ -64,21 +66,19 @@ class KernelDriver:
         return "unknown", f"not loaded, and /lib/modules/{self._release} is not readable"
 
     def filesystem(self, fstype: str) -> bool:
-        """Whether `fstype` is listed in /proc/filesystems (False when unreadable). Read-only; never raises."""
+        """Reads /proc/filesystems."""
         text = procfs.read_text(self._p("/proc/filesystems"))
         return any(line.split()[-1] == fstype for line in text.splitlines() if line.split())
 
     def sysctl(self, name: str) -> str | None:
-        """Value of sysctl `name` (dotted), or None when it does not exist ("" when unreadable).
-        Read-only; never raises."""
+        """Reads /proc/sys/<name with dots as slashes>."""
         path = self._p("/proc/sys/" + name.replace(".", "/"))
         if not path.exists():
             return None
         return procfs.read_text(path)
 
     def writable(self, path: str) -> tuple[str, str]:
-        """Whether `path` can be opened for writing (nothing is written): ("ok" | "missing", evidence);
-        an absent path is "missing". Never raises."""
+        """open(O_WRONLY) and close, without writing."""
         p = self._p(path)
         if not p.exists():
             return "missing", f"{path} does not exist"
@@ -90,8 +90,7 @@ class KernelDriver:
         return "ok", f"{path} is writable"
 
     def path_state(self, path: str, *, readable_dir: bool = False) -> tuple[str, str]:
-        """Whether a device/file exists (and, with readable_dir, can be listed): ("ok" | "missing",
-        evidence); an absent path is "missing". Read-only; never raises."""
+        """exists(), and listdir() with readable_dir."""
         p = self._p(path)
         if not p.exists():
             return "missing", f"{path} does not exist"
@@ -104,9 +103,7 @@ class KernelDriver:
         return "ok", f"{path} exists"
 
     def forward_policy(self) -> tuple[str, str]:
-        """The iptables FORWARD chain policy (filter table), via `iptables -S FORWARD`: "missing"
-        when it is DROP, "ok" otherwise, "unknown" without iptables or when it fails.
-        Read-only; never raises."""
+        """Runs `iptables -w 5 -S FORWARD` (argv, 10 s timeout)."""
         exe = shutil.which("iptables")
         if not exe:
             return "unknown", "iptables is not installed, the FORWARD policy cannot be read"

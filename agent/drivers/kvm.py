@@ -13,6 +13,7 @@ from pathlib import Path
 
 from agent.drivers import procfs
 from agent.drivers.base import Availability
+from agent.drivers.contracts.host import KvmContract
 
 # ioctl numbers: _IO(KVMIO=0xAE, nr) == 0xAE00 | nr (no size, no direction).
 KVM_GET_API_VERSION = 0xAE00
@@ -49,8 +50,9 @@ class KvmFacts:
         return self.create_vm_works and self.api_version == KVM_API_VERSION
 
 
-class KvmDriver:
-    """Reads KVM facts; touches nothing (CREATE_VM makes a VM fd and closes it)."""
+class KvmDriver(KvmContract):
+    """KvmContract over /dev/kvm ioctls and /proc, /sys (CREATE_VM makes a VM fd and closes it);
+    the contract's docstrings are in agent/drivers/contracts/host.py."""
 
     def __init__(self, dev: str = "/dev/kvm", sys_root: str = "/sys", proc_root: str = "/proc",
                  dev_root: str = "/dev") -> None:
@@ -60,9 +62,7 @@ class KvmDriver:
         self._devroot = Path(dev_root)
 
     def probe(self) -> Availability:
-        """Available when KVM_CREATE_VM works (features: vhost-net, vhost-vsock, tun); else
-        missing with the reason (no /dev/kvm, no access, API version, ioctl failure).
-        Read-only (the VM fd made to test is closed at once); idempotent; never raises."""
+        """facts(), then usable and the device features."""
         f = self.facts()
         if f.usable:
             return Availability.ok(version=f"api {f.api_version}",
@@ -72,9 +72,9 @@ class KvmDriver:
         return Availability.missing(f.device_error or "KVM_CREATE_VM failed")
 
     def facts(self) -> KvmFacts:
-        """Measure every fact now: /dev/kvm ioctls, CPU flags, nesting, vhost/tun devices,
-        hugepages, IOMMU groups. Idempotent, read-only; never raises: a missing or unusable
-        device is reported in device_error, absent files read as zero/empty."""
+        """KVM_GET_API_VERSION, KVM_CHECK_EXTENSION and KVM_CREATE_VM ioctls on /dev/kvm (the VM fd is closed
+        at once), /proc/cpuinfo flags, /sys/module/kvm_*/parameters/nested, /dev nodes,
+        /proc/meminfo hugepages, /sys/kernel/iommu_groups."""
         f = KvmFacts()
         self._device_facts(f)
         f.cpu_virt_flag = self._cpu_virt_flag()

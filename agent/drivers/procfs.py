@@ -53,7 +53,7 @@ def cgroup_v1_controllers(mountinfo: str = "/proc/self/mountinfo") -> list[str]:
     """Controllers bound to cgroup v1 hierarchies (e.g. ['cpu', 'memory'])."""
     known = {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "blkio",
              "perf_event", "net_prio", "hugetlb", "pids", "rdma", "misc"}
-    found = []
+    found: list[str] = []
     for m in mounts(mountinfo):
         if m.fstype == "cgroup":
             found.extend(o for o in m.options if o in known and o not in found)

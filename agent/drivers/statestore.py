@@ -3,7 +3,8 @@
 Before the instance plane creates anything it commits an intent row naming
 every object it will create (synchronous=FULL: the row is on disk before the
 first object exists). A crash at any point leaves a record that startup
-reconcile completes or rolls back.
+reconcile completes or rolls back. The contract (returns, absent/exists,
+errors): agent/drivers/contracts/statestore.py.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.drivers.base import Availability
+from agent.drivers.contracts.statestore import StateStoreContract
 from agent.errors import FailedPrecondition
 
 _SCHEMA = """
@@ -67,13 +69,9 @@ class Operation:
     started_at: float
 
 
-class StateStore:
-    """Thread-safe access to the intent database (one connection, one lock).
-
-    Every method but open/probe/close raises FailedPrecondition
-    STATE_STORE_UNAVAILABLE while the database is not open. SQLite errors of a
-    read or write on an open database (disk full, I/O error) propagate as
-    sqlite3.Error, untranslated; a failed write transaction is rolled back."""
+class StateStore(StateStoreContract):
+    """StateStoreContract over SQLite (one connection, one lock): its methods keep the contract
+    documented there; their docstrings here say how."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -82,9 +80,8 @@ class StateStore:
         self._error = ""
 
     def open(self) -> None:
-        """Create or open the database (WAL, synchronous=FULL) and its tables. Idempotent: open
-        already -> nothing to do; an existing file keeps its rows. Raises FailedPrecondition
-        STATE_STORE_UNAVAILABLE when the directory or the file is unusable."""
+        """sqlite3 in WAL mode with synchronous=FULL (the intent is on disk before the objects exist); the
+        schema is created if missing."""
         with self._lock:
             if self._db is not None:
                 return
@@ -100,13 +97,13 @@ class StateStore:
             self._db = db
 
     def probe(self) -> Availability:
-        """Available once open() succeeded; else missing with open()'s error. Never raises."""
+        """Whether the connection is open."""
         if self._db is None:
             return Availability.missing(self._error or "state database not opened yet")
         return Availability.ok(version=f"sqlite {sqlite3.sqlite_version}", features=["wal"])
 
     def close(self) -> None:
-        """Close the connection. Idempotent (closed already: nothing to do); open() may follow."""
+        """Closes the SQLite connection."""
         with self._lock:
             if self._db is not None:
                 self._db.close()
@@ -120,10 +117,8 @@ class StateStore:
     # --- writes (each one transaction) -------------------------------------------------
 
     def begin(self, record: InstanceRecord, kind: str) -> int:
-        """Record intent: upsert the instance row and start an operation (status running), in one
-        transaction on disk before it returns. Returns the op id. Not idempotent: each call
-        starts a new operation; an existing row is overwritten but keeps its created_at.
-        Raises FailedPrecondition STATE_STORE_UNAVAILABLE, sqlite3.Error."""
+        """INSERT ... ON CONFLICT DO UPDATE of the instance row and an INSERT into operations, under BEGIN
+        IMMEDIATE."""
         now = time.time()
         with self._lock:
             db = self._conn()
@@ -138,12 +133,10 @@ class StateStore:
                      record.message))
                 cur = db.execute("INSERT INTO operations(instance_id, kind, status, started_at) VALUES(?,?,?,?)",
                                  (record.id, kind, "running", now))
-                return int(cur.lastrowid)
+                return _inserted_id(cur)
 
     def begin_many(self, records: list[InstanceRecord], kind: str) -> dict[str, int]:
-        """begin() for many existing instances in ONE transaction (bulk release): sets their state
-        and starts one operation each. Returns id -> op id. An absent instance row is not
-        created (its operation is started anyway). Raises as begin()."""
+        """One UPDATE and one INSERT per record under one BEGIN IMMEDIATE."""
         now = time.time()
         out = {}
         with self._lock:
@@ -153,13 +146,11 @@ class StateStore:
                     db.execute("UPDATE instances SET state=?, updated_at=? WHERE id=?", (r.state, now, r.id))
                     cur = db.execute("INSERT INTO operations(instance_id, kind, status, started_at)"
                                      " VALUES(?,?,?,?)", (r.id, kind, "running", now))
-                    out[r.id] = int(cur.lastrowid)
+                    out[r.id] = _inserted_id(cur)
         return out
 
     def step_done(self, op_id: int, step: str) -> None:
-        """Journal a finished step of a running operation (not fsync-critical: outside a
-        transaction). An unknown op id is ignored. Not idempotent: a step given twice is
-        journalled twice. Raises FailedPrecondition STATE_STORE_UNAVAILABLE, sqlite3.Error."""
+        """Appends to the operation's JSON steps column, outside a transaction."""
         with self._lock:
             db = self._conn()
             row = db.execute("SELECT steps FROM operations WHERE id=?", (op_id,)).fetchone()
@@ -169,10 +160,7 @@ class StateStore:
 
     def finish(self, op_id: int, status: str, *, instance_id: str, state: str | None,
                message: str = "", names: dict | None = None) -> None:
-        """Close an operation; set the instance state (and `names`, when given: e.g. what was
-        allocated), or delete the row when state is None; one transaction. Idempotent (same
-        arguments again give the same rows); an unknown op id or instance is no error.
-        Raises FailedPrecondition STATE_STORE_UNAVAILABLE, sqlite3.Error."""
+        """UPDATE operations, then UPDATE or DELETE the instance row, under BEGIN IMMEDIATE."""
         now = time.time()
         with self._lock:
             db = self._conn()
@@ -188,9 +176,7 @@ class StateStore:
                                (state, message, now, instance_id))
 
     def set_state(self, instance_id: str, state: str, message: str = "", names: dict | None = None) -> None:
-        """Set an instance's state (and names, when given) outside an operation (e.g. after a Repair).
-        Idempotent; an absent instance is no error (nothing changes). Raises FailedPrecondition
-        STATE_STORE_UNAVAILABLE, sqlite3.Error."""
+        """One UPDATE of the instance row."""
         with self._lock:
             if names is None:
                 self._conn().execute("UPDATE instances SET state=?, message=?, updated_at=? WHERE id=?",
@@ -200,9 +186,7 @@ class StateStore:
                                      (state, message, json.dumps(names, sort_keys=True), time.time(), instance_id))
 
     def finish_many(self, op_ids: dict[str, int], status: str) -> None:
-        """Close many release operations (instance id -> op id) and delete their instances, in one
-        transaction. Idempotent; absent rows are no error. Raises FailedPrecondition
-        STATE_STORE_UNAVAILABLE, sqlite3.Error."""
+        """executemany UPDATE operations and DELETE instances under one BEGIN IMMEDIATE."""
         now = time.time()
         with self._lock:
             db = self._conn()
@@ -214,16 +198,14 @@ class StateStore:
     # --- reads ------------------------------------------------------------------------
 
     def get(self, instance_id: str) -> InstanceRecord | None:
-        """The instance's record, or None when absent. Read-only. Raises FailedPrecondition
-        STATE_STORE_UNAVAILABLE, sqlite3.Error."""
+        """SELECT by primary key."""
         with self._lock:
             row = self._conn().execute("SELECT id, team, state, spec, names, generation, created_at,"
                                        " updated_at, message FROM instances WHERE id=?", (instance_id,)).fetchone()
         return _record(row) if row else None
 
     def list(self, team: str = "") -> list[InstanceRecord]:
-        """Every instance record (of `team` when given), by id; [] when none. Read-only.
-        Raises FailedPrecondition STATE_STORE_UNAVAILABLE, sqlite3.Error."""
+        """SELECT ordered by id (the team index when given)."""
         q = "SELECT id, team, state, spec, names, generation, created_at, updated_at, message FROM instances"
         with self._lock:
             rows = self._conn().execute(q + (" WHERE team=? ORDER BY id" if team else " ORDER BY id"),
@@ -231,17 +213,14 @@ class StateStore:
         return [_record(r) for r in rows]
 
     def running_operations(self) -> builtins.list[Operation]:
-        """Operations still marked running (a crash interrupted them, or in flight now), oldest
-        first. Read-only. Raises FailedPrecondition STATE_STORE_UNAVAILABLE, sqlite3.Error."""
+        """SELECT through the partial index of running operations."""
         with self._lock:
             rows = self._conn().execute("SELECT id, instance_id, kind, status, steps, started_at FROM operations"
                                         " WHERE status='running' ORDER BY id").fetchall()
         return [Operation(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
 
     def prune_operations(self, keep_seconds: float = 86400.0) -> int:
-        """Drop finished operations older than `keep_seconds`; returns how many (0 when none).
-        Idempotent; running operations are never dropped. Raises FailedPrecondition
-        STATE_STORE_UNAVAILABLE, sqlite3.Error."""
+        """DELETE of finished operations by finished_at."""
         with self._lock:
             cur = self._conn().execute("DELETE FROM operations WHERE status != 'running' AND finished_at < ?",
                                        (time.time() - keep_seconds,))
@@ -262,6 +241,13 @@ class _txn:
         return False
 
 
-def _record(row) -> InstanceRecord:
+def _inserted_id(cur: sqlite3.Cursor) -> int:
+    """The rowid an INSERT just gave (sqlite3 types it Optional: None only before any insert)."""
+    if cur.lastrowid is None:
+        raise sqlite3.InterfaceError("INSERT returned no rowid")
+    return cur.lastrowid
+
+
+def _record(row: tuple) -> InstanceRecord:
     return InstanceRecord(row[0], row[1], row[2], json.loads(row[3]), json.loads(row[4]), row[5], row[6],
                           row[7], row[8])

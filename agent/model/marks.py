@@ -27,10 +27,16 @@ MTU_KEY = "devcloud-mtu"
 DNS_KEY = "devcloud-dns"
 ALLOW_KEY = "devcloud-allow"
 EXTERNAL_IDS_PREFIX = "devcloud-"        # every key above starts with it: a row's keys of ours
+# KIND_KEY values (NB rows)
+KIND_NETWORK = "network"                 # Logical_Switch of a team network
+KIND_PORT_GROUP = "port-group"
+KIND_DHCP4 = "dhcp4"
+KIND_ACL = "acl"
+KIND_PORT = "port"                       # Logical_Switch_Port of a NIC
 
 # ZFS user properties
 P_OWNER = "devcloud:owner"               # always OWNER
-P_TYPE = "devcloud:type"                 # root | dir | image | variant | volume | tmp | snapshot
+P_TYPE = "devcloud:type"                 # TYPE_*: dir | image | variant | volume | tmp | snapshot
 P_KIND = "devcloud:kind"                 # volumes: root | filesystem | block | disk_file
 P_TEAM = "devcloud:team"
 P_NAME = "devcloud:name"                 # volume name (within the team) / image id
@@ -42,6 +48,13 @@ P_ROOTFS = "devcloud:rootfs"             # images, variants, root volumes: the r
 P_METADATA = "devcloud:metadata"         # images of the LXD formats: metadata.yaml's fields as JSON
 P_IDMAP = "devcloud:idmap"               # variants, root volumes: the uid/gid map ("u100000:g100000:n65536")
 P_IDMAP_MODE = "devcloud:idmap-mode"     # root volumes: shifted | mount
+# P_TYPE values
+TYPE_DIR = "dir"                         # the fixed and per-team directory datasets
+TYPE_IMAGE = "image"
+TYPE_TMP = "tmp"                         # an image (or a variant) being made
+TYPE_VARIANT = "variant"                 # an image shifted into a uid/gid map
+TYPE_VOLUME = "volume"
+TYPE_SNAPSHOT = "snapshot"
 
 # netdev ifalias: "devcloud owner=... kind=... net=... port=... inst=..."
 IFALIAS_PREFIX = "devcloud"

@@ -20,7 +20,7 @@ from typing import Callable
 from agent import validation
 from agent.drivers import procfs
 from agent.drivers.base import Availability
-from agent.drivers.cgroup import CgroupDriver
+from agent.drivers.contracts.cgroup import CgroupContract
 from agent.errors import AgentError, FailedPrecondition, Internal, InvalidArgument, NotFound
 from agent.model.compute import SCOPE, SLICE, CgroupInfo, LimitDrift, Limits, Stats
 from agent.services.drift import Drift
@@ -70,7 +70,7 @@ class DeleteOutcome:
 class ComputeService:
     """Slices, scopes, limits, stats, freeze/thaw/kill. Thread-safe."""
 
-    def __init__(self, driver: CgroupDriver | None, *, disabled_reason: str = "",
+    def __init__(self, driver: CgroupContract | None, *, disabled_reason: str = "",
                  own_processes: Callable[[], set[int]] = set, agent_pid: int | None = None) -> None:
         """driver=None: the plane is disabled; every call raises FailedPrecondition with disabled_reason.
         own_processes: PIDs of the daemons the agent runs (embedded OVN, zfs-fuse): never moved.
@@ -85,7 +85,7 @@ class ComputeService:
     # ------------------------------------------------------------ facility
 
     @property
-    def driver(self) -> CgroupDriver:
+    def driver(self) -> CgroupContract:
         if self._driver is None:
             raise FailedPrecondition(self._disabled, reason="PLANE_DISABLED")
         return self._driver
@@ -275,26 +275,25 @@ class ComputeService:
     def freeze(self, team: str, instance_id: str = "", deadline: float | None = None) -> float:
         """Freeze and wait for frozen; returns seconds waited. Idempotent.
         Raises NotFound, DeadlineExceeded, FailedPrecondition, Aborted."""
-        d = self.driver
-        _check_names(team, instance_id)
-        with self._locks.hold((team, instance_id)):
-            return d.freeze(team, instance_id, _bounded(deadline))
+        return self._wait_for(team, instance_id, deadline, lambda d: d.freeze)
 
     def thaw(self, team: str, instance_id: str = "", deadline: float | None = None) -> float:
         """Thaw and wait for not frozen; returns seconds waited. Idempotent.
         Raises NotFound, DeadlineExceeded, FailedPrecondition (PARENT_FROZEN), Aborted."""
-        d = self.driver
-        _check_names(team, instance_id)
-        with self._locks.hold((team, instance_id)):
-            return d.thaw(team, instance_id, _bounded(deadline))
+        return self._wait_for(team, instance_id, deadline, lambda d: d.thaw)
 
     def kill(self, team: str, instance_id: str = "", deadline: float | None = None) -> float:
         """SIGKILL every process and wait for unpopulated; returns seconds waited. Idempotent.
         Raises NotFound, DeadlineExceeded, FailedPrecondition, Aborted."""
+        return self._wait_for(team, instance_id, deadline, lambda d: d.kill)
+
+    def _wait_for(self, team: str, instance_id: str, deadline: float | None,
+                  verb: Callable[[CgroupContract], Callable[[str, str, float | None], float]]) -> float:
+        """The driver's freeze/thaw/kill (picked by `verb`) under the group's lock, deadline bounded."""
         d = self.driver
         _check_names(team, instance_id)
         with self._locks.hold((team, instance_id)):
-            return d.kill(team, instance_id, _bounded(deadline))
+            return verb(d)(team, instance_id, _bounded(deadline))
 
     # ------------------------------------------------------------ delete
 

@@ -12,8 +12,8 @@ from typing import Callable
 
 from agent.drivers import procfs
 from agent.drivers.inventory import NodeInventory, read_inventory
-from agent.drivers.kernel import KernelDriver
-from agent.drivers.kvm import KvmDriver, KvmFacts
+from agent.drivers.contracts.host import KernelContract, KvmContract
+from agent.drivers.kvm import KvmFacts
 
 # Kernel modules a Kubernetes node inside an LXD container needs from the host
 # (LESSONS.md #6; LXD's linux.kernel_modules list for k8s-in-LXD).
@@ -66,7 +66,7 @@ class PreflightResult:
 class HostService:
     """Composes the KVM, kernel and inventory drivers into facts and preflight."""
 
-    def __init__(self, kvm: KvmDriver, kernel: KernelDriver, cgroup_subtree: Callable[[], str]) -> None:
+    def __init__(self, kvm: KvmContract, kernel: KernelContract, cgroup_subtree: Callable[[], str]) -> None:
         self._kvm = kvm
         self._kernel = kernel
         self._cgroup_subtree = cgroup_subtree   # the compute plane's root, resolved lazily

@@ -24,7 +24,7 @@ class Readiness:
         self._steps = {s: StepState() for s in steps}
         self._on_ready: list[Callable[[], None]] = []
 
-    def _set(self, step: str, **kw) -> None:
+    def _set(self, step: str, **kw: object) -> None:
         fire = []
         with self._lock:
             st = self._steps.setdefault(step, StepState())

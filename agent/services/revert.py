@@ -52,7 +52,6 @@ class Reverter:
     def __enter__(self) -> "Reverter":
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if not self._done:
             self.fail()
-        return False

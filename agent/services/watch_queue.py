@@ -2,29 +2,39 @@
 from __future__ import annotations
 
 import queue
+from typing import Generic, Protocol, Self, TypeVar
 
 from agent.errors import Unavailable
 
+E = TypeVar("E")                                   # the event type
+Q_contra = TypeVar("Q_contra", contravariant=True)
 
-class EventQueue:
+
+class Hub(Protocol[Q_contra]):
+    """Whoever hands events to the queue; told when a watcher leaves."""
+
+    def _drop(self, sub: Q_contra) -> None: ...
+
+
+class EventQueue(Generic[E]):
     """A bounded queue of one watcher: a reader too slow to keep up never blocks the
     publisher; its stream ends with UNAVAILABLE WATCH_OVERFLOW instead. Close it."""
 
     OVERFLOW = "the watch fell too far behind; watch again and re-read"
 
-    def __init__(self, hub, maxsize: int) -> None:
-        self.hub = hub
-        self._q: queue.Queue = queue.Queue(maxsize)
+    def __init__(self, hub: Hub[Self], maxsize: int) -> None:
+        self.hub: Hub[Self] = hub
+        self._q: queue.Queue[E] = queue.Queue(maxsize)
         self.overflowed = False
         self.closed = False
 
-    def _put(self, ev) -> None:
+    def _put(self, ev: E) -> None:
         try:
             self._q.put_nowait(ev)
         except queue.Full:
             self.overflowed = True
 
-    def next_event(self, timeout: float):
+    def next_event(self, timeout: float) -> E | None:
         """The next event, or None after `timeout` seconds. Raises Unavailable after an overflow."""
         if self.overflowed:
             raise Unavailable(self.OVERFLOW, reason="WATCH_OVERFLOW")
@@ -33,6 +43,6 @@ class EventQueue:
         except queue.Empty:
             return None
 
-    def close(self) -> None:
+    def close(self: Self) -> None:
         self.closed = True
         self.hub._drop(self)

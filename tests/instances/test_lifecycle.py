@@ -19,7 +19,7 @@ def _id(prefix: str = "i") -> str:
 
 
 def _service(agent):
-    return agent.app.planes.services["instances"]
+    return agent.app.planes.services.instances
 
 
 def test_garbage_collect_finds_only_unknown_owned_objects(instance_agent, netns_factory):

@@ -8,7 +8,8 @@ Layout (deterministic, computable before anything exists):
 
 Where <root> is and how controllers get enabled: hierarchy.py. Ownership
 marks and creation intents: marks.py. Limit files: limits.py. Killing and
-rmdir: removal.py. Value types: agent/model/compute.py.
+rmdir: removal.py. Value types: agent/model/compute.py. The contract
+(returns, absent/exists, errors): agent/drivers/contracts/cgroup.py.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import os
 import re
 from typing import Callable, Iterator
 
+from agent.drivers.contracts.cgroup import CgroupContract
 from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from agent.model.compute import LIMIT_CONTROLLERS, SCOPE, SLICE, CgroupInfo, LimitDrift, Limits, Mark, Stats
 
@@ -38,27 +40,19 @@ def _check_name(what: str, name: str) -> None:
                               "0-9 and '-', starting and ending with a letter or digit")
 
 
-class CgroupDriver(Hierarchy):
-    """Slices and scopes with limits, stats, freeze/thaw/kill, over cgroupfs v2.
-
-    Construction: see Hierarchy (root, mount, own, plain). Every method that
-    touches the kernel first checks the facility: FailedPrecondition
-    FACILITY_UNAVAILABLE when probe() says cgroup v2 is unusable here. A
-    directory at our path without our mark is never changed or removed:
-    FailedPrecondition NOT_OURS. Kernel errors come back translated
-    (agent.errors.from_oserror: e.g. FailedPrecondition PERMISSION)."""
+class CgroupDriver(Hierarchy, CgroupContract):
+    """CgroupContract over cgroupfs v2: its methods keep the contract documented there; their
+    docstrings here say how. Construction: see Hierarchy (root, mount, own, plain)."""
 
     # ------------------------------------------------------------ names
 
     def slice_path(self, team: str) -> str:
-        """Deterministic path of a team's slice, whether it exists or not (pure, no I/O).
-        Raises InvalidArgument when `team` cannot name a cgroup directory."""
+        """<root>/<team>.slice."""
         _check_name("team", team)
         return f"{self.root}/{team}.slice"
 
     def scope_path(self, team: str, instance: str) -> str:
-        """Deterministic path of an instance's scope, whether it exists or not (pure, no I/O).
-        Raises InvalidArgument when a name cannot name a cgroup directory."""
+        """<root>/<team>.slice/<instance>.scope."""
         _check_name("instance", instance)
         return f"{self.slice_path(team)}/{instance}.scope"
 
@@ -70,26 +64,9 @@ class CgroupDriver(Hierarchy):
 
     def ensure(self, team: str, instance: str, limits: Limits,
                checkpoint: Callable[[str], None] | None = None) -> tuple[CgroupInfo, bool]:
-        """Create the slice (instance="") or scope if missing and make its limit
-        files say `limits` (limits not requested go back to kernel defaults).
-        Returns (the group as the kernel reports it, changed).
-
-        Idempotent: same limits again -> changed=False, no write. Absent: created
-        with our mark (a directory a crash left unmarked after our recorded
-        intent is adopted). Exists and ours: only differing files are written.
-        Raises InvalidArgument (a name that cannot be a cgroup of ours; the
-        kernel refused a value: KERNEL_EINVAL / OUT_OF_RANGE), FailedPrecondition
-        CONTROLLER_UNAVAILABLE, SLICE_NOT_FOUND (a scope without its team slice),
-        NOT_OURS (a cgroup at our path without our mark), LIMIT_FILE_MISSING
-        (the kernel lacks a requested limit's file), CGROUP_BUSY (processes where
-        controllers must be enabled), CGROUP_ROOT_MISSING, FACILITY_UNAVAILABLE;
-        AlreadyExists INSTANCE_IN_OTHER_TEAM (the instance has a scope in another team).
-        A new cgroup is removed again if anything fails: nothing half-created.
-        Every check (controllers, kernel files) precedes the first write; if the
-        kernel still refuses one, an existing group keeps the writes made before
-        it and a retry converges. `checkpoint("scope-created")` runs between a new
-        group's mkdir+mark and its limit writes (crash tests stop there).
-        """
+        """Checks the controllers and the team slice (or makes the root), claims an existing directory by its
+        mark xattr or creates it (intent xattr on the parent, mkdir, mark), enables controllers
+        down the chain, then writes only the limit files plan() says differ."""
         with self._time("ensure"):
             self._require()
             path = self.path(team, instance)
@@ -122,14 +99,7 @@ class CgroupDriver(Hierarchy):
             return self._info(path, mark), created or changed
 
     def update(self, team: str, instance: str, limits: Limits) -> tuple[CgroupInfo, bool]:
-        """Write only the requested limits of an existing slice/scope (others untouched).
-        Returns (the group as the kernel reports it, changed).
-
-        Idempotent: requested values already there -> changed=False, no write. Never
-        creates: absent -> NotFound CGROUP_NOT_FOUND. Raises InvalidArgument,
-        FailedPrecondition (NOT_OURS, CONTROLLER_UNAVAILABLE, LIMIT_FILE_MISSING,
-        CGROUP_BUSY, FACILITY_UNAVAILABLE) as ensure().
-        """
+        """As ensure() for an existing group, with plan(full=False): only requested files."""
         with self._time("update"):
             self._require()
             path, mark = self._existing(team, instance)
@@ -141,11 +111,8 @@ class CgroupDriver(Hierarchy):
             return self._info(path, mark), changed
 
     def drift(self, team: str, instance: str, limits: Limits) -> list[LimitDrift]:
-        """Kernel files that differ from `limits` (what ensure() would write; [] when in sync),
-        including controllers not enabled on the parent and requested files the kernel lacks.
-
-        Read-only, so idempotent. Absent -> NotFound CGROUP_NOT_FOUND. Raises
-        InvalidArgument (bad name), FailedPrecondition NOT_OURS, FACILITY_UNAVAILABLE."""
+        """plan() against the files read now, plus controllers missing from the parent's
+        cgroup.subtree_control."""
         with self._time("drift"):
             self._require()
             path, _ = self._existing(team, instance)
@@ -162,23 +129,14 @@ class CgroupDriver(Hierarchy):
     # ------------------------------------------------------------ read
 
     def get(self, team: str, instance: str = "") -> CgroupInfo:
-        """The slice (instance="") or scope as the kernel reports it: controllers, limits read
-        back from the files, populated/frozen, pids (scopes), child count.
-
-        Read-only. Absent -> NotFound CGROUP_NOT_FOUND. Raises InvalidArgument (bad name),
-        FailedPrecondition NOT_OURS (exists without our mark), FACILITY_UNAVAILABLE."""
+        """Reads cgroup.events, cgroup.procs, the parent's subtree_control and the limit files."""
         with self._time("get"):
             self._require()
             path, mark = self._existing(team, instance)
             return self._info(path, mark)
 
     def list(self, team: str = "", *, kind: str = SCOPE) -> list[CgroupInfo]:
-        """Every slice (kind=SLICE) or scope (of `team`, or of all teams) carrying our mark,
-        as get() reports them. Unmarked directories are skipped, never touched; a group
-        removed during the scan is left out.
-
-        Read-only. An absent subtree or team slice -> []. Raises InvalidArgument (bad team
-        name), FailedPrecondition FACILITY_UNAVAILABLE."""
+        """owned(), then get()'s read of each."""
         with self._time("list"):
             self._require()
             out = []
@@ -190,12 +148,7 @@ class CgroupDriver(Hierarchy):
             return out
 
     def owned(self, team: str = "", *, kind: str = SCOPE) -> Iterator[tuple[str, Mark]]:
-        """(path, mark) of every marked slice (kind=SLICE) or scope of ours (of `team`, or of
-        all teams): a directory scan without reading limits, for GC and reconcile.
-
-        Read-only; lazy (a generator). Unmarked directories and scopes whose mark names
-        another team are skipped; an absent subtree yields nothing. Does not check the
-        facility. Raises InvalidArgument (bad team name), translated OSError of the scan."""
+        """Scans <root>/*.slice and their *.scope directories for our mark xattr."""
         slices = [self.slice_path(team)] if team else [
             os.path.join(self.root, e) for e in subdirs(self.root) if e.endswith(".slice")]
         for s in slices:
@@ -212,11 +165,7 @@ class CgroupDriver(Hierarchy):
                     yield p, m
 
     def stats(self, team: str, instance: str = "") -> Stats:
-        """Usage counters and pressure (PSI) of a slice (instance="") or scope; counters whose
-        file the kernel lacks stay None/empty.
-
-        Read-only. Absent -> NotFound CGROUP_NOT_FOUND. Raises InvalidArgument (bad name),
-        FailedPrecondition NOT_OURS, FACILITY_UNAVAILABLE."""
+        """Reads the stat and pressure files (stats.py)."""
         with self._time("stats"):
             self._require()
             path, _ = self._existing(team, instance)
@@ -225,14 +174,7 @@ class CgroupDriver(Hierarchy):
     # ------------------------------------------------------------ processes
 
     def attach(self, team: str, instance: str, pids: builtins.list[int]) -> tuple[int, ...]:
-        """Move processes (whole thread groups) into a scope; returns the scope's pids.
-
-        Idempotent (a pid already there is fine). Absent scope -> NotFound
-        CGROUP_NOT_FOUND; a process that does not exist -> NotFound
-        PROCESS_NOT_FOUND (earlier pids of the list stay moved). Raises
-        InvalidArgument (instance "" - a team slice -, pid <= 1 or the agent
-        itself, a bad name), FailedPrecondition NOT_OURS, FACILITY_UNAVAILABLE.
-        """
+        """Writes each pid to cgroup.procs."""
         with self._time("attach"):
             self._require()
             if not instance:
@@ -246,30 +188,14 @@ class CgroupDriver(Hierarchy):
             return fs.procs(path)
 
     def freeze(self, team: str, instance: str, deadline: float | None) -> float:
-        """Freeze every process of the slice/scope and wait until cgroup.events says frozen 1.
-
-        Idempotent (already frozen: returns at once). Returns seconds waited.
-        Absent -> NotFound CGROUP_NOT_FOUND. Raises DeadlineExceeded
-        CGROUP_WAIT_TIMEOUT (the freeze stays requested), FailedPrecondition
-        NOT_OURS (the group, or for a team slice any child cgroup, is not ours),
-        FACILITY_UNAVAILABLE; InvalidArgument (bad name).
-        """
+        """Writes cgroup.freeze=1 and waits on cgroup.events."""
         with self._time("freeze"):
-            self._require()
-            path, _ = self._existing(team, instance)
-            if not instance:
-                self._refuse_foreign_children(path, "freeze")
+            path = self._reaching_ours_only(team, instance, "freeze")
             fs.write(os.path.join(path, "cgroup.freeze"), "1")
             return fs.wait_events(path, "frozen", 1, deadline, "freeze")
 
     def thaw(self, team: str, instance: str, deadline: float | None) -> float:
-        """Thaw and wait until cgroup.events says frozen 0; returns seconds waited.
-
-        Idempotent (not frozen: returns at once). Absent -> NotFound
-        CGROUP_NOT_FOUND. Raises FailedPrecondition PARENT_FROZEN when the
-        scope's team slice is frozen (thaw that first), NOT_OURS,
-        FACILITY_UNAVAILABLE; DeadlineExceeded CGROUP_WAIT_TIMEOUT; InvalidArgument.
-        """
+        """Writes cgroup.freeze=0 and waits on cgroup.events."""
         with self._time("thaw"):
             self._require()
             path, _ = self._existing(team, instance)
@@ -281,47 +207,32 @@ class CgroupDriver(Hierarchy):
             return fs.wait_events(path, "frozen", 0, deadline, "thaw")
 
     def kill(self, team: str, instance: str, deadline: float | None) -> float:
-        """SIGKILL every process of the slice/scope (cgroup.kill) and wait for populated 0.
-
-        Idempotent (an empty cgroup: nothing to do). Returns seconds waited.
-        Absent -> NotFound CGROUP_NOT_FOUND. Raises DeadlineExceeded
-        CGROUP_WAIT_TIMEOUT, FailedPrecondition NOT_OURS (the group, or for a
-        team slice any child cgroup), KILL_UNSUPPORTED (no cgroup.kill: Linux
-        < 5.14), FACILITY_UNAVAILABLE; InvalidArgument (bad name).
-        """
+        """cgroup.kill=1 and waits for populated 0 (removal.kill)."""
         with self._time("kill"):
-            self._require()
-            path, _ = self._existing(team, instance)
-            if not instance:
-                self._refuse_foreign_children(path, "kill")
-            return removal.kill(path, deadline)
+            return removal.kill(self._reaching_ours_only(team, instance, "kill"), deadline)
 
-    def _refuse_foreign_children(self, slice_path: str, verb: str) -> None:
-        """A team slice's freeze/kill reaches every child: refused (NOT_OURS) when one is not ours.
-        (Inside a scope, nested groups are the workload's own: a scope's kill takes them along.)"""
-        foreign = sorted(e for e in subdirs(slice_path) if not is_ours_or_pending(os.path.join(slice_path, e)))
+    def _reaching_ours_only(self, team: str, instance: str, verb: str) -> str:
+        """The path of an existing group of ours that freeze/kill may act on. A team slice's
+        freeze/kill reaches every child: refused (NOT_OURS) when one is not ours. (Inside a
+        scope, nested groups are the workload's own: a scope's kill takes them along.)"""
+        self._require()
+        path, _ = self._existing(team, instance)
+        if instance:
+            return path
+        foreign = sorted(e for e in subdirs(path) if not is_ours_or_pending(os.path.join(path, e)))
         if foreign:
             raise FailedPrecondition(
-                f"{slice_path} holds cgroups that are not ours ({', '.join(foreign[:10])}); the agent will not "
+                f"{path} holds cgroups that are not ours ({', '.join(foreign[:10])}); the agent will not "
                 f"{verb} their processes: move or remove them first", reason="NOT_OURS",
-                metadata={"cgroup": slice_path, "foreign": ",".join(foreign[:50])})
+                metadata={"cgroup": path, "foreign": ",".join(foreign[:50])})
+        return path
 
     # ------------------------------------------------------------ delete
 
     def delete(self, team: str, instance: str = "", *, kill: bool = False,
                deadline: float | None = None) -> bool:
-        """Remove a scope (instance set) or a team slice. Returns False if it was absent.
-
-        Idempotent: absent -> False, no error. A populated scope is refused
-        (FailedPrecondition SCOPE_POPULATED) unless kill=True, which kills its
-        processes first. A slice with scopes is refused (SLICE_NOT_EMPTY)
-        unless kill=True, which kills and removes them; a child without our
-        mark always blocks (NOT_OURS) and is left alone. Also raises
-        FailedPrecondition NOT_OURS (the group itself is not ours),
-        KILL_UNSUPPORTED, FACILITY_UNAVAILABLE, a translated rmdir error (BUSY
-        once the deadline passed); DeadlineExceeded CGROUP_WAIT_TIMEOUT;
-        InvalidArgument (bad name).
-        """
+        """Claims the group, then removal.delete_scope, or for a slice: kill if asked, remove each scope and
+        its intent, rmdir the slice."""
         with self._time("delete"):
             self._require()
             path = self.path(team, instance)
@@ -354,15 +265,7 @@ class CgroupDriver(Hierarchy):
 
     def delete_many(self, refs: builtins.list[tuple[str, str]], *, kill: bool = False,
                     deadline: float | None = None) -> builtins.list[tuple[str, str, bool, Exception | None]]:
-        """Bulk scope removal: kill all first (one cgroup.kill each), wait for all, then rmdir.
-
-        Returns (team, instance, deleted, error) per ref, in order. Idempotent per
-        item: an absent scope -> deleted=False, error None. Errors are per item,
-        never raised: InvalidArgument (bad name, a ref without instance),
-        FailedPrecondition NOT_OURS / SCOPE_POPULATED (populated and not kill),
-        DeadlineExceeded and rmdir errors as delete(). Only FailedPrecondition
-        FACILITY_UNAVAILABLE is raised for the whole call.
-        """
+        """cgroup.kill for every populated scope first, then removal.delete_scope each."""
         with self._time("delete_many"):
             self._require()
             results: dict[tuple[str, str], Exception | None] = {}
@@ -396,12 +299,7 @@ class CgroupDriver(Hierarchy):
                     for t, i in refs]
 
     def sweep_pending(self) -> int:
-        """Drop intent records (pending xattrs on our root and slices) whose directory never
-        came to exist (a crash between the record and the mkdir). Returns how many.
-
-        Idempotent: a second call finds none and returns 0. An absent subtree -> 0.
-        Unreadable directories are skipped; raises a translated OSError when an xattr
-        cannot be removed."""
+        """marks.sweep_pending over the root and every slice."""
         return sweep_pending([self.root] + [os.path.join(self.root, e) for e in subdirs(self.root)
                                             if e.endswith(".slice")])
 

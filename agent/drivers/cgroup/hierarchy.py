@@ -83,10 +83,7 @@ class Hierarchy:
     # ------------------------------------------------------------ facility
 
     def probe(self) -> Availability:
-        """Whether cgroup v2 is usable here; features = controllers available to the subtree.
-
-        Read-only, never raises: no cgroup2 mount, a root outside the mount or an
-        unreadable anchor come back as Availability.missing with the reason."""
+        """Reads the anchor's cgroup.controllers (and /proc/self/mountinfo for the mount)."""
         try:
             if not self.mount:
                 v1 = procfs.cgroup_v1_controllers()
@@ -136,9 +133,7 @@ class Hierarchy:
             reason="CONTROLLER_UNAVAILABLE", metadata={"controllers": ",".join(missing)})
 
     def host_facts(self) -> HostFacts:
-        """Online CPUs and memory nodes, hugepage sizes and a block device lookup: what limits
-        are checked against (agent.validation.limit_violations). Read-only; an unreadable
-        sysfs online list counts as node 0 only. Raises ValueError on a malformed list."""
+        """Reads /sys/devices/system/{cpu,node}/online and the hugepage sizes."""
         cpus = parse_cpulist(procfs.read_text("/sys/devices/system/cpu/online", "0"))
         mems = parse_cpulist(procfs.read_text("/sys/devices/system/node/online", "0"))
         return HostFacts(cpus, mems, self.page_sizes(), block_device)

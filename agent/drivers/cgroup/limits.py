@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, fields
-from typing import Callable
+from typing import Any, Callable
 
 from agent.model.compute import (CPU_PERIOD_DEFAULT_US, IO_KEYS, MAX, WEIGHT_DEFAULT, Bound, CpuLimits,
                                   CpusetLimits, HugetlbLimit, IoDeviceLimits, IoLimits, Limits, MemoryLimits,
@@ -190,7 +190,9 @@ def plan(limits: Limits, observed: dict[str, str | None], *, full: bool) -> list
     """
     writes: list[Write] = []
 
-    def want(file: str, desired, canon: Callable, render: Callable[[object], str]) -> None:
+    # The value's type depends on the file (a Bound, an int weight, a CPU set): canon() normalises it,
+    # render() writes it.
+    def want(file: str, desired: Any, canon: Callable[[Any], Any], render: Callable[[Any], str]) -> None:
         text = observed.get(file)
         if text is None:
             if desired is not None:
@@ -225,8 +227,8 @@ def plan(limits: Limits, observed: dict[str, str | None], *, full: bool) -> list
     want("pids.max", (limits.pids or PidsLimits()).max, lambda v: v, _bound_text)
 
     cs = limits.cpuset or CpusetLimits()
-    for file, value in (("cpuset.cpus", cs.cpus), ("cpuset.mems", cs.mems)):
-        want(file, None if value is None else parse_cpulist(value),
+    for file, ids in (("cpuset.cpus", cs.cpus), ("cpuset.mems", cs.mems)):
+        want(file, None if ids is None else parse_cpulist(ids),
              lambda v: frozenset(v), lambda v: format_cpulist(v) or "\n")
 
     _plan_io(limits.io, observed, full, writes)
@@ -302,15 +304,14 @@ def observed_limits(files: dict[str, str | None]) -> Limits:
         cpu = CpuLimits(q, p, int(get("cpu.weight")) if get("cpu.weight") is not None else None)
     mem = None
     if any(get(f) is not None for f in CONTROLLER_FILES["memory"]):
-        m = [parse_bound(get(f)) if get(f) is not None else None for f in CONTROLLER_FILES["memory"]]
-        mem = MemoryLimits(*m)
+        values = [parse_bound(get(f)) if get(f) is not None else None for f in CONTROLLER_FILES["memory"]]
+        mem = MemoryLimits(*values)
     pids = PidsLimits(parse_bound(get("pids.max"))) if get("pids.max") is not None else None
     io = None
     if get("io.max") is not None or get("io.weight") is not None:
         maxes = parse_io_max(get("io.max") or "")
         default, per = parse_io_weight(get("io.weight")) if get("io.weight") is not None else (None, {})
-        devs = tuple(IoDeviceLimits(dev, *(maxes.get(dev, {}).get(k) for k in IO_KEYS), weight=per.get(dev))
-                     for dev in sorted(set(maxes) | set(per)))
+        devs = tuple(_device_limits(dev, maxes.get(dev, {}), per.get(dev)) for dev in sorted(set(maxes) | set(per)))
         io = IoLimits(default, devs)
     cpuset = None
     if get("cpuset.cpus") is not None or get("cpuset.mems") is not None:
@@ -318,3 +319,9 @@ def observed_limits(files: dict[str, str | None]) -> Limits:
     huge = tuple(HugetlbLimit(m.group(1), parse_bound(v)) for f, v in sorted(files.items())
                  if (m := HUGETLB_MAX_RE.match(f)) and v is not None)
     return Limits(cpu, mem, pids, io, cpuset, huge)
+
+
+def _device_limits(dev: str, io_max: dict[str, Bound], weight: int | None) -> IoDeviceLimits:
+    """One device's io.max keys (IO_KEYS) and io.weight override as IoDeviceLimits. Pure."""
+    return IoDeviceLimits(dev, rbps=io_max.get("rbps"), wbps=io_max.get("wbps"), riops=io_max.get("riops"),
+                          wiops=io_max.get("wiops"), weight=weight)

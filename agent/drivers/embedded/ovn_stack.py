@@ -375,33 +375,34 @@ class OvnStack:
         child = child or _Child(name, argv)
         child.failed = ""
         pid = self._previous(name)
+        proc: subprocess.Popen | Adopted
         if pid is not None and self._adoptable(name, pid):
             log.info("embedded OVN stack: adopting %s (pid %d) of a previous run", name, pid)
-            child.proc = Adopted(pid)
+            proc = child.proc = Adopted(pid)
         else:
             if pid is not None:
                 log.warning("embedded OVN stack: stopping stale %s (pid %d) of a previous run", name, pid)
                 stop_pid(pid)
             errlog = open(self.dir / f"{name}.stderr", "ab")
             try:
-                child.proc = subprocess.Popen(argv, env=self._env(), stdin=subprocess.DEVNULL,
-                                              stdout=subprocess.DEVNULL, stderr=errlog, start_new_session=True)
+                proc = child.proc = subprocess.Popen(argv, env=self._env(), stdin=subprocess.DEVNULL,
+                                                     stdout=subprocess.DEVNULL, stderr=errlog, start_new_session=True)
             finally:
                 errlog.close()
         self._children[name] = child
         sock = {"nb": "nb.sock", "sb": "sb.sock", "ovsdb": "db.sock", "controller": "controller.pid"}.get(
             name, f"{name}.ctl")
-        self._wait_socket(child, self.dir / sock, deadline)
+        self._wait_socket(name, proc, self.dir / sock, deadline)
 
-    def _wait_socket(self, child: _Child, path: Path, deadline: float) -> None:
+    def _wait_socket(self, name: str, proc: subprocess.Popen | Adopted, path: Path, deadline: float) -> None:
         while True:
-            if child.proc.poll() is not None:
-                err = (self.dir / f"{child.name}.stderr").read_text(errors="replace")[-500:]
-                raise Unavailable(f"embedded OVN stack: {child.name} exited with {child.proc.returncode}: "
-                                  f"{err.strip()} (see {self.dir}/{child.name}.log)", reason="OVN_STACK_START_FAILED")
+            if proc.poll() is not None:
+                err = (self.dir / f"{name}.stderr").read_text(errors="replace")[-500:]
+                raise Unavailable(f"embedded OVN stack: {name} exited with {proc.returncode}: "
+                                  f"{err.strip()} (see {self.dir}/{name}.log)", reason="OVN_STACK_START_FAILED")
             try:
                 if path.suffix == ".pid":           # no socket to probe: the pidfile names the child
-                    if path.read_text().strip() == str(child.proc.pid):
+                    if path.read_text().strip() == str(proc.pid):
                         return
                 else:
                     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -410,7 +411,7 @@ class OvnStack:
             except (OSError, ValueError):
                 pass
             if time.monotonic() > deadline:
-                raise Unavailable(f"embedded OVN stack: {child.name} did not open {path} in time",
+                raise Unavailable(f"embedded OVN stack: {name} did not open {path} in time",
                                   reason="OVN_STACK_TIMEOUT")
             time.sleep(0.01)
 

@@ -98,18 +98,13 @@ class Adopted:
 
 def stop_pid(pid: int, timeout: float = 2.0) -> None:
     """SIGTERM, then SIGKILL after `timeout`; returns once the process is gone or a zombie."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    end = time.monotonic() + timeout
-    while alive(pid) and time.monotonic() < end:
-        time.sleep(0.01)
-    if alive(pid):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, sig)
         except ProcessLookupError:
             return
         end = time.monotonic() + timeout
         while alive(pid) and time.monotonic() < end:
             time.sleep(0.01)
+        if not alive(pid):
+            return

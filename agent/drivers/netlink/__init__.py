@@ -7,13 +7,9 @@ lock (pyroute2's sync IPRoute is not thread-safe). Sockets for other
 namespaces are opened by a helper thread that setns()es (no fork) and are
 closed after the step.
 
-Netdev names are validated by the caller (validation.netdev). The driver
-does not decide ownership; it reports the ifalias so the service can.
-Errors: kernel errno -> the agent's hierarchy via from_oserror (EEXIST ->
-AlreadyExists ALREADY_EXISTS, ENOENT -> NotFound NOT_FOUND, ENODEV ->
-FailedPrecondition NO_DEVICE, EPERM -> FailedPrecondition PERMISSION, EINVAL
--> InvalidArgument KERNEL_EINVAL...); a namespace that does not exist ->
-NotFound NETNS_NOT_FOUND.
+The contract (what each call returns, absent/exists, errors) is
+agent/drivers/contracts/netlink.py; kernel errnos come back through
+from_oserror.
 """
 from __future__ import annotations
 
@@ -27,6 +23,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from agent.drivers.base import Availability
+from agent.drivers.contracts.netlink import NetlinkContract
 from agent.drivers.netlink.link import BIRTH_GROUP, GROUP_MASK, Link, link_of
 from agent.drivers.netlink.monitor import LinkEvent, LinkMonitor, raw_route_socket
 from agent.drivers.netlink.nsexec import NsExec, is_host_netns, netns_path, own_netns_path
@@ -43,8 +40,9 @@ def _err(exc: NetlinkError, what: str) -> AgentError:
     return from_oserror(OSError(exc.code, os.strerror(exc.code)), what)
 
 
-class Netlink:
-    """rtnetlink operations in the plane's host namespace (and instance namespaces)."""
+class Netlink(NetlinkContract):
+    """NetlinkContract over pyroute2: its methods keep the contract documented there; their
+    docstrings here say how."""
 
     def __init__(self, metrics: Metrics, host_netns: str = "") -> None:
         """host_netns: namespace (name under /run/netns or a path) where host-side
@@ -57,7 +55,7 @@ class Netlink:
         self._bridge_vlan: bool | None = None
 
     # -- plumbing ----------------------------------------------------------
-    def _open(self, target: str | None) -> IPRoute:
+    def _open(self, target: str) -> IPRoute:
         if self._ns.is_home(target):
             return IPRoute(groups=0)
         if not os.path.exists(netns_path(target)):
@@ -95,17 +93,14 @@ class Netlink:
             ipr.close()
 
     def close(self) -> None:
-        """Close sockets and the helper thread. Idempotent for the host socket; the namespace
-        helper is closed on every call (after close() the object is not used again). Never raises."""
+        """Closes the host socket and the namespace helper thread (the helper on every call)."""
         if self._host is not None:
             self._host.close()
             self._host = None
         self._ns.close()
 
     def probe(self) -> Availability:
-        """rtnetlink usable in the host namespace; features list veth, bridge, tap (/dev/net/tun)
-        and bridge-vlan support. Read-only apart from the one-time VLAN probe bridge (created and
-        deleted at once); never raises: a missing namespace or a refused socket -> missing."""
+        """Reads link #1 on the host socket; features from /dev/net/tun and bridge_vlan_supported()."""
         try:
             self._op("probe", "probe", lambda ipr: ipr.link("get", index=1))
         except AgentError as exc:
@@ -121,35 +116,30 @@ class Netlink:
 
     # -- reads -------------------------------------------------------------
     def link(self, name: str) -> Link | None:
-        """The host-namespace netdev named `name`, or None when it (or the host namespace) is absent.
-        Read-only. Other kernel errors come back translated (e.g. FailedPrecondition PERMISSION)."""
+        """RTM_GETLINK by name on the host socket."""
         return _none_if_absent(lambda: self._op("get", f"link {name}",
                                                 lambda ipr: link_of(ipr.link("get", ifname=name)[0])))
 
     def link_by_index(self, index: int) -> Link | None:
-        """The host-namespace netdev with ifindex `index`, or None when absent (also when the
-        kernel refuses the read: any FailedPrecondition). Read-only."""
+        """RTM_GETLINK by ifindex on the host socket."""
         try:
             return self._op("get", f"link #{index}", lambda ipr: link_of(ipr.link("get", index=index)[0]))
         except (NotFound, FailedPrecondition):
             return None
 
     def links(self) -> list[Link]:
-        """Every netdev of the host namespace (a full dump: startup/GC only). Read-only. Raises
-        NotFound NETNS_NOT_FOUND (no host namespace) and translated kernel errors."""
+        """RTM_GETLINK dump on the host socket."""
         return self._op("dump", "link dump", lambda ipr: [link_of(m) for m in ipr.link("dump")])
 
     def peer_link(self, target: str, name: str) -> Link | None:
-        """A netdev inside namespace `target` (e.g. the instance's end of a veth); None when the
-        netdev or the namespace is absent. Read-only; other kernel errors come back translated."""
+        """RTM_GETLINK by name on a short-lived socket opened inside `target`."""
         def get() -> Link:
             with self.in_netns(target) as ipr:
                 return link_of(ipr.link("get", ifname=name)[0])
         return _none_if_absent(get)
 
     def addresses(self, target: str, name: str) -> list[str]:
-        """Addresses ("ip/prefixlen", sorted) of a netdev inside namespace `target`; [] when the
-        netdev is absent. Read-only. Raises NotFound NETNS_NOT_FOUND, translated kernel errors."""
+        """RTM_GETADDR dump for the netdev on a short-lived socket opened inside `target`."""
         with self.in_netns(target) as ipr:
             idx = ipr.link_lookup(ifname=name)
             if not idx:
@@ -186,14 +176,7 @@ class Netlink:
     # -- creation ----------------------------------------------------------
     def create_veth(self, name: str, peer: str, *, mtu: int, peer_mac: str = "",
                     peer_netns: str = "") -> None:
-        """Create a veth pair, host end `name` (down, in the host namespace), the
-        other end `peer` with `peer_mac`, directly inside `peer_netns` when given
-        (else next to the host end); both ends are born in BIRTH_GROUP.
-
-        Not idempotent: a name already taken -> AlreadyExists ALREADY_EXISTS (nothing
-        is created). Raises NotFound NETNS_NOT_FOUND when peer_netns is missing (or the
-        host namespace), translated kernel errors (e.g. InvalidArgument KERNEL_EINVAL
-        for a bad MAC or MTU)."""
+        """One RTM_NEWLINK (kind veth) whose peer spec carries the target namespace's fd."""
         spec = {"ifname": peer, "group": BIRTH_GROUP}
         if mtu:
             spec["mtu"] = mtu
@@ -215,15 +198,8 @@ class Netlink:
                 os.close(fd)
 
     def create_tap(self, name: str, *, mtu: int, multiqueue: bool = False, alias: str = "") -> None:
-        """Create a persistent tap in the host namespace (via /dev/net/tun ioctl, run
-        inside that namespace), with BIRTH_GROUP, `alias` and `mtu` set BEFORE it is made
-        persistent: until then it lives only as long as our file descriptor, so a crash
-        cannot leave an unmarked tap behind.
-
-        Not idempotent: a netdev of that name already exists -> AlreadyExists
-        ALREADY_EXISTS (it is not touched). No usable /dev/net/tun -> the translated
-        OSError (NotFound NOT_FOUND, FailedPrecondition PERMISSION / NO_DEVICE);
-        NotFound NETNS_NOT_FOUND; a failed configure step removes the tap again."""
+        """TUNSETIFF on /dev/net/tun inside the host namespace (NsExec), configure() while only our fd holds
+        it, then TUNSETPERSIST."""
         if self.link(name) is not None:
             raise from_oserror(OSError(17, os.strerror(17)), f"tap {name}")
         kw: dict = {"group": BIRTH_GROUP, **({"ifalias": alias} if alias else {}), **({"mtu": mtu} if mtu else {})}
@@ -237,11 +213,7 @@ class Netlink:
             raise from_oserror(exc, f"tap {name} (/dev/net/tun)") from None
 
     def create_bridge(self, name: str, *, mtu: int = 0, vlan_filtering: bool = False) -> None:
-        """Create a Linux bridge in the host namespace, born in BIRTH_GROUP.
-
-        Not idempotent: the name taken -> AlreadyExists ALREADY_EXISTS. Raises
-        FailedPrecondition NO_BRIDGE_VLAN when VLAN filtering is asked and the kernel
-        lacks it, NotFound NETNS_NOT_FOUND, translated kernel errors."""
+        """One RTM_NEWLINK (kind bridge, br_vlan_filtering when asked)."""
         kw: dict = {"group": BIRTH_GROUP, **({"mtu": mtu} if mtu else {})}
         if vlan_filtering:
             if not self.bridge_vlan_supported():
@@ -251,8 +223,7 @@ class Netlink:
         self._op("bridge_add", f"bridge {name}", lambda ipr: ipr.link("add", ifname=name, kind="bridge", **kw))
 
     def bridge_vlan_supported(self) -> bool:
-        """Whether bridges can filter VLANs here (probed once with a throwaway bridge that is
-        deleted again, then cached). Never raises: any failure of the probe -> False."""
+        """Creates and deletes a throwaway bridge with br_vlan_filtering=1 once; cached."""
         if self._bridge_vlan is None:
             probe_name = f"dcvlp{os.getpid() % 100000}"
             try:
@@ -268,10 +239,7 @@ class Netlink:
     # -- changes -----------------------------------------------------------
     def configure(self, name: str, *, alias: str | None = None, mtu: int | None = None, up: bool | None = None,
                   master: int | None = None, group: int | None = None, mac: str | None = None) -> None:
-        """Set attributes of a host-namespace netdev in one request (only those given; mtu=0 and
-        mac="" count as not given). Idempotent: values already set are set again, harmlessly;
-        nothing given -> no request. An absent netdev -> FailedPrecondition NO_DEVICE (ENODEV)
-        or NotFound; other kernel errors translated (InvalidArgument KERNEL_EINVAL...)."""
+        """One RTM_NEWLINK set request with the given attributes."""
         kw: dict = {}
         if alias is not None:
             kw["ifalias"] = alias
@@ -289,12 +257,7 @@ class Netlink:
             self._op("set", f"link {name}", lambda ipr: ipr.link("set", ifname=name, **kw))
 
     def move(self, name: str, target: str, new_name: str = "") -> None:
-        """Move a host-namespace netdev into namespace `target`, renamed to
-        `new_name` when given, in one request.
-
-        Not idempotent: once moved, the netdev is no longer in the host namespace ->
-        NotFound NOT_FOUND. Raises NotFound NETNS_NOT_FOUND (no such namespace),
-        AlreadyExists ALREADY_EXISTS (the name is taken there), translated kernel errors."""
+        """One RTM_NEWLINK set with IFLA_NET_NS_FD (and IFLA_IFNAME when renamed)."""
         if not os.path.exists(netns_path(target)):
             raise NotFound(f"network namespace {target} does not exist", reason="NETNS_NOT_FOUND",
                            metadata={"netns": target})
@@ -312,10 +275,7 @@ class Netlink:
             os.close(fd)
 
     def disable_ipv6(self, name: str) -> None:
-        """IPv6 off on a host-namespace netdev: disable_ipv6=1 (no link-local, no
-        ND from the host side). Idempotent. A kernel without IPv6 -> nothing to do.
-        Raises NotFound NOT_FOUND when the netdev is gone, other translated OSErrors
-        (e.g. FailedPrecondition PERMISSION)."""
+        """Writes /proc/sys/net/ipv6/conf/<name>/disable_ipv6 inside the host namespace (NsExec)."""
         try:
             with self._metrics.time(self._metrics.netlink_op, op="sysctl"):
                 self._ns.write_sysctl(self.host_netns, f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "1")
@@ -326,17 +286,14 @@ class Netlink:
             raise from_oserror(exc, f"disable IPv6 on {name}") from None
 
     def ipv6_disabled(self, name: str) -> bool:
-        """True when disable_ipv6 is 1 on a host-namespace netdev; False when 0, when the
-        netdev is absent or the kernel has no IPv6. Read-only; never raises an OSError."""
+        """Reads /proc/sys/net/ipv6/conf/<name>/disable_ipv6 inside the host namespace (NsExec)."""
         try:
             return self._ns.read_sysctl(self.host_netns, f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6") == "1"
         except OSError:
             return False
 
     def bridge_port_vlan(self, port: int, vid: int) -> None:
-        """Make `vid` the untagged PVID of bridge port ifindex `port` (and drop VLAN 1, absent
-        already is fine). Idempotent. An absent port or a bridge without VLAN filtering -> the
-        translated kernel error (FailedPrecondition NO_DEVICE / NOT_SUPPORTED, InvalidArgument)."""
+        """RTM_SETLINK bridge VLAN filter add (pvid untagged), then del of VLAN 1."""
         def vlan(ipr) -> None:
             ipr.vlan_filter("add", index=port, vlan_info={"vid": vid, "flags": ["pvid", "untagged"]})
             if vid != 1:
@@ -348,13 +305,8 @@ class Netlink:
 
     def configure_peer(self, target: str, name: str, *, addresses: list[str], mtu: int = 0,
                        fresh: bool = False) -> bool:
-        """Inside namespace `target`: set `name` up with `addresses` ("ip/prefix";
-        existing ones kept), `mtu` when given, and lo up. fresh=True (just created
-        by us) skips reading the current state.
-
-        Idempotent: all already so -> returns False, no write; an address already
-        there is fine. Raises NotFound NOT_FOUND (no such netdev there), NotFound
-        NETNS_NOT_FOUND, translated kernel errors (InvalidArgument KERNEL_EINVAL...)."""
+        """On a short-lived socket inside `target`: reads addresses and state unless fresh, then adds what is
+        missing (IPv6 without DAD) and sets the link and lo up."""
         with self._metrics.time(self._metrics.netlink_op, op="peer_config"), self.in_netns(target) as ipr:
             idx = ipr.link_lookup(ifname=name)
             if not idx:
@@ -387,10 +339,7 @@ class Netlink:
 
     # -- deletion ----------------------------------------------------------
     def delete(self, name: str) -> bool:
-        """Delete one host-namespace netdev (a veth takes its peer along). The caller decides
-        ownership first. Idempotent: absent -> False, no error; True when deleted. Raises
-        translated kernel errors (FailedPrecondition PERMISSION...), NotFound NETNS_NOT_FOUND
-        is reported as absent."""
+        """RTM_DELLINK by name on the host socket."""
         try:
             self._op("del", f"link {name}", lambda ipr: ipr.link("del", ifname=name))
             return True
@@ -400,14 +349,8 @@ class Netlink:
             raise
 
     def delete_many(self, indexes: list[int]) -> int:
-        """Delete many host-namespace netdevs at once: move them into a fresh link
-        group, then delete the group in one request (one RTNL/RCU round instead of
-        ~17 ms per veth). The caller has checked they are ours. Returns how many were
-        deleted.
-
-        Idempotent: netdevs already gone are skipped (not counted); [] -> 0. Raises
-        translated kernel errors; after a crash in between, the temporary group is
-        still in the agent's range, so the netdevs stay recognisably ours."""
+        """Moves the netdevs into a fresh link group (BIRTH_GROUP + random) and deletes the group in one
+        RTM_DELLINK; one netdev goes by delete()."""
         if not indexes:
             return 0
         if len(indexes) == 1:

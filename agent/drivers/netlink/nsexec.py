@@ -71,7 +71,7 @@ class NsExec:
         self._thread = threading.Thread(target=self._loop, name="netns-exec", daemon=True)
         self._thread.start()
 
-    def is_home(self, target: str | None) -> bool:
+    def is_home(self, target: str) -> bool:
         """True when `target` is the agent's own namespace (or empty); False for another one or one
         that does not exist. Read-only; never raises."""
         if not target:
@@ -81,8 +81,8 @@ class NsExec:
         except OSError:
             return False
 
-    def run(self, target: str | None, fn: Callable[[], Any]) -> Any:
-        """fn() inside namespace `target` (None/"" = ours: runs in the caller's thread), returning
+    def run(self, target: str, fn: Callable[[], Any]) -> Any:
+        """fn() inside namespace `target` ("" = ours: runs in the caller's thread), returning
         its value. Re-raises fn's exception; OSError(ENOENT) when the namespace does not exist
         (fn is not run). The helper thread always hops back home, even when fn fails."""
         if self.is_home(target):
@@ -127,12 +127,12 @@ class NsExec:
             pass
 
     # -- steps -------------------------------------------------------------
-    def netlink_socket(self, target: str | None) -> socket.socket:
+    def netlink_socket(self, target: str) -> socket.socket:
         """A new rtnetlink socket bound to namespace `target` for its whole life (the caller closes
         it). Raises OSError (ENOENT: no such namespace)."""
         return self.run(target, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_ROUTE))
 
-    def write_sysctl(self, target: str | None, path: str, value: str) -> None:
+    def write_sysctl(self, target: str, path: str, value: str) -> None:
         """Write a /proc/sys file as seen from namespace `target` (one unbuffered write). Idempotent
         for sysctls (same value again). Raises the OSError: FileNotFoundError when the file (or the
         namespace) does not exist, PermissionError, the kernel's EINVAL for a bad value."""
@@ -144,7 +144,7 @@ class NsExec:
                 os.close(fd)
         self.run(target, write)
 
-    def read_sysctl(self, target: str | None, path: str) -> str:
+    def read_sysctl(self, target: str, path: str) -> str:
         """Contents of a /proc/sys file as seen from namespace `target`, stripped. Read-only.
         Raises the OSError (FileNotFoundError when the file or the namespace does not exist)."""
         def read() -> str:
@@ -152,7 +152,7 @@ class NsExec:
                 return f.read().strip()
         return self.run(target, read)
 
-    def create_tap(self, target: str | None, name: str, *, multiqueue: bool,
+    def create_tap(self, target: str, name: str, *, multiqueue: bool,
                    configure: Callable[[], None] | None = None) -> None:
         """A persistent tap (no packet info, vnet header) like `ip tuntap add mode tap`.
         `configure()` runs while the tap still depends on our descriptor (not yet

@@ -30,7 +30,7 @@ from ovsdbapp.backend.ovs_idl import idlutils
 from agent.drivers.base import Availability
 from agent.drivers.ovsdb import fastjson
 from agent.drivers.ovsdb.txn import Api, Transaction
-from agent.errors import Unavailable
+from agent.errors import FailedPrecondition, Unavailable
 from agent.metrics import Metrics
 from agent.model.marks import OWNER_KEY
 
@@ -190,8 +190,12 @@ class OvsdbClient:
     @property
     def connected(self) -> bool:
         """True while the session is up and the replica is in sync (monitoring). Never raises."""
+        return self._in_sync() is not None
+
+    def _in_sync(self) -> _Idl | None:
+        """The IDL while connected and in sync, else None."""
         idl = self._idl
-        return bool(idl and idl._session.is_connected() and idl.state == idl.IDL_S_MONITORING)
+        return idl if idl and idl._session.is_connected() and idl.state == idl.IDL_S_MONITORING else None
 
     @property
     def resyncs(self) -> int:
@@ -222,17 +226,18 @@ class OvsdbClient:
         to the deadline (default now + timeout), else Unavailable OVSDB_UNAVAILABLE (a read must
         not silently serve a stale cache). Read-only."""
         self.connect(deadline)
-        if self.connected:
-            return self._idl
+        idl = self._in_sync()
+        if idl is not None:
+            return idl
         end = deadline if deadline is not None else time.monotonic() + self.timeout
         with self._cond:
-            while not self.connected:
+            while (idl := self._in_sync()) is None:
                 left = end - time.monotonic()
                 if left <= 0:
                     raise Unavailable(f"OVSDB {self.label} at {self.remote}: not connected (reconnecting)",
                                       reason="OVSDB_UNAVAILABLE", metadata={"remote": self.remote})
                 self._cond.wait(min(left, 0.05))
-        return self._idl
+        return idl
 
     # -- writes ------------------------------------------------------------
     def transact(self, commands: Iterable[Command], deadline: float | None = None) -> list:
@@ -347,3 +352,18 @@ def by_name(idl, table: str, name: str):
     """The row of `table` whose indexed name column is `name`, or None (inside a command, on the IDL thread)."""
     return next(idlutils.index_lookup_all(idl.tables[table], name=name), None)
 
+
+def ours_by_name(idl, table: str, names: list[str], owner: str, *, what: str, verb: str, key: str) -> list:
+    """The rows of `table` named `names` that exist (inside a command, on the IDL thread), for a
+    command about to remove them. Raises FailedPrecondition NOT_OURS (metadata {key: name}) when
+    one is not ours, so the whole transaction is aborted."""
+    rows = []
+    for name in names:
+        row = by_name(idl, table, name)
+        if row is None:
+            continue
+        if not owned_by(row, owner):
+            raise FailedPrecondition(f"{what} {name} is not ours; not {verb} it", reason="NOT_OURS",
+                                     metadata={key: name})
+        rows.append(row)
+    return rows

@@ -33,6 +33,8 @@ def enable(search_dir: str = DEBIAN_DIR) -> str:
             continue
         try:
             spec = importlib.util.spec_from_file_location("ovs._json", path)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"no extension loader for {path}")
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             module.Parser(check_trailer=False)          # the API ovs.json calls

@@ -2,21 +2,19 @@
 
 The driver makes rows look like a desired description (the network service
 computes the description: names, marks, ACL policy); every write is ONE
-transaction. Rows are recognised as ours by external_ids OWNER_KEY; a
-row with our name but without our mark is never modified.
-
-Idempotency: ensure_* on rows already matching -> changed=False. NB is
-shared by all nodes' agents: two agents ensuring the same network converge
-(the Port_Group name is a unique index, so concurrent creators conflict and
-the loser re-reads and finds the winner's rows).
+transaction. The contract (returns, idempotency, errors) is
+agent/drivers/contracts/ovsdb.py's OvnNbContract. Concurrent creators on
+other nodes conflict on the Port_Group name (a unique index): the loser
+re-reads and finds the winner's rows.
 """
 from __future__ import annotations
 
 import ipaddress
 import time
 
-from agent.drivers.base import Availability
-from agent.drivers.ovsdb.client import OvsdbClient, owned_by
+from agent.drivers.contracts.ovsdb import OvnNbContract
+from agent.drivers.ovsdb.client import owned_by
+from agent.drivers.ovsdb.database import Database
 from agent.drivers.ovsdb.nb_commands import (
     _AddressBook, _DeleteNetwork, _DeletePorts, _EnsureNetwork, _EnsurePort)
 from agent.drivers.ovsdb.nb_types import (  # noqa: F401 - re-exported for callers
@@ -24,29 +22,18 @@ from agent.drivers.ovsdb.nb_types import (  # noqa: F401 - re-exported for calle
     mac_from_ip4)
 from agent.errors import Aborted, FailedPrecondition
 from agent.metrics import Metrics
+from agent.model.marks import KIND_NETWORK, KIND_PORT
 
 
-class OvnNb:
-    """OVN Northbound: team network rows and logical switch ports.
-
-    Every method that reads or writes can raise Unavailable OVSDB_UNAVAILABLE
-    (NB down, slow or reconnecting past the deadline; retryable)."""
+class OvnNb(Database, OvnNbContract):
+    """OvnNbContract over the OVN_Northbound replica: its methods keep the contract documented
+    there; their docstrings here say how."""
 
     def __init__(self, remote: str, *, metrics: Metrics, owner: str, timeout: float = 5.0,
                  probe_interval_ms: int = 5000) -> None:
-        self.owner = owner
-        self.db = OvsdbClient(remote, "OVN_Northbound", TABLES, metrics=metrics, label="nb",
-                              timeout=timeout, probe_interval_ms=probe_interval_ms)
-        self._book = _AddressBook()
-        self.db.add_listener(self._book.on_event)
-
-    def probe(self) -> Availability:
-        """Connected to NB (tries to connect once, briefly). Never raises: unreachable -> missing."""
-        return self.db.probe()
-
-    def close(self) -> None:
-        """Close the NB connection. Idempotent; never raises."""
-        self.db.close()
+        self._book = _AddressBook()            # parsed LSP addresses, kept current from row events
+        super().__init__(remote, "OVN_Northbound", TABLES, label="nb", metrics=metrics, owner=owner,
+                         timeout=timeout, probe_interval_ms=probe_interval_ms, on_event=self._book.on_event)
 
     # -- writes ------------------------------------------------------------
     def _transact(self, make, deadline: float | None):
@@ -61,56 +48,24 @@ class OvnNb:
                 self.db.wait_for(lambda: False, time.monotonic() + 0.05)
 
     def ensure_network(self, desired: NetworkRows, deadline: float | None = None) -> bool:
-        """Make the switch, DHCP options, port group and ACLs match `desired` in one
-        transaction. Returns changed.
-
-        Idempotent: rows already matching -> False, nothing written. Absent rows
-        are created; existing ones of ours are updated (mutable marks, DHCP
-        options, ACLs replaced by key). A concurrent creator on another node:
-        re-read and converge (bounded retries, then Aborted OVSDB_CONFLICT).
-        Raises FailedPrecondition NOT_OURS (a same-named switch or port group is
-        not ours), AlreadyExists IMMUTABLE_FIELD (an immutable mark differs),
-        Unavailable OVSDB_UNAVAILABLE."""
+        """One _EnsureNetwork command, through _transact() (re-read and retry on a unique-index conflict)."""
         return self._transact(lambda: _EnsureNetwork(desired, self.owner), deadline)
 
     def delete_network(self, switch: str, port_group: str, network: str, deadline: float | None = None) -> list[str]:
-        """Delete the switch (with all its ports), port group, ACLs and DHCP rows in
-        one transaction. Returns the deleted port names.
-
-        Idempotent: absent -> no-op, []. Raises FailedPrecondition NOT_OURS when
-        the same-named switch or port group is not ours, or the switch has ports
-        that are not ours (the server re-checks the port list at commit: nothing
-        is deleted then), Unavailable OVSDB_UNAVAILABLE."""
+        """One _DeleteNetwork command, through _transact()."""
         return self._transact(lambda: _DeleteNetwork(switch, port_group, network, self.owner), deadline)
 
     def ensure_ports(self, desired: list[PortRow], deadline: float | None = None) -> list[tuple[bool, str, list[str]]]:
-        """Create or reconcile logical switch ports in ONE transaction; addresses not
-        given are allocated from the subnet, never twice (the switch's port list
-        is verified, so concurrent writers retry). Returns (changed, mac, ips)
-        per port, in order.
-
-        Idempotent: a port of ours already matching -> changed=False with its
-        addresses; drift in its addresses, port security, marks, DHCP or port group
-        is put back. All or none: one failing port aborts the transaction. Raises
-        NotFound NETWORK_NOT_FOUND (no switch of ours) / NETWORK_INCOMPLETE (port
-        group missing), AlreadyExists ADDRESS_IN_USE / MAC_IN_USE / IMMUTABLE_FIELD
-        / PORT_ON_OTHER_SWITCH, ResourceExhausted SUBNET_EXHAUSTED,
-        FailedPrecondition NOT_OURS (same name, not ours) / NO_MAC, Unavailable
-        OVSDB_UNAVAILABLE, Aborted OVSDB_CONFLICT."""
+        """One _EnsurePort command per port in one transaction; addresses come from the _AddressBook."""
         return self.db.transact([_EnsurePort(d, self.owner, self._book) for d in desired], deadline)
 
     def delete_ports(self, names: list[str], deadline: float | None = None) -> list[str]:
-        """Delete our logical switch ports in one transaction; absent names are
-        skipped (idempotent). Returns deleted names. Raises FailedPrecondition
-        NOT_OURS when one is not ours (nothing is deleted then), Unavailable
-        OVSDB_UNAVAILABLE."""
+        """One _DeletePorts command, through _transact()."""
         return self._transact(lambda: _DeletePorts(names, self.owner), deadline)
 
     # -- cached reads ------------------------------------------------------
     def network(self, switch: str, deadline: float | None = None) -> NetworkRows | None:
-        """Observed rows of one network from the cache; None when the switch is absent.
-        Read-only. Raises FailedPrecondition NOT_OURS when the switch is not ours,
-        Unavailable OVSDB_UNAVAILABLE."""
+        """The switch by its name index, its port group by name, DHCP rows by a scan."""
         ls = self._our_switch(switch, deadline)
         if ls is None:
             return None
@@ -118,14 +73,12 @@ class OvnNb:
         return self._network_rows(ls, self.db.lookup("Port_Group", "name", pg_name) if pg_name else None)
 
     def foreign_ports(self, switch: str, deadline: float | None = None) -> list[str]:
-        """Names of the switch's logical ports without our mark ([] when the switch is absent).
-        Read-only. Raises FailedPrecondition NOT_OURS when the switch is not ours, Unavailable."""
+        """The switch by its name index; its ports' marks."""
         ls = self._our_switch(switch, deadline)
         return [] if ls is None else sorted(p.name for p in ls.ports if not owned_by(p, self.owner))
 
     def switch_marks(self, switch: str, deadline: float | None = None) -> dict[str, str] | None:
-        """external_ids of one of our switches (cheap: no port or ACL reads), None when absent.
-        Read-only. Raises FailedPrecondition NOT_OURS when the switch is not ours, Unavailable."""
+        """The switch by its name index."""
         ls = self._our_switch(switch, deadline)
         return None if ls is None else dict(ls.external_ids)
 
@@ -149,18 +102,16 @@ class OvnNb:
             acls=sorted(acls, key=lambda a: a.key), ports=sorted(p.name for p in ls.ports))
 
     def networks(self, deadline: float | None = None) -> list[NetworkRows]:
-        """Every switch of ours (kind network), by name (cache scan; for List and GC); [] when
-        none. Rows that are not ours are skipped. Read-only. Raises Unavailable."""
+        """A scan of Logical_Switch."""
         out = []
         for ls in self.db.rows("Logical_Switch", deadline):
-            if owned_by(ls, self.owner) and ls.external_ids.get(KIND_KEY) == "network":
+            if owned_by(ls, self.owner) and ls.external_ids.get(KIND_KEY) == KIND_NETWORK:
                 pg_name = ls.external_ids.get(PG_KEY, "")
                 out.append(self._network_rows(ls, self.db.lookup("Port_Group", "name", pg_name) if pg_name else None))
         return sorted(out, key=lambda n: n.switch)
 
     def port(self, name: str, deadline: float | None = None) -> PortRow | None:
-        """Observed LSP from the cache (None when absent, or not ours: never an error). Read-only.
-        Raises Unavailable OVSDB_UNAVAILABLE."""
+        """The LSP by its name index."""
         lsp = self.db.lookup("Logical_Switch_Port", "name", name, deadline)
         if lsp is None or not owned_by(lsp, self.owner):
             return None
@@ -176,12 +127,11 @@ class OvnNb:
 
     def ports(self, *, node: str | None = None, network: str | None = None,
               deadline: float | None = None) -> list[PortRow]:
-        """Our LSPs, optionally only those of one node and/or network, by name (cache scan); []
-        when none. Rows that are not ours are skipped. Read-only. Raises Unavailable."""
+        """A scan of Logical_Switch_Port."""
         out = []
         for lsp in self.db.rows("Logical_Switch_Port", deadline):
             ext = lsp.external_ids
-            if ext.get(OWNER_KEY) != self.owner or ext.get(KIND_KEY) != "port":
+            if ext.get(OWNER_KEY) != self.owner or ext.get(KIND_KEY) != KIND_PORT:
                 continue
             if node is not None and ext.get(NODE_KEY) != node:
                 continue
@@ -191,8 +141,7 @@ class OvnNb:
         return sorted(out, key=lambda p: p.name)
 
     def port_marks(self, *, network: str, node: str, deadline: float | None = None) -> list[dict[str, str]]:
-        """external_ids of our LSPs of one network bound to one node (one read per row); [] when
-        none. Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
+        """A scan of Logical_Switch_Port."""
         out = []
         for lsp in self.db.rows("Logical_Switch_Port", deadline):
             ext = lsp.external_ids
@@ -201,8 +150,7 @@ class OvnNb:
         return out
 
     def port_up(self, name: str) -> bool | None:
-        """NB up of an LSP from the cache without waiting (None when absent or not connected:
-        never waits, never raises). Ownership is not checked (a read of one column)."""
+        """The LSP by its name index, only when connected."""
         lsp = self.db.lookup("Logical_Switch_Port", "name", name, None) if self.db.connected else None
         if lsp is None:
             return None

@@ -4,12 +4,16 @@ so everything is derived from the current cache."""
 from __future__ import annotations
 
 import ipaddress
+from typing import Union
 
-from agent.drivers.ovsdb.client import Command, by_name, owned_by
+from agent.drivers.ovsdb.client import Command, by_name, ours_by_name, owned_by
 from agent.drivers.ovsdb.nb_types import (
     ACL_KEY, ADDR_KEY, KIND_KEY, NETWORK_KEY, OWNER_KEY, PG_KEY, AclRule, NetworkRows, PortRow, _addresses, _one,
     mac_from_ip4)
 from agent.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted
+from agent.model.marks import KIND_ACL, KIND_DHCP4, KIND_NETWORK, KIND_PORT, KIND_PORT_GROUP
+
+IpAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 
 class _EnsureNetwork(Command):
@@ -43,7 +47,7 @@ class _EnsureNetwork(Command):
                     raise AlreadyExists(f"network exists with {key}={have!r}, requested {want!r}; "
                                         "delete it first to change it", reason="IMMUTABLE_FIELD",
                                         metadata={"field": key, "existing": have, "requested": want})
-        ext = {**d.marks, **d.immutable, **d.mutable, KIND_KEY: "network", PG_KEY: d.port_group}
+        ext = {**d.marks, **d.immutable, **d.mutable, KIND_KEY: KIND_NETWORK, PG_KEY: d.port_group}
         changed = False
         if ls is None:
             ls = txn.insert(idl.tables["Logical_Switch"])
@@ -57,7 +61,7 @@ class _EnsureNetwork(Command):
         if pg is None:
             pg = txn.insert(idl.tables["Port_Group"])
             pg.name = d.port_group
-            pg.external_ids = {**d.marks, KIND_KEY: "port-group"}
+            pg.external_ids = {**d.marks, KIND_KEY: KIND_PORT_GROUP}
             pg.acls = [self._new_acl(txn, idl, rule) for rule in sorted(d.acls, key=lambda r: r.key)]
             changed = True
         else:
@@ -72,7 +76,7 @@ class _EnsureNetwork(Command):
             for r in mine:
                 r.delete()
             return bool(mine)
-        want_ext = {**d.marks, KIND_KEY: "dhcp4"}
+        want_ext = {**d.marks, KIND_KEY: KIND_DHCP4}
         changed = False
         row = mine[0] if mine else None
         for extra in mine[1:]:                   # duplicates from an older race: keep one
@@ -115,7 +119,7 @@ class _EnsureNetwork(Command):
         acl = txn.insert(idl.tables["ACL"])
         acl.direction, acl.priority, acl.match, acl.action = (
             rule.direction, rule.priority, rule.match, rule.action)
-        acl.external_ids = {**self.desired.marks, KIND_KEY: "acl", ACL_KEY: rule.key}
+        acl.external_ids = {**self.desired.marks, KIND_KEY: KIND_ACL, ACL_KEY: rule.key}
         return acl
 
 
@@ -170,8 +174,9 @@ class _AddressBook:
     re-parse every port of a switch per request."""
 
     def __init__(self) -> None:
-        self.by_uuid: dict = {}
-        self.pending: dict = {}              # id(txn) -> {switch: (macs, ips)} inserted in that txn
+        self.by_uuid: dict[object, tuple[str, frozenset[IpAddress]]] = {}
+        # id(txn) -> {switch: (macs, ips)} inserted in that txn
+        self.pending: dict[int, dict[str, tuple[set[str], set[IpAddress]]]] = {}
 
     def on_event(self, event: str, table: str, row) -> None:
         """OvsdbClient listener (IDL thread): keep the parsed addresses of every LSP current;
@@ -184,11 +189,12 @@ class _AddressBook:
             else:
                 self.by_uuid[row.uuid] = _parsed(row)
 
-    def used(self, idl, txn, ls) -> tuple[set, set]:
+    def used(self, idl, txn, ls) -> tuple[set[str], set[IpAddress]]:
         """(MACs, IP addresses) in use on switch `ls`: its committed ports plus the ones staged
         earlier in the same transaction `txn`. Read-only apart from caching; forgets pending
         entries of finished transactions. Never raises."""
-        macs, ips = set(), set()
+        macs: set[str] = set()
+        ips: set[IpAddress] = set()
         rows = idl.tables["Logical_Switch_Port"].rows
         for atom in ls._data["ports"].values:      # the committed set, without Row objects
             entry = self.by_uuid.get(atom.value)
@@ -213,7 +219,7 @@ class _AddressBook:
         pi.update(ipaddress.ip_address(a) for a in ips)
 
 
-def _parsed(row) -> tuple[str, frozenset]:
+def _parsed(row) -> tuple[str, frozenset[IpAddress]]:
     mac, addrs = _addresses(row)
     return mac.lower(), frozenset(ipaddress.ip_address(a.split("/")[0]) for a in addrs)
 
@@ -277,7 +283,7 @@ class _EnsurePort(Command):
         lsp.name = d.name
         lsp.addresses = [" ".join([mac, *addrs])]
         lsp.port_security = [" ".join([mac, *addrs])] if d.port_security else []
-        lsp.external_ids = {**d.marks, KIND_KEY: "port", ADDR_KEY: " ".join([mac, *addrs])}
+        lsp.external_ids = {**d.marks, KIND_KEY: KIND_PORT, ADDR_KEY: " ".join([mac, *addrs])}
         dhcp = self._dhcp_row(idl)
         if dhcp is not None:
             lsp.dhcpv4_options = dhcp
@@ -334,7 +340,7 @@ class _EnsurePort(Command):
         if list(lsp.port_security) != want_sec:
             lsp.port_security = want_sec
             changed = True
-        want_ext = {**d.marks, KIND_KEY: "port", ADDR_KEY: " ".join([mac, *addrs])}
+        want_ext = {**d.marks, KIND_KEY: KIND_PORT, ADDR_KEY: " ".join([mac, *addrs])}
         if dict(lsp.external_ids) != want_ext:
             lsp.external_ids = want_ext
             changed = True
@@ -361,15 +367,8 @@ class _DeletePorts(Command):
         """Remove our LSPs named `names` from their switches and delete them; result = deleted names.
         Idempotent: absent names are skipped. Raises FailedPrecondition NOT_OURS when one is not
         ours (the whole transaction is aborted: nothing deleted)."""
-        rows = []
-        for name in self.names:
-            lsp = by_name(idl, "Logical_Switch_Port", name)
-            if lsp is None:
-                continue
-            if not owned_by(lsp, self.owner):
-                raise FailedPrecondition(f"logical switch port {name} is not ours; not deleting it",
-                                         reason="NOT_OURS", metadata={"object": name})
-            rows.append(lsp)
+        rows = ours_by_name(idl, "Logical_Switch_Port", self.names, self.owner, what="logical switch port",
+                            verb="deleting", key="object")
         if not rows:
             return
         doomed = {r.uuid for r in rows}

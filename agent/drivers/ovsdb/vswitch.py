@@ -5,14 +5,16 @@ Ownership: an Interface is ours when external_ids OWNER_KEY is our
 owner. Before binding a port, any OTHER interface of ours that claims the
 same iface-id is removed in the same transaction (a leftover of a crash or a
 re-created NIC); an interface that is not ours and claims it is never
-touched: FailedPrecondition names it.
+touched: FailedPrecondition names it. The contract (returns, idempotency,
+errors) is agent/drivers/contracts/ovsdb.py's OvsDbContract.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.drivers.base import Availability
-from agent.drivers.ovsdb.client import OvsdbClient, Table, owned_by
+from agent.drivers.contracts.ovsdb import OvsDbContract
+from agent.drivers.ovsdb.client import Table, owned_by
+from agent.drivers.ovsdb.database import Database
 from agent.drivers.ovsdb.vswitch_commands import IFACE_ID, _BindPort, _Claims, _EnsureChassis, _root, _UnbindPorts
 from agent.errors import NotFound
 from agent.metrics import Metrics
@@ -67,43 +69,23 @@ class ChassisInfo:
     datapath_types: list[str] = field(default_factory=list)
 
 
-class OvsDb:
-    """The local Open_vSwitch database.
-
-    Every method that reads or writes can raise Unavailable OVSDB_UNAVAILABLE
-    (the database down, slow or reconnecting past the deadline; retryable)."""
+class OvsDb(Database, OvsDbContract):
+    """OvsDbContract over the Open_vSwitch replica: its methods keep the contract documented
+    there; their docstrings here say how."""
 
     def __init__(self, remote: str, *, metrics: Metrics, owner: str, timeout: float = 5.0,
                  probe_interval_ms: int = 5000) -> None:
-        self.owner = owner
-        self.db = OvsdbClient(remote, "Open_vSwitch", TABLES, metrics=metrics, label="ovs",
-                              timeout=timeout, probe_interval_ms=probe_interval_ms)
-        self._claims = _Claims()
-        self.db.add_listener(self._claims.on_event)
-
-    def probe(self) -> Availability:
-        """Connected to the local Open_vSwitch database (tries once, briefly). Never raises:
-        unreachable -> missing with the reason."""
-        return self.db.probe()
-
-    def close(self) -> None:
-        """Close the connection. Idempotent; never raises."""
-        self.db.close()
+        self._claims = _Claims()               # which interfaces claim each iface-id, from row events
+        super().__init__(remote, "Open_vSwitch", TABLES, label="ovs", metrics=metrics, owner=owner,
+                         timeout=timeout, probe_interval_ms=probe_interval_ms, on_event=self._claims.on_event)
 
     def ensure_chassis(self, settings: dict[str, str], bridge: str, datapath_type: str = "",
                        deadline: float | None = None) -> bool:
-        """Set Open_vSwitch external_ids `settings` and create `bridge` (secure fail
-        mode, our mark) when absent, in one transaction. Returns changed.
-
-        Idempotent: all set and the bridge there -> False, nothing written. Raises
-        FailedPrecondition NOT_OURS when a key already holds another value set by
-        someone else, or the bridge is not ours and has another datapath type;
-        OVS_NOT_INITIALISED (no Open_vSwitch row); Unavailable OVSDB_UNAVAILABLE."""
+        """One _EnsureChassis command."""
         return self.db.transact([_EnsureChassis(settings, bridge, datapath_type, self.owner)], deadline)[0]
 
     def chassis(self, bridge: str, deadline: float | None = None) -> ChassisInfo:
-        """Observed chassis settings from the cache (bridge_exists False when the bridge is absent).
-        Read-only. Raises FailedPrecondition OVS_NOT_INITIALISED, Unavailable OVSDB_UNAVAILABLE."""
+        """The Open_vSwitch root row and the bridge by its name index."""
         idl = self.db.require_connected(deadline)
         root = _root(idl)
         br = self.db.lookup("Bridge", "name", bridge)
@@ -117,34 +99,23 @@ class OvsDb:
 
     def bind(self, bridge: str, name: str, external_ids: dict[str, str], *, iface_type: str = "",
              deadline: float | None = None) -> tuple[bool, list[str]]:
-        """Attach netdev `name` to `bridge` with `external_ids` (must hold iface-id and
-        our owner mark), removing other interfaces of ours claiming the same
-        iface-id, in one transaction. Returns (changed, removed names).
-
-        Idempotent: a port of ours already so -> (False, []); our stale keys are
-        removed, ovn-controller's keys (ovn-installed) are kept. Raises
-        FailedPrecondition IFACE_ID_CLAIMED (another owner's interface claims the
-        iface-id), NOT_OURS (the port exists and is not ours), WRONG_BRIDGE,
-        NO_INTEGRATION_BRIDGE (the bridge is missing); Unavailable OVSDB_UNAVAILABLE."""
+        """One _BindPort command (the _Claims index finds other claimants of the iface-id)."""
         ext = {**external_ids, OWNER_KEY: self.owner}
         return self.db.transact([_BindPort(bridge, name, iface_type, ext, self.owner, self._claims)], deadline)[0]
 
     def unbind(self, names: list[str], deadline: float | None = None) -> list[str]:
-        """Remove our OVS ports named `names` in one transaction; returns the removed names.
-        Idempotent: absent ones are skipped; [] -> [] without a round trip. Raises
-        FailedPrecondition NOT_OURS when one is not ours (nothing removed), Unavailable."""
+        """One _UnbindPorts command."""
         if not names:
             return []
         return self.db.transact([_UnbindPorts(names, self.owner)], deadline)[0]
 
     def interface(self, name: str, deadline: float | None = None) -> InterfaceInfo | None:
-        """An interface from the cache, ours or not (`ours` says); None when absent. Read-only.
-        Raises Unavailable OVSDB_UNAVAILABLE."""
+        """The Interface by its name index."""
         iface = self.db.lookup("Interface", "name", name, deadline)
         return self._info(iface) if iface is not None else None
 
     def interface_cached(self, name: str) -> InterfaceInfo | None:
-        """Like interface() but never waits: None when absent or disconnected. Read-only."""
+        """The Interface by its name index, only when connected."""
         if not self.db.connected:
             return None
         iface = self.db.lookup("Interface", "name", name, None)
@@ -157,8 +128,7 @@ class OvsDb:
                              ours=owned_by(iface, self.owner))
 
     def interface_names(self, key: str, value: str, deadline: float | None = None) -> list[str]:
-        """Names of our interfaces whose external_ids[key] == value, sorted (one read per row); []
-        when none. Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
+        """A scan of Interface."""
         out = []
         for i in self.db.rows("Interface", deadline):
             ext = i.external_ids
@@ -167,13 +137,11 @@ class OvsDb:
         return sorted(out)
 
     def interfaces(self, deadline: float | None = None) -> list[InterfaceInfo]:
-        """Every interface of ours, by name (cache scan, for reconcile and GC); [] when none.
-        Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
+        """A scan of Interface."""
         return sorted((self._info(i) for i in self.db.rows("Interface", deadline) if owned_by(i, self.owner)),
                       key=lambda i: i.name)
 
     def require_bridge(self, bridge: str, deadline: float | None = None) -> None:
-        """Return when `bridge` exists (ours or not); else raise NotFound NO_INTEGRATION_BRIDGE.
-        Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
+        """The Bridge by its name index."""
         if self.db.lookup("Bridge", "name", bridge, deadline) is None:
             raise NotFound(f"OVS bridge {bridge} does not exist", reason="NO_INTEGRATION_BRIDGE")

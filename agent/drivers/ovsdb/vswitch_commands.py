@@ -4,11 +4,10 @@ conflict), so everything is derived from the current cache. OvsDb (vswitch.py)
 is their facade; _Claims keeps the iface-id index they read."""
 from __future__ import annotations
 
-from agent.drivers.ovsdb.client import Command, by_name, owned_by
+from agent.drivers.contracts.ovsdb import IFACE_ID
+from agent.drivers.ovsdb.client import Command, by_name, ours_by_name, owned_by
 from agent.errors import FailedPrecondition
 from agent.model.marks import EXTERNAL_IDS_PREFIX, OWNER_KEY
-
-IFACE_ID = "iface-id"
 
 
 def _root(idl):
@@ -215,15 +214,8 @@ class _UnbindPorts(Command):
         """Delete the Ports holding our interfaces named `names` (and detach them from their
         bridges); result = the removed names. Idempotent: absent names are skipped. Raises
         FailedPrecondition NOT_OURS when one is not ours (the transaction is aborted)."""
-        doomed = []
-        for name in self.names:
-            iface = by_name(idl, "Interface", name)
-            if iface is None:
-                continue
-            if not owned_by(iface, self.owner):
-                raise FailedPrecondition(f"OVS interface {name} is not ours; not removing it", reason="NOT_OURS",
-                                         metadata={"interface": name})
-            doomed.append(iface)
+        doomed = ours_by_name(idl, "Interface", self.names, self.owner, what="OVS interface", verb="removing",
+                              key="interface")
         if not doomed:
             return
         names = [i.name for i in doomed]

@@ -32,7 +32,7 @@ _NUMERIC = {"quota", "refquota", "reservation", "refreservation", "volsize", "vo
 def load_module():
     """Import libzfs_core; return (module, reason-if-missing)."""
     try:
-        import libzfs_core  # type: ignore[import-not-found]
+        import libzfs_core
         return libzfs_core, ""
     except Exception as exc:  # ImportError, or cffi failing to load libzfs_core.so
         return None, f"cannot import libzfs_core ({exc}); install python3-pyzfs and run the agent " \

@@ -12,7 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from agent.drivers.statestore import InstanceRecord, StateStore
+from agent.drivers.contracts.statestore import StateStoreContract
+from agent.drivers.statestore import InstanceRecord
 from agent.errors import NotFound, Unavailable
 from agent.metrics import Metrics
 from agent.services.instances.faults import Faults
@@ -28,7 +29,7 @@ DEFAULT_STORAGE_WAIT = 30.0          # seconds a volume operation waits for anot
 class InstanceContext:
     """The shared state of one instance plane. Build it with `InstanceContext.create`."""
 
-    store: StateStore
+    store: StateStoreContract
     planes: PlaneSet
     metrics: Metrics
     faults: Faults
@@ -41,7 +42,7 @@ class InstanceContext:
     reconciled: threading.Event = field(default_factory=threading.Event)   # set once the startup reconcile is done
 
     @classmethod
-    def create(cls, store: StateStore, planes: PlaneSet, metrics: Metrics, *, faults: Faults | None = None,
+    def create(cls, store: StateStoreContract, planes: PlaneSet, metrics: Metrics, *, faults: Faults | None = None,
                workers: int = 32, ready_timeout: float = 30.0,
                storage_wait: float = DEFAULT_STORAGE_WAIT) -> "InstanceContext":
         """A context with its own locks, pool of `workers` threads, watch hub and journal over

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Callable
 
 from agent.services.compute import SCOPE_ENSURE_STEPS
 from agent.services.network.ports import PORT_DELETE_STEPS, PORT_ENSURE_STEPS
@@ -64,7 +65,7 @@ class Faults:
             sys.stderr.flush()
             os._exit(FAULT_EXIT_CODE)
 
-    def checkpoint(self, op: str, prefix: str = ""):
+    def checkpoint(self, op: str, prefix: str = "") -> Callable[[str], None] | None:
         """A callback for a plane's internal boundaries: step -> hit(op, prefix + step)."""
         if self.target is None or self.target[0] != op:
             return None

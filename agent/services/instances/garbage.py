@@ -7,11 +7,13 @@ between) name no instance: they are listed (and removed) by themselves.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Iterable
 
 from agent.errors import AgentError, FailedPrecondition
-from agent.model.marks import P_INSTANCE, P_TEAM, P_TYPE
+from agent.model.compute import SCOPE
+from agent.model.marks import P_INSTANCE, P_TEAM, P_TYPE, TYPE_VOLUME
 from agent.services.instances.context import InstanceContext
 from agent.services.instances.model import PART_COMPUTE, PART_NETWORK, PART_STORAGE, Orphan
 from agent.services.instances.runner import PlaneRunner
@@ -54,18 +56,17 @@ class GarbageCollector:
         out = []
         for d in self.planes.storage.inventory():
             m = d.marks
-            if m.get(P_TYPE) == "volume" and m.get(P_INSTANCE):
+            if m.get(P_TYPE) == TYPE_VOLUME and m.get(P_INSTANCE):
                 out.append(Orphan(PART_STORAGE, "volume", d.dataset, m[P_INSTANCE], m.get(P_TEAM, "")))
         net = self.planes.network
         for o in net.inventory(deadline):
             if not o.instance:
                 continue
-            if o.kind in ("netdev", "veth-peer") and o.name.startswith(net.prefix):
-                out.append(Orphan(PART_NETWORK, o.kind, o.name, o.instance, network=f"{o.network}/{o.port}"))
-            elif o.kind in ("ovs-interface", "logical-port") and o.node == net.node:
+            if (o.kind in ("netdev", "veth-peer") and o.name.startswith(net.prefix)
+                    or o.kind in ("ovs-interface", "logical-port") and o.node == net.node):
                 out.append(Orphan(PART_NETWORK, o.kind, o.name, o.instance, network=f"{o.network}/{o.port}"))
         for c in self.planes.compute.owned():
-            if c.kind == "scope":
+            if c.kind == SCOPE:
                 out.append(Orphan(PART_COMPUTE, "scope", c.path, c.instance_id, c.team))
         return out
 
@@ -83,7 +84,7 @@ class GarbageCollector:
                 errors = {id(o): exc.message for o in objs}
             for o in objs:
                 err = errors.get(id(o), "")
-                out.append(Orphan(o.plane, o.kind, o.name, o.instance, o.team, o.network, not err, err))
+                out.append(dataclasses.replace(o, removed=not err, error=err))
                 if not err:
                     self.ctx.metrics.orphans_total.labels(plane=o.plane, kind=o.kind).inc()
         return out

@@ -11,20 +11,21 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from agent.drivers.statestore import InstanceRecord, StateStore
-from agent.services.instances.model import FAILED, PREPARED, RELEASED, Event
+from agent.drivers.contracts.statestore import StateStoreContract
+from agent.drivers.statestore import InstanceRecord
+from agent.services.instances.model import FAILED, PREPARED, RELEASED, Event, NicNames
 from agent.services.instances.records import names_from_dict
 from agent.services.instances.watch import WatchHub
 
 
-def _nics(rec: InstanceRecord):
+def _nics(rec: InstanceRecord) -> tuple[NicNames, ...]:
     return names_from_dict(rec.names)[0].nics
 
 
 class Journal:
     """Intent store writes + their events (thread-safe: the store and the hub are)."""
 
-    def __init__(self, store: StateStore, hub: WatchHub) -> None:
+    def __init__(self, store: StateStoreContract, hub: WatchHub) -> None:
         self.store, self.hub = store, hub
 
     # -- beginnings ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.drivers.cgroup import CgroupInfo, Limits
+from agent.model.compute import CgroupInfo, Limits
 from agent.model.idmap import IdMap
 from agent.services.drift import Drift
 from agent.services.network.model import Port

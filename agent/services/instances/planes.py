@@ -9,8 +9,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from agent.drivers.cgroup import CgroupInfo
 from agent.errors import AgentError, FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from agent.model.compute import CgroupInfo
 from agent.services.compute import ComputeService
 from agent.services.drift import Drift
 from agent.services.host import HostService, Profile

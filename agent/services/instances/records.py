@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import TypeVar
 
-from agent.drivers.cgroup import (CpuLimits, CpusetLimits, HugetlbLimit, IoDeviceLimits, IoLimits, Limits,
-                                  MemoryLimits, PidsLimits)
+from agent.model.compute import (CpuLimits, CpusetLimits, HugetlbLimit, IoDeviceLimits, IoLimits, Limits, MemoryLimits,
+                                 PidsLimits)
 from agent.model.idmap import IdMap
 from agent.services.instances.model import (KIND_CONTAINER, Allocation, InstanceNames, InstanceSpec, NicNames, NicSpec,
                                            RootSpec)
+
+T = TypeVar("T")
 
 
 # -- JSON forms (intent store) ---------------------------------------------------------
@@ -23,7 +26,7 @@ def _limits_from_dict(d: dict | None) -> Limits:
     if not d:
         return Limits()
 
-    def one(cls, key):
+    def one(cls: type[T], key: str) -> T | None:
         v = d.get(key)
         return cls(**v) if v is not None else None
     io = d.get("io")

@@ -22,6 +22,7 @@ from agent.services.instances.model import (PART_COMPUTE, PART_NETWORK, PART_STO
 from agent.services.instances.records import names_from_dict
 from agent.services.instances.planes import part, tagged
 from agent.services.instances import runtime
+from agent.services.network.model import Port
 
 log = logging.getLogger(__name__)
 TOLERATED = ("NOT_OURS", "OTHER_NODE")          # an object in our name's place that is not ours: left alone
@@ -74,7 +75,7 @@ class PlaneRunner:
         if deadline is not None:
             wait_s = max(0.0, min(wait_s, deadline - time.monotonic()))
 
-        def network():
+        def network() -> list[Port]:
             ports = [self.planes.ensure_nic(spec, i, deadline, wait_ready=False, ready_timeout=None,
                                             checkpoint=f.checkpoint("prepare", "network."))
                      for i in range(len(spec.nics))]
@@ -125,7 +126,7 @@ class PlaneRunner:
         end = deadline if deadline is not None else time.monotonic() + UNDO_SECONDS
         f = self.faults
 
-        def storage():
+        def storage() -> None:
             try:
                 self.planes.delete_storage(names, wait_timeout=max(0.0, end - time.monotonic()))
             except FailedPrecondition as exc:
@@ -133,7 +134,7 @@ class PlaneRunner:
                     raise
             f.hit(op, "storage.volume-destroyed")
 
-        def compute():
+        def compute() -> None:
             try:
                 self.planes.delete_scope(team, instance_id, end)
             except FailedPrecondition as exc:
@@ -193,7 +194,7 @@ class PlaneRunner:
         names = {r.id: names_from_dict(r.names)[0] for r in recs}
         failed: dict[str, BaseException] = {}
 
-        def storage():
+        def storage() -> None:
             by_team: dict[str, list[str]] = {}
             for r in recs:
                 by_team.setdefault(names[r.id].volume_team, []).append(names[r.id].volume_name)
@@ -206,7 +207,7 @@ class PlaneRunner:
                             f"{t}/{res.name}"))
             f.hit(op, "storage.volume-destroyed")
 
-        def compute():
+        def compute() -> None:
             outcomes = self.planes.compute.delete_scopes([(r.team, r.id) for r in recs], kill=True, deadline=end)
             for o in outcomes:
                 if o.error is not None and not tolerated(o.error):

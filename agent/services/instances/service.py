@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from agent.drivers.base import Availability
-from agent.drivers.statestore import StateStore
+from agent.drivers.contracts.statestore import StateStoreContract
 from agent.metrics import Metrics
 from agent.services.instances.context import DEFAULT_STORAGE_WAIT, InstanceContext
 from agent.services.instances.faults import Faults
@@ -47,7 +47,7 @@ from agent.services.locks import KeyedLocks
 class InstanceService:
     """Use cases of the instance plane (plain dataclasses in and out). Thread-safe."""
 
-    def __init__(self, store: StateStore, planes: PlaneSet, metrics: Metrics, *, faults: Faults | None = None,
+    def __init__(self, store: StateStoreContract, planes: PlaneSet, metrics: Metrics, *, faults: Faults | None = None,
                  workers: int = 32, ready_timeout: float = 30.0, storage_wait: float = DEFAULT_STORAGE_WAIT) -> None:
         self.ctx = ctx = InstanceContext.create(store, planes, metrics, faults=faults, workers=workers,
                                                 ready_timeout=ready_timeout, storage_wait=storage_wait)
@@ -60,7 +60,7 @@ class InstanceService:
         self.reader = Reader(ctx)
 
     @property
-    def store(self) -> StateStore:
+    def store(self) -> StateStoreContract:
         """The intent store (tests reach it to set up a situation; writes go through the journal)."""
         return self.ctx.store
 

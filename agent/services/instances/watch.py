@@ -14,16 +14,22 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from agent.errors import Unavailable
 from agent.services.drift import Drift
 from agent.services.instances.model import PART_NETWORK, PREPARED, Event, NicNames
 from agent.services.watch_queue import EventQueue
 
+if TYPE_CHECKING:
+    from agent.services.network.netdev_watch import NetdevGone
+    from agent.services.network.service import NetworkService
+    from agent.services.network.watch import ReadinessHub
+
 log = logging.getLogger(__name__)
 
 
-class Subscription(EventQueue):
+class Subscription(EventQueue[Event]):
     """Events of one watcher; filter by team and/or instance id. Close it."""
 
     OVERFLOW = "the instance watch fell too far behind; watch again and re-read"
@@ -45,7 +51,7 @@ class Subscription(EventQueue):
 class WatchHub:
     """Fan-out of instance events to subscriptions; NIC readiness from the network plane."""
 
-    def __init__(self, network=None) -> None:
+    def __init__(self, network: NetworkService | None = None) -> None:
         self._network = network
         self._lock = threading.Lock()
         self._subs: list[Subscription] = []
@@ -84,7 +90,7 @@ class WatchHub:
         sub = Subscription(self, team, instance, maxsize)
         with self._lock:
             self._subs.append(sub)
-            hub = getattr(self._network, "hub", None) if self._network is not None else None
+            hub = self._network.hub if self._network is not None else None
             self._stop.clear()
             if self._network is not None and self._pump is None:
                 ready = threading.Event()
@@ -110,11 +116,12 @@ class WatchHub:
         for s in list(self._subs):
             s.close()
 
-    def _pump_ports(self, hub, ready: threading.Event) -> None:
+    def _pump_ports(self, hub: ReadinessHub | None, ready: threading.Event) -> None:
         """Translate port readiness events and netdev deletions into instance events while
         anyone watches."""
+        network = self._network
         sub = hub.subscribe() if hub is not None else None
-        gone = self._network.watch_netdevs() if hasattr(self._network, "watch_netdevs") else None
+        gone = network.watch_netdevs() if network is not None else None
         ready.set()
         try:
             while True:
@@ -129,12 +136,12 @@ class WatchHub:
                         nev = gone.next_event(0.0 if sub is not None else 0.25)
                     except Unavailable:
                         gone.close()
-                        gone = self._network.watch_netdevs()
+                        gone = network.watch_netdevs() if network is not None else None
                         nev = None
                     if nev is not None:
                         self._netdev_gone(nev)
                         continue
-                if sub is None:
+                if sub is None or hub is None:
                     continue
                 try:
                     pev = sub.next_event(0.1 if gone is not None else 0.25)
@@ -162,7 +169,7 @@ class WatchHub:
             if gone is not None:
                 gone.close()
 
-    def _netdev_gone(self, ev) -> None:
+    def _netdev_gone(self, ev: NetdevGone) -> None:
         """A host netdev of a NIC vanished: a drift event when its instance is prepared (the
         agent's own deletes happen while it is preparing/releasing)."""
         with self._lock:

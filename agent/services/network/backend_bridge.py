@@ -4,7 +4,7 @@ s6=..."); a port is its host netdev enslaved to the bridge (on the network's VLA
 if any), ready as soon as it exists. Nothing is shared with other nodes."""
 from __future__ import annotations
 
-from agent.drivers.netlink import Netlink
+from agent.drivers.contracts.netlink import NetlinkContract
 from agent.errors import AlreadyExists, FailedPrecondition, NotFound
 from agent.services.drift import Drift
 from agent.services.network.addressing import check_addresses, interface_addresses
@@ -21,7 +21,7 @@ class BridgeBackend:
 
     kind = BACKEND_BRIDGE
 
-    def __init__(self, nl: Netlink, netdevs: Netdevs, *, owner: str, prefix: str, node: str) -> None:
+    def __init__(self, nl: NetlinkContract, netdevs: Netdevs, *, owner: str, prefix: str, node: str) -> None:
         self.nl = nl
         self.netdevs = netdevs
         self.owner = owner

@@ -13,8 +13,8 @@ import ipaddress
 import logging
 import time
 
-from agent.drivers.ovsdb.nb import NetworkRows, OvnNb, PortRow
-from agent.drivers.ovsdb.vswitch import OvsDb
+from agent.drivers.contracts.ovsdb import IFACE_ID, OvnNbContract, OvsDbContract
+from agent.drivers.ovsdb.nb_types import NetworkRows, PortRow
 from agent.errors import FailedPrecondition, InvalidArgument, NotFound
 from agent.metrics import Metrics
 from agent.model.marks import (ADDR_KEY, ALLOW_KEY, DNS_KEY, GATEWAY4_KEY, INSTANCE_KEY, MTU_KEY, NETDEV_KEY,
@@ -42,8 +42,8 @@ class OvnBackend:
 
     kind = BACKEND_OVN
 
-    def __init__(self, nb: OvnNb, ovs: OvsDb, hub: ReadinessHub, netdevs: Netdevs, *, owner: str, node: str,
-                 integration_bridge: str, metrics: Metrics) -> None:
+    def __init__(self, nb: OvnNbContract, ovs: OvsDbContract, hub: ReadinessHub, netdevs: Netdevs, *, owner: str,
+                 node: str, integration_bridge: str, metrics: Metrics) -> None:
         self.nb, self.ovs, self.hub = nb, ovs, hub
         self.netdevs = netdevs
         self.owner, self.node = owner, node           # the owner mark of our rows; the node our ports are bound to
@@ -168,7 +168,7 @@ class OvnBackend:
         changed |= self.netdevs.ensure(spec, names, mtu, mac, interface_addresses(net, ip4, ip6), revert)
         checkpoint("netdev-created")
         bound_before = self.ovs.interface_cached(names.host) is not None
-        ext = {"iface-id": names.lsp, "attached-mac": mac, NETWORK_KEY: spec.network, PORT_KEY: spec.name,
+        ext = {IFACE_ID: names.lsp, "attached-mac": mac, NETWORK_KEY: spec.network, PORT_KEY: spec.name,
                INSTANCE_KEY: spec.instance, NODE_KEY: self.node}
         bound, removed = self.ovs.bind(self.integration_bridge, names.host, ext, deadline=deadline)
         if removed:
@@ -251,8 +251,9 @@ class OvnBackend:
             return []
         drift: list[Drift] = []
 
-        def add(*item, **kw) -> None:
-            drift.append(network_drift(*item, **kw))
+        def add(obj: str, reason: str, detail: str, desired: str = "", observed: str = "", *,
+                fix: bool = True) -> None:
+            drift.append(network_drift(obj, reason, detail, desired, observed, fix))
 
         row = self.nb.port(names.lsp, deadline)
         if row is None:
@@ -323,7 +324,7 @@ class _OvnRelease:
     """This node's OVS interfaces (unbound before the netdevs go) and logical ports
     (deleted after them) of some ports."""
 
-    def __init__(self, nb: OvnNb, ovs: OvsDb, lsps: list[str], ifaces: list[str]) -> None:
+    def __init__(self, nb: OvnNbContract, ovs: OvsDbContract, lsps: list[str], ifaces: list[str]) -> None:
         self.nb, self.ovs, self.lsps, self.ifaces = nb, ovs, lsps, ifaces
 
     def detach(self, deadline: float | None) -> None:

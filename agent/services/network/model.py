@@ -11,9 +11,12 @@ import base64
 import hashlib
 import ipaddress
 from dataclasses import dataclass, field
-from typing import TypeGuard
+from typing import TYPE_CHECKING, TypeGuard
 
 from agent.model.marks import IFALIAS_PREFIX, OWNER  # noqa: F401 - OWNER re-exported for callers
+
+if TYPE_CHECKING:           # imported where used: reading this module never loads the OVSDB driver
+    from agent.drivers.ovsdb.nb_types import AclRule
 
 BACKEND_OVN = "ovn"
 BACKEND_BRIDGE = "bridge"
@@ -257,11 +260,11 @@ def mark_is(mark: dict[str, str] | None, **fields: str) -> TypeGuard[dict[str, s
 
 
 # -- ACL policy ---------------------------------------------------------------
-def acl_rules(spec: NetworkSpec):
+def acl_rules(spec: NetworkSpec) -> list[AclRule]:
     """The ACLs of a team network's port group: egress allowed (stateful), ingress
     from the same team allowed, explicit extra rules allowed, everything else
     into the team's ports dropped (so other teams are denied by default)."""
-    from agent.drivers.ovsdb.nb import AclRule
+    from agent.drivers.ovsdb.nb_types import AclRule
     pg = port_group_name(spec.name)
     rules = [
         AclRule("egress", "from-lport", 1001, f"inport == @{pg} && ip", "allow-related"),

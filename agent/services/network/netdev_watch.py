@@ -14,7 +14,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from agent.drivers.netlink import Netlink
+from agent.drivers.contracts.netlink import NetlinkContract
 from agent.errors import AgentError
 from agent.services.network.model import mark_is, parse_mark
 from agent.services.watch_queue import EventQueue
@@ -34,7 +34,7 @@ class NetdevGone:
     kind: str                       # veth | tap (the port's NIC kind)
 
 
-class NetdevSubscription(EventQueue):
+class NetdevSubscription(EventQueue["NetdevGone"]):
     """NetdevGone events for one watcher; read with next_event(timeout). Close it."""
 
     OVERFLOW = "the netdev watch fell too far behind; watch again and re-read (Diff)"
@@ -43,7 +43,7 @@ class NetdevSubscription(EventQueue):
 class NetdevWatch:
     """Fan-out of NetdevGone events from a link monitor of the host namespace."""
 
-    def __init__(self, nl: Netlink, owner: str) -> None:
+    def __init__(self, nl: NetlinkContract, owner: str) -> None:
         self.nl, self.owner = nl, owner
         self._lock = threading.Lock()
         self._subs: list[NetdevSubscription] = []

@@ -16,7 +16,8 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from agent.drivers.netlink import Netlink
+from agent.drivers.contracts.netlink import NetlinkContract
+from agent.drivers.netlink.link import Link
 from agent.errors import AlreadyExists, FailedPrecondition
 from agent.metrics import Metrics
 from agent.services.drift import Drift
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 class Netdevs:
     """Creates, adopts, finds and describes the host netdevs of ports on this node."""
 
-    def __init__(self, nl: Netlink, *, owner: str, prefix: str, node: str, metrics: Metrics) -> None:
+    def __init__(self, nl: NetlinkContract, *, owner: str, prefix: str, node: str, metrics: Metrics) -> None:
         self.nl = nl
         self.owner = owner
         self.prefix = prefix                       # every port/bridge netdev name starts with it
@@ -139,7 +140,7 @@ class Netdevs:
             changed |= self._place_peer(spec, names, link, peer, mtu, addrs)
         return changed
 
-    def _place_peer(self, spec: PortSpec, names: PortNames, link, peer: str, mtu: int, addrs: list[str]) -> bool:
+    def _place_peer(self, spec: PortSpec, names: PortNames, link: Link, peer: str, mtu: int, addrs: list[str]) -> bool:
         """Make sure the veth's other end sits in spec.peer_netns as `peer` (not peer_configure:
         moved there while it is still next to the host end; gone = taken by a runtime, fine)."""
         there = self.nl.peer_link(spec.peer_netns, peer)

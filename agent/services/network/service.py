@@ -14,9 +14,8 @@ waits past it.
 """
 from __future__ import annotations
 
-from agent.drivers.netlink import Netlink
-from agent.drivers.ovsdb.nb import OvnNb
-from agent.drivers.ovsdb.vswitch import OvsDb
+from agent.drivers.contracts.netlink import NetlinkContract
+from agent.drivers.contracts.ovsdb import OvnNbContract, OvsDbContract
 from agent.errors import FailedPrecondition, InvalidArgument, NotFound
 from agent.metrics import Metrics
 from agent.services.drift import Drift
@@ -35,8 +34,8 @@ from agent.services.network.watch import ReadinessHub, Subscription
 class NetworkService:
     """Use cases of the network plane."""
 
-    def __init__(self, *, netlink: Netlink, nb: OvnNb | None, ovs: OvsDb | None, metrics: Metrics,
-                 node: str, netdev_prefix: str = "dc", integration_bridge: str = "br-int",
+    def __init__(self, *, netlink: NetlinkContract, nb: OvnNbContract | None, ovs: OvsDbContract | None,
+                 metrics: Metrics, node: str, netdev_prefix: str = "dc", integration_bridge: str = "br-int",
                  owner: str = OWNER, ready_timeout: float = 30.0) -> None:
         self.nl, self.nb, self.ovs = netlink, nb, ovs
         self.metrics = metrics
@@ -179,7 +178,7 @@ class NetworkService:
         return self.ports.port_drift(spec, deadline)
 
     # -- chassis ---------------------------------------------------------------
-    def _ovs_required(self) -> OvsDb:
+    def _ovs_required(self) -> OvsDbContract:
         if self.ovs is None:
             raise FailedPrecondition("no local Open_vSwitch database configured", reason="NO_OVS")
         return self.ovs

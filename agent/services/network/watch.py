@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
-from agent.drivers.ovsdb.nb import OvnNb
-from agent.drivers.ovsdb.vswitch import OvsDb
+from agent.drivers.contracts.ovsdb import IFACE_ID, OvnNbContract, OvsDbContract
 from agent.errors import Unavailable
 from agent.model.marks import NETDEV_KEY, NETWORK_KEY, OWNER_KEY, PORT_KEY
 from agent.services.network.model import PortEvent, PortStatus
@@ -18,18 +18,18 @@ from agent.services.watch_queue import EventQueue
 class ReadinessHub:
     """Turns NB/OVS row events into readiness waits and PortEvent streams."""
 
-    def __init__(self, nb: OvnNb, ovs: OvsDb, owner: str) -> None:
+    def __init__(self, nb: OvnNbContract, ovs: OvsDbContract, owner: str) -> None:
         self.nb, self.ovs, self.owner = nb, ovs, owner
         self._cond = threading.Condition()
         self._subs: list[Subscription] = []
         self._lock = threading.Lock()
-        nb.db.add_listener(self._on_nb)
-        ovs.db.add_listener(self._on_ovs)
+        nb.add_listener(self._on_nb)
+        ovs.add_listener(self._on_ovs)
 
     def close(self) -> None:
         """Stop listening to both databases and close every subscription."""
-        self.nb.db.remove_listener(self._on_nb)
-        self.ovs.db.remove_listener(self._on_ovs)
+        self.nb.remove_listener(self._on_nb)
+        self.ovs.remove_listener(self._on_ovs)
         for sub in list(self._subs):
             sub.close()
 
@@ -61,29 +61,31 @@ class ReadinessHub:
                     break
                 self._cond.wait(min(left, 0.25))
         st.waited_seconds = time.monotonic() - start
-        if not st.ready and not (self.nb.db.connected and self.ovs.db.connected):
+        if not st.ready and not (self.nb.connected and self.ovs.connected):
             raise Unavailable("lost the OVSDB connection while waiting for the port to become ready",
                               reason="OVSDB_UNAVAILABLE")
         return st
 
     # -- events ------------------------------------------------------------
-    def _on_nb(self, event: str, table: str, row) -> None:
-        if event == "resync":
-            self._resync()
-            return
-        if table != "Logical_Switch_Port" or row.external_ids.get(OWNER_KEY) != self.owner:
-            return
-        self._changed(row.external_ids.get(NETWORK_KEY, ""), row.external_ids.get(PORT_KEY, ""), row.name,
-                      row.external_ids.get(NETDEV_KEY, ""), deleted=(event == "delete"))
+    def _on_nb(self, event: str, table: str, row: Any) -> None:
+        if self._ours(event, table, row, "Logical_Switch_Port"):
+            ext = row.external_ids
+            self._changed(ext.get(NETWORK_KEY, ""), ext.get(PORT_KEY, ""), row.name, ext.get(NETDEV_KEY, ""),
+                          deleted=(event == "delete"))
 
-    def _on_ovs(self, event: str, table: str, row) -> None:
+    def _on_ovs(self, event: str, table: str, row: Any) -> None:
+        if self._ours(event, table, row, "Interface"):
+            ext = row.external_ids
+            self._changed(ext.get(NETWORK_KEY, ""), ext.get(PORT_KEY, ""), ext.get(IFACE_ID, ""), row.name,
+                          deleted=False)
+
+    def _ours(self, event: str, table: str, row: Any, want: str) -> bool:
+        """True for an event on a row of ours in table `want`. A resync wakes every waiter and
+        refreshes every subscription instead (False)."""
         if event == "resync":
             self._resync()
-            return
-        if table != "Interface" or row.external_ids.get(OWNER_KEY) != self.owner:
-            return
-        self._changed(row.external_ids.get(NETWORK_KEY, ""), row.external_ids.get(PORT_KEY, ""),
-                      row.external_ids.get("iface-id", ""), row.name, deleted=False)
+            return False
+        return table == want and row.external_ids.get(OWNER_KEY) == self.owner
 
     def _changed(self, network: str, port: str, lsp: str, host: str, *, deleted: bool) -> None:
         with self._cond:
@@ -113,7 +115,7 @@ class ReadinessHub:
                 self._subs.remove(sub)
 
 
-class Subscription(EventQueue):
+class Subscription(EventQueue[PortEvent]):
     """Deduplicated readiness events; iterate with next_event(timeout)."""
 
     OVERFLOW = "the port watch fell too far behind; reconnect and re-read"

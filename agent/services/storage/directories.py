@@ -7,6 +7,7 @@ import threading
 
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
 from agent.errors import AlreadyExists, FailedPrecondition
+from agent.model.marks import TYPE_DIR
 from agent.services.locks import KeyedLocks
 
 from .layout import Layout, is_ours
@@ -53,7 +54,7 @@ class Directories:
                     reason="NOT_OURS", metadata={"dataset": dataset})
             return False
         try:
-            self.zfs.create_filesystem(dataset, {P_OWNER: OWNER, P_TYPE: "dir", **marks})
+            self.zfs.create_filesystem(dataset, {P_OWNER: OWNER, P_TYPE: TYPE_DIR, **marks})
             return True
         except AlreadyExists:   # created concurrently: check it is ours
             again = self.zfs.get(dataset, MARKS)

@@ -21,6 +21,7 @@ from typing import Callable, Iterator
 from agent.drivers import archive
 from agent.drivers.zfs import ZfsBackend
 from agent.errors import AgentError, DataLoss, InvalidArgument, from_oserror
+from agent.model.marks import TYPE_IMAGE
 
 from . import lxd_image
 from .model import BASE_SNAPSHOT, P_FORMAT, P_IMAGE, P_METADATA, P_ROOTFS, P_SHA256, P_TYPE, ImageFormat, \
@@ -107,7 +108,7 @@ def import_into(zfs: ZfsBackend, req: ImportRequest, chunks: Iterator[bytes], ro
     if bad is not None:
         raise bad
     fmt = ImageFormat.LXD_SPLIT if req.split else req.format or lxd_image.detect(root)
-    marks = {P_TYPE: "image", P_SHA256: digest, P_IMAGE: req.image_id, P_FORMAT: fmt.value}
+    marks = {P_TYPE: TYPE_IMAGE, P_SHA256: digest, P_IMAGE: req.image_id, P_FORMAT: fmt.value}
     if fmt != ImageFormat.ROOTFS_TARBALL:
         lxd_image.check_lxd_layout(root, fmt)
         marks[P_ROOTFS] = lxd_image.ROOTFS_DIR

@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
 from agent.errors import (AgentError, AlreadyExists, FailedPrecondition, InvalidArgument,
                           NotFound, from_oserror)
+from agent.model.marks import TYPE_IMAGE, TYPE_TMP
 from agent.services.locks import KeyedLocks
 
 from . import image_import, lxd_image
@@ -75,7 +76,7 @@ class Images:
         roots = [self.layout.images] + ([self.layout.deleted_images] if include_parked else [])
         for root in roots:
             for ds in self.zfs.list(root, IMAGE_MARKS, depth=1):
-                if ds.name != root and not ds.is_snapshot and is_ours(ds) and ds.user_props.get(P_TYPE) == "image":
+                if ds.name != root and not ds.is_snapshot and is_ours(ds) and ds.user_props.get(P_TYPE) == TYPE_IMAGE:
                     mine = [v for v in variants if v.origin == f"{ds.name}@{BASE_SNAPSHOT}"]
                     out.append(self._image(ds, counts, mine))
         return out
@@ -165,7 +166,7 @@ class Images:
                 progress: Callable[[ImportProgress], None] | None) -> Image:
         image_id = req.image_id
         tmp = f"{self.layout.tmp}/{image_id}-{secrets.token_hex(4)}"
-        marks = {P_OWNER: OWNER, P_TYPE: "tmp", P_NAME: image_id}
+        marks = {P_OWNER: OWNER, P_TYPE: TYPE_TMP, P_NAME: image_id}
         self.zfs.create_filesystem(tmp, marks)
         try:
             info = self.zfs.get(tmp)

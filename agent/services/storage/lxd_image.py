@@ -149,7 +149,7 @@ def metadata_from_mark(text: str) -> ImageMetadata | None:
 # -- the YAML subset -------------------------------------------------------------------------
 
 
-def _scalar(s: str):
+def _scalar(s: str) -> object:
     s = s.strip()
     if s.startswith('"'):
         return json.loads(s)
@@ -213,7 +213,7 @@ def _split_key(line: str) -> tuple[str, str]:
     return k.strip(), rest.strip()
 
 
-def parse_yaml(text: str):
+def parse_yaml(text: str) -> object:
     """Parse the block-YAML subset of metadata.yaml (see the module docstring). Raises
     ValueError on anything else."""
     rows = []
@@ -222,7 +222,7 @@ def parse_yaml(text: str):
             continue
         rows.append((len(raw) - len(raw.lstrip(" ")), raw.strip()))
 
-    def block(i: int, indent: int):
+    def block(i: int, indent: int) -> tuple[object, int]:
         if rows[i][1].startswith("- ") or rows[i][1] == "-":
             items = []
             while i < len(rows) and rows[i][0] == indent and (rows[i][1].startswith("- ") or rows[i][1] == "-"):

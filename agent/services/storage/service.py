@@ -30,7 +30,9 @@ from __future__ import annotations
 from typing import Callable, Iterable, Iterator, Sequence
 
 from agent.drivers import idmap as idmap_driver
+from agent.drivers.base import Availability
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
+from agent.model.idmap import IdMap
 from agent.services.drift import Drift
 
 from .directories import Directories
@@ -54,7 +56,8 @@ class StorageService:
 
     def __init__(self, backend: ZfsBackend, parent: str, *, allow_device_nodes: bool = False,
                  embedded: bool = False, wait_timeout: float = DEFAULT_WAIT, idmap_policy: str = "auto",
-                 idmap_probe=None, shift=None) -> None:
+                 idmap_probe: Callable[[str], Availability] | None = None,
+                 shift: Callable[[str, IdMap], object] | None = None) -> None:
         """idmap_policy: [storage].idmap (auto | shift | mount); idmap_probe / shift: the idmap
         driver's probe_idmapped_mount / shift_tree (tests pass stand-ins)."""
         self.zfs = backend

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agent.drivers.zfs import ZfsBackend
 from agent.errors import AlreadyExists, FailedPrecondition, NotFound
+from agent.model.marks import TYPE_SNAPSHOT
 from .model import P_TYPE, Snapshot, Volume
 from .volume_locks import VolumeLocks
 from .volume_reads import VolumeReads
@@ -27,7 +28,7 @@ class Snapshots:
             changed = False
             if self.zfs.get(full) is None:
                 try:
-                    self.zfs.snapshot([full], {P_TYPE: "snapshot"})
+                    self.zfs.snapshot([full], {P_TYPE: TYPE_SNAPSHOT})
                     changed = True
                 except AlreadyExists:
                     pass

@@ -27,6 +27,7 @@ from agent.drivers import idmap as idmap_driver
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
 from agent.errors import AgentError, FailedPrecondition
 from agent.model.idmap import IdMap
+from agent.model.marks import TYPE_TMP, TYPE_VARIANT
 from agent.services.locks import KeyedLocks
 
 from .directories import Directories
@@ -76,12 +77,12 @@ class Variants:
             self._park(info)
         self.dirs.ensure()
         tmp = f"{self.layout.tmp}/{image_id}_{idmap.suffix()}-{secrets.token_hex(4)}"
-        self.zfs.clone(image_base, tmp, {P_OWNER: OWNER, P_TYPE: "tmp", P_NAME: image_id})
+        self.zfs.clone(image_base, tmp, {P_OWNER: OWNER, P_TYPE: TYPE_TMP, P_NAME: image_id})
         try:
             mounted = self.zfs.get(tmp)
             assert mounted is not None, f"{tmp} vanished right after its creation"
             self.shift(os.path.join(mounted.mountpoint, sub) if sub else mounted.mountpoint, idmap)
-            marks = {P_TYPE: "variant", P_IMAGE: image_id, P_IDMAP: idmap.mark(), "readonly": "on"}
+            marks = {P_TYPE: TYPE_VARIANT, P_IMAGE: image_id, P_IDMAP: idmap.mark(), "readonly": "on"}
             if sub:
                 marks[P_ROOTFS] = sub
             self.zfs.set_props(tmp, marks)
@@ -101,7 +102,7 @@ class Variants:
         """The variants (ours, under variants/) of `image_id`. One read; read-only."""
         return [d for d in self.zfs.list(self.layout.variants, MARKS, depth=1)
                 if d.name != self.layout.variants and not d.is_snapshot and is_ours(d)
-                and d.user_props.get(P_TYPE) == "variant" and d.user_props.get(P_IMAGE) == image_id]
+                and d.user_props.get(P_TYPE) == TYPE_VARIANT and d.user_props.get(P_IMAGE) == image_id]
 
     def describe(self, variants: list[DatasetInfo], counts: dict[str, int]) -> tuple[ImageVariant, ...]:
         """ImageVariant views (counts: origin snapshot -> clones). Pure."""

@@ -10,6 +10,7 @@ from typing import Sequence
 
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
 from agent.errors import AgentError, FailedPrecondition
+from agent.model.marks import TYPE_VOLUME
 
 from .directories import Directories
 from .images import Images
@@ -70,7 +71,7 @@ class VolumeDeletes:
                 return [DeleteResult(team, n, False) for n in names or []]
             datasets = [d for d in tree if not d.is_snapshot and d.name != team_dir]
             vols = {d.name.rsplit("/", 1)[-1]: d for d in datasets
-                    if is_ours(d) and d.user_props.get(P_TYPE) == "volume"}
+                    if is_ours(d) and d.user_props.get(P_TYPE) == TYPE_VOLUME}
             if names is None:
                 names = sorted(vols)
             whole = is_ours(tree[0]) and all(is_ours(d) for d in datasets) and set(vols) <= set(names)

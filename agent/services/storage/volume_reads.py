@@ -10,6 +10,7 @@ from agent.drivers import diskfile
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
 from agent.errors import FailedPrecondition, NotFound
 from agent.model.idmap import IdMap
+from agent.model.marks import TYPE_VOLUME
 from agent.services.drift import Drift
 
 from .layout import Layout, is_ours
@@ -50,7 +51,7 @@ class VolumeReads:
                 snaps.setdefault(d.dataset, []).append(d)
         out = []
         for d in tree:
-            if d.is_snapshot or not is_ours(d) or d.user_props.get(P_TYPE) != "volume":
+            if d.is_snapshot or not is_ours(d) or d.user_props.get(P_TYPE) != TYPE_VOLUME:
                 continue
             if instance and d.user_props.get(P_INSTANCE) != instance:
                 continue
@@ -113,12 +114,12 @@ class VolumeReads:
             out.append(Drift("storage", dataset, "NOT_MOUNTED", "not mounted", "mounted", "unmounted"))
         elif spec.kind == VolumeKind.DISK_FILE and m.get(P_KIND) == spec.kind.value:
             path = os.path.join(info.mountpoint, DISK_FILE)
-            have = diskfile.size(path)
-            if have is None:
+            size = diskfile.size(path)
+            if size is None:
                 out.append(Drift("storage", path, "DISK_FILE_MISSING", "disk file: missing"))
-            elif have != spec.size_bytes:
-                out.append(Drift("storage", path, "VOLSIZE_DRIFT", f"size_bytes: live {have}, wanted {spec.size_bytes}",
-                                 str(spec.size_bytes), str(have), spec.size_bytes > have))
+            elif size != spec.size_bytes:
+                out.append(Drift("storage", path, "VOLSIZE_DRIFT", f"size_bytes: live {size}, wanted {spec.size_bytes}",
+                                 str(spec.size_bytes), str(size), spec.size_bytes > size))
         return out
 
 

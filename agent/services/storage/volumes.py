@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 from contextlib import nullcontext
+from typing import ContextManager
 
 from agent.drivers import diskfile
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
 from agent.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from agent.model.idmap import MODE_SHIFTED
+from agent.model.marks import TYPE_VOLUME
 
 from .directories import Directories
 from .images import Images
@@ -113,7 +115,7 @@ class Volumes:
             raise InvalidArgument.for_field("spec.image_id", "is only allowed for ROOT volumes")
 
     def _props(self, spec: VolumeSpec) -> dict[str, str | int]:
-        props: dict[str, str | int] = {P_OWNER: OWNER, P_TYPE: "volume", P_KIND: spec.kind.value,
+        props: dict[str, str | int] = {P_OWNER: OWNER, P_TYPE: TYPE_VOLUME, P_KIND: spec.kind.value,
                                        P_TEAM: spec.team, P_NAME: spec.name}
         if spec.instance:
             props[P_INSTANCE] = spec.instance
@@ -175,7 +177,7 @@ class Volumes:
         else:
             self.zfs.create_zvol(dataset, spec.size_bytes, props or self._props(spec))
 
-    def _origin(self, spec: VolumeSpec, shifted: bool):
+    def _origin(self, spec: VolumeSpec, shifted: bool) -> ContextManager[str]:
         """A context yielding the snapshot a ROOT is cloned from: the image's @base, or its
         variant's for `spec.idmap` (held, made first when absent)."""
         if not shifted:
