@@ -245,7 +245,10 @@ def test_1_two_teams_privileged_and_unprivileged_containers(rt):
     p = ua.sh("cat /proc/self/uid_map; echo written > /root/own && cat /root/own; ls -ln /root/own", check=False)
     assert p.returncode == 0 and "written" in p.stdout and p.stdout.split()[:3] == ["0", "100000", "65536"], p
     assert os.stat(f"{r.instances[iu].runtime.storage.rootfs}/root/own").st_uid == 100000
-    print(r.containers[iu].text)
+    for i in specs:                                  # what ran, verbatim (examples/runtimes.md quotes them)
+        c = r.containers[i]
+        print(f"\n# lxc-start: {' '.join(c.wrap + ['lxc-start', '-n', c.name, '-P', str(c.lxcpath), '-f', str(c.conf)])}"
+              f" -d\n{c.text}")
 
 
 # -- a VM on the same team network -----------------------------------------------------------------

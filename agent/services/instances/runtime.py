@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import os
 
+from agent.errors import AgentError
 from agent.services.instances.model import (KIND_VM, PLACE_AGENT, PLACE_HOST, PLACE_NETNS, Instance, Runtime,
                                             RuntimeNic)
 from agent.services.instances.planes import PlaneSet
@@ -29,8 +30,9 @@ def _with_prefix(ip: str, subnet: str) -> str:
 
 
 def build(planes: PlaneSet, inst: Instance) -> Runtime:
-    """The runtime view of an observed instance (parts that are missing give empty fields).
-    Read-only: caches and pure lookups."""
+    """The runtime view of an observed instance (parts that are missing, or a network whose
+    NB rows cannot be read now, give empty fields). Read-only: caches and pure lookups; never
+    raises for a plane."""
     spec, names = inst.spec, inst.names
     host_end, own = planes.network.netns_paths()
     nets: dict[str, Network | None] = {}
@@ -38,7 +40,10 @@ def build(planes: PlaneSet, inst: Instance) -> Runtime:
     nics = []
     for nic, nn in zip(spec.nics, names.nics):
         if nic.network not in nets:
-            nets[nic.network] = planes.network.find_network(nic.network)
+            try:
+                nets[nic.network] = planes.network.find_network(nic.network)
+            except AgentError:             # NB unreachable: the rest of the view still helps
+                nets[nic.network] = None
         net = nets[nic.network]
         port = observed.get(nic.name)
         alloc = inst.allocations.get(nic.name)
