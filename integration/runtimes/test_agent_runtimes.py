@@ -152,7 +152,14 @@ def rt(ovn_stack, ovn_tools, cgroup_session_dir):
         env.cleanup()
         for ns in r.netns:
             ns.delete()
-        lxc.remove_cgroup_tree_everywhere(os.path.relpath(env.cgroup_root, lxc.cgroup2_mount()), kill=False)
+        rel = os.path.relpath(env.cgroup_root, lxc.cgroup2_mount())
+        lxc.remove_cgroup_tree_everywhere(rel, kill=False)
+        for cg_mnt, fstype in lxc.cgroup_mounts().items():  # LXC mirrored our path in the v1 hierarchies too
+            if fstype == "cgroup":
+                try:
+                    os.rmdir(os.path.join(cg_mnt, os.path.dirname(rel)))   # the session dir's mirror, if empty
+                except OSError:
+                    pass
         try:
             zfs_fuse.destroy_file_pool(cmd, name, img)
         finally:
