@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -400,7 +399,7 @@ def test_failed_start_destroying_the_veth_is_a_drift_event_diff_and_repair(rt):
                                                   peer_placement=ipb.PEER_PLACEMENT_HOST_NETNS)])
     host_end = inst.names.nics[0].host_netdev
     events: list[ipb.WatchInstancesResponse] = []
-    stream = r.stub().WatchInstances(ipb.WatchInstancesRequest(id=iid, skip_snapshot=True), timeout=60)
+    stream = r.stub().WatchInstances(ipb.WatchInstancesRequest(id=iid), timeout=60)
 
     def collect():
         try:
@@ -410,7 +409,8 @@ def test_failed_start_destroying_the_veth_is_a_drift_event_diff_and_repair(rt):
             pass
     t = threading.Thread(target=collect, daemon=True)
     t.start()
-    time.sleep(0.5)                                                     # the watch is subscribed
+    # the snapshot event comes after the subscription (netdev monitor included) is live
+    common.wait_for(lambda: any(ev.snapshot for ev in events), 30, 0.02, "the watch's snapshot")
     try:
         with pytest.raises(RuntimeError, match="no-such-init"):
             start(r, iid, init="/sbin/no-such-init")
@@ -426,6 +426,8 @@ def test_failed_start_destroying_the_veth_is_a_drift_event_diff_and_repair(rt):
         rep = r.stub().Repair(ipb.RepairRequest(id=iid), timeout=60).instances[0]
         assert "network:eth0" in rep.repaired and not rep.remaining, rep
         assert r.env.link(host_end) is not None
+        common.wait_for(lambda: r.stub().GetInstance(ipb.GetInstanceRequest(id=iid), timeout=30).instance.ready, 30,
+                        0.05, "the repaired NIC ovn-installed and up")          # Repair does not wait for it
         ct, _ = start(r, iid)                                          # and now it starts
         lease, _, out = ct.dhcp()
         check_lease(lease, r.stub().GetInstance(ipb.GetInstanceRequest(id=iid), timeout=30).instance.runtime.nics[0],

@@ -9,7 +9,6 @@ import os
 import secrets
 import subprocess
 import threading
-import time
 
 import grpc
 import pytest
@@ -178,11 +177,11 @@ def test_a_vanished_netdev_is_a_drift_event(instance_agent):
                              timeout=60).instance
     host = inst.names.nics[0].host_netdev
     events: list = []
-    stream = s.WatchInstances(ipb.WatchInstancesRequest(id=iid, skip_snapshot=True), timeout=30)
+    stream = s.WatchInstances(ipb.WatchInstancesRequest(id=iid), timeout=30)
     t = threading.Thread(target=lambda: [events.append(e) for e in _safe(stream)], daemon=True)
     t.start()
     try:
-        time.sleep(0.5)
+        assert wait_until(lambda: any(e.snapshot for e in events), 30)       # subscribed (netdev monitor too)
         subprocess.run(["ip", "-n", env.stack.netns, "link", "del", host], check=True)    # behind the agent's back
         assert wait_until(lambda: [e for e in events if e.drifts], 10), events
         d = next(e for e in events if e.drifts).drifts[0]
