@@ -70,7 +70,8 @@ class StorageConfig:
 @dataclass
 class NetworkConfig:
     enabled: bool = True
-    ovn_nb: str = ""                                   # OVN NB connection ("" = embedded local OVN stack)
+    ovn_nb: str = ""                                   # OVN NB connection(s), comma-separated ("" = embedded local OVN stack)
+    ovn_sb: str = ""                                   # OVN SB connection(s): chassis health, gateways ("" = embedded/none)
     ovs_db: str = ""                                   # local Open_vSwitch db ("" = embedded / default socket)
     integration_bridge: str = "br-int"
     datapath_type: str = ""                            # "" (kernel) or "netdev" (userspace)
@@ -219,12 +220,36 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
+def ovsdb_remote_ok(remote: str) -> bool:
+    """One OVSDB active remote: tcp:IP:PORT | ssl:IP:PORT ([IPv6] allowed) | unix:/path."""
+    kind, _, rest = remote.partition(":")
+    if kind == "unix":
+        return rest.startswith("/") and not any(c in rest for c in " \"'\n\0,")
+    if kind not in ("tcp", "ssl"):
+        return False
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return False
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 def _validate_network(n: NetworkConfig) -> None:
     import re
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", n.embedded_netns) or n.embedded_netns in (".", ".."):
         raise ConfigError(f"[network].embedded_netns: {n.embedded_netns!r} is not a netns name (letters, digits, '_.-')")
     if n.host_netns and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}|/[A-Za-z0-9_./-]{1,200}", n.host_netns):
         raise ConfigError(f"[network].host_netns: {n.host_netns!r} is not a netns name or absolute path")
+    for key in ("ovn_nb", "ovn_sb", "ovs_db"):
+        value = getattr(n, key)
+        if value:
+            for remote in value.split(","):
+                if not ovsdb_remote_ok(remote):
+                    raise ConfigError(f"[network].{key}: {remote!r} is not tcp:IP:PORT, ssl:IP:PORT or unix:PATH "
+                                      "(several cluster members: comma-separated)")
     for key in ("ovsdb_timeout", "ready_timeout"):
         if not 0 < getattr(n, key) <= 600:
             raise ConfigError(f"[network].{key}: expected seconds in (0, 600], got {getattr(n, key)}")

@@ -3,6 +3,7 @@ NetworkService -> convert the observed state back. No business logic."""
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 
 from agent import validation as v
@@ -11,8 +12,9 @@ from agent._proto.devcloud.agent.v1 import network_pb2_grpc as pb_grpc
 from agent.errors import ErrorReport, InvalidArgument
 from agent.services.network.service import NetworkService
 from agent.services.network.model import (
-    BACKEND_BRIDGE, BACKEND_OVN, KIND_TAP, KIND_VETH, AllowRule, Chassis, ChassisSpec, Network, NetworkSpec,
-    Port, PortSpec, PortStatus)
+    BACKEND_BRIDGE, BACKEND_OVN, KIND_TAP, KIND_VETH, AllowRule, Chassis, ChassisSpec, Network, NetworkSpec, Port,
+    PortSpec, PortStatus)
+from agent.services.network.model_cluster import ClusterChassis, Egress, EgressSpec
 
 _BACKENDS = {pb.NETWORK_BACKEND_UNSPECIFIED: BACKEND_OVN, pb.NETWORK_BACKEND_OVN: BACKEND_OVN,
              pb.NETWORK_BACKEND_BRIDGE: BACKEND_BRIDGE}
@@ -30,12 +32,17 @@ MAX_BULK = 10000
 MAX_READY_TIMEOUT_MS = 600_000
 
 
+REPLY_MARGIN = 0.25                  # at most this much (10% of a short call) is kept to send the reply
+
+
 def deadline_of(context) -> float | None:
-    """The call deadline as a time.monotonic() value (None: the client set none)."""
+    """The call deadline as a time.monotonic() value, less a slice kept to send the reply (so a
+    backend that does not answer yields our UNAVAILABLE, not the client's DEADLINE_EXCEEDED);
+    None: the client set none."""
     left = context.time_remaining()
     if left is None or left > 10 ** 8:
         return None
-    return time.monotonic() + left
+    return time.monotonic() + left - min(REPLY_MARGIN, 0.1 * max(0.0, left))
 
 
 # -- validation ------------------------------------------------------------------
@@ -79,9 +86,35 @@ def network_spec(s: pb.NetworkSpec) -> NetworkSpec:
         v.int_range("spec.vlan", s.vlan, 1, 4094)
         if rules:
             raise InvalidArgument.for_field("spec.allow", "allow rules need the OVN backend")
+        if s.HasField("egress"):
+            raise InvalidArgument.for_field("spec.egress", "egress needs the OVN backend")
+    egress = _egress(s, subnet4) if s.HasField("egress") else None
     return NetworkSpec(name=s.name, subnet4=str(subnet4) if subnet4 else "", subnet6=str(subnet6) if subnet6 else "",
                        gateway4=s.gateway4, mtu=s.mtu, dns_servers=tuple(s.dns_servers), allow=rules,
-                       backend=backend, bridge=s.bridge, vlan=s.vlan)
+                       backend=backend, bridge=s.bridge, vlan=s.vlan, egress=egress)
+
+
+def _egress(s: pb.NetworkSpec, subnet4) -> EgressSpec:
+    e = s.egress
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", e.uplink):
+        raise InvalidArgument.for_field("spec.egress.uplink", "a physical network name (1-64 of letters, digits, "
+                                                              "'_.-') that gateway chassis map to a bridge")
+    try:
+        ext = ipaddress.ip_interface(e.external_ip4)
+    except ValueError:
+        raise InvalidArgument.for_field("spec.egress.external_ip4", f"{e.external_ip4!r} is not an IPv4 address "
+                                                                    "with its prefix length, e.g. 203.0.113.10/24")
+    if ext.version != 4 or "/" not in e.external_ip4 or ext.ip == ext.network.network_address \
+            or ext.network.prefixlen > 30:
+        raise InvalidArgument.for_field("spec.egress.external_ip4", "an IPv4 host address with the uplink's prefix "
+                                                                    "length (/30 or larger), e.g. 203.0.113.10/24")
+    if subnet4 is not None and ext.network.overlaps(subnet4):
+        raise InvalidArgument.for_field("spec.egress.external_ip4", f"the uplink {ext.network} overlaps the team "
+                                                                    f"subnet {subnet4}")
+    v.ip_in("spec.egress.uplink_gateway4", e.uplink_gateway4, ext.network)
+    if ipaddress.ip_address(e.uplink_gateway4) == ext.ip:
+        raise InvalidArgument.for_field("spec.egress.uplink_gateway4", "is the router's own address")
+    return EgressSpec(uplink=e.uplink, external_ip4=str(ext), uplink_gateway4=e.uplink_gateway4)
 
 
 def _allow_rule(field: str, r: pb.AllowRule) -> AllowRule:
@@ -137,15 +170,25 @@ def port_spec(s: pb.PortSpec) -> PortSpec:
 
 
 def chassis_spec(s: pb.ChassisSpec) -> ChassisSpec:
+    """Validate and convert a ChassisSpec (INVALID_ARGUMENT names the field); an empty
+    ovn_remote is the service's to default ([network].ovn_sb) or refuse."""
     if s.system_id:
         v.ovn_safe("spec.system_id", s.system_id)
-    if not s.ovn_remote:
-        raise InvalidArgument.for_field("spec.ovn_remote", "is required")
-    for i, remote in enumerate(s.ovn_remote.split(",")):
+    for i, remote in enumerate(s.ovn_remote.split(",") if s.ovn_remote else []):
         kind, _, rest = remote.partition(":")
         if kind not in ("tcp", "ssl", "unix") or not rest or any(c in rest for c in " \"'\n\0"):
             raise InvalidArgument.for_field("spec.ovn_remote", f"{remote!r} is not tcp:IP:PORT, ssl:IP:PORT or "
                                                                "unix:PATH")
+    if len(s.bridge_mappings) > 16:
+        raise InvalidArgument.for_field("spec.bridge_mappings", "at most 16 physical networks")
+    for net, bridge in s.bridge_mappings.items():
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", net):
+            raise InvalidArgument.for_field(f"spec.bridge_mappings[{net!r}]", "a physical network name is 1-64 "
+                                                                              "of letters, digits, '_.-'")
+        v.netdev(f"spec.bridge_mappings[{net!r}]", bridge)
+    if s.gateway and not s.bridge_mappings:
+        raise InvalidArgument.for_field("spec.bridge_mappings", "a gateway chassis needs at least one mapping "
+                                                                "(physical network -> provider bridge)")
     if s.encap_type and s.encap_type not in ("geneve", "vxlan", "stt"):
         raise InvalidArgument.for_field("spec.encap_type", "expected geneve, vxlan or stt")
     if not s.encap_ip:
@@ -156,7 +199,8 @@ def chassis_spec(s: pb.ChassisSpec) -> ChassisSpec:
     if s.bridge:
         v.netdev("spec.bridge", s.bridge)
     return ChassisSpec(system_id=s.system_id, ovn_remote=s.ovn_remote, encap_type=s.encap_type or "geneve",
-                       encap_ip=s.encap_ip, bridge_datapath_type=s.bridge_datapath_type, bridge=s.bridge)
+                       encap_ip=s.encap_ip, bridge_datapath_type=s.bridge_datapath_type, bridge=s.bridge,
+                       gateway=s.gateway, bridge_mappings=tuple(sorted(s.bridge_mappings.items())))
 
 
 # -- conversion back -------------------------------------------------------------------
@@ -168,7 +212,14 @@ def network_pb(n: Network) -> pb.Network:
                             protocol=_PROTOS_PB.get(r.protocol, pb.PROTOCOL_ANY), port_min=r.port_min,
                             port_max=r.port_max) for r in n.allow],
         logical_switch=n.switch, port_group=n.port_group, bridge=n.bridge, vlan=n.vlan, ports=n.ports,
-        acl_count=n.acl_count)
+        acl_count=n.acl_count, egress=_egress_pb(n.egress) if n.egress is not None else None)
+
+
+def _egress_pb(e: Egress) -> pb.Egress:
+    return pb.Egress(spec=pb.EgressSpec(uplink=e.spec.uplink, external_ip4=e.spec.external_ip4,
+                                        uplink_gateway4=e.spec.uplink_gateway4),
+                     router=e.router, active_chassis=e.active_chassis,
+                     gateways=[pb.GatewayChassis(chassis=g.chassis, priority=g.priority) for g in e.gateways])
 
 
 def status_pb(s: PortStatus) -> pb.PortStatus:
@@ -184,9 +235,20 @@ def port_pb(p: Port) -> pb.Port:
 
 
 def chassis_pb(c: Chassis) -> pb.Chassis:
+    health = None
+    if c.health is not None:
+        health = pb.ChassisHealth(healthy=c.health.healthy, checks=[
+            pb.ChassisCheck(name=k.name, ok=k.ok, detail=k.detail) for k in c.health.checks])
     return pb.Chassis(system_id=c.system_id, ovn_remote=c.ovn_remote, encap_type=c.encap_type, encap_ip=c.encap_ip,
                       bridge_datapath_type=c.bridge_datapath_type, bridge=c.bridge, bridge_exists=c.bridge_exists,
-                      ovs_version=c.ovs_version)
+                      ovs_version=c.ovs_version, hostname=c.hostname, gateway=c.gateway,
+                      bridge_mappings=c.bridge_mappings, health=health)
+
+
+def cluster_chassis_pb(c: ClusterChassis) -> pb.ClusterChassis:
+    return pb.ClusterChassis(name=c.name, hostname=c.hostname, encaps=[pb.Encap(type=t, ip=ip) for t, ip in c.encaps],
+                             gateway=c.gateway, bridge_mappings=c.bridge_mappings, local=c.local, tunnel=c.tunnel,
+                             bfd=c.bfd, bound_ports=c.bound_ports, ports=c.ports, nodes=c.nodes, nb_cfg=c.nb_cfg)
 
 
 class NetworkServicer(pb_grpc.NetworkServiceServicer):
@@ -199,7 +261,8 @@ class NetworkServicer(pb_grpc.NetworkServiceServicer):
 
     def DeleteNetwork(self, request, context):
         _net_name("name", request.name)
-        return pb.DeleteNetworkResponse(deleted=self._svc.delete_network(request.name, deadline_of(context)))
+        return pb.DeleteNetworkResponse(deleted=self._svc.delete_network(request.name, deadline_of(context),
+                                                                         force=request.force))
 
     def GetNetwork(self, request, context):
         _net_name("name", request.name)
@@ -265,3 +328,7 @@ class NetworkServicer(pb_grpc.NetworkServiceServicer):
 
     def GetChassis(self, request, context):
         return pb.GetChassisResponse(chassis=chassis_pb(self._svc.get_chassis("", deadline_of(context))))
+
+    def ListChassis(self, request, context):
+        chassis, per_node = self._svc.list_chassis(deadline_of(context))
+        return pb.ListChassisResponse(chassis=[cluster_chassis_pb(c) for c in chassis], ports_per_node=per_node)

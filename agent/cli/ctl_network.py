@@ -1,5 +1,6 @@
-"""devcloudctl network ... | port ... | chassis ...: team networks, NICs and
-the node's OVN chassis settings."""
+"""devcloudctl network ... | port ... | chassis ...: team networks, NICs,
+the node's OVN chassis settings and health, and the cluster view
+(`devcloudctl chassis`: every chassis of the cluster, ports per node)."""
 from __future__ import annotations
 
 from typing import cast
@@ -40,10 +41,19 @@ def _status(s: pb.PortStatus) -> str:
     return "missing " + ",".join(pb.PortCondition.Name(m).removeprefix("PORT_CONDITION_").lower() for m in s.missing)
 
 
+def _egress_text(n) -> str | None:
+    if not n.HasField("egress"):
+        return None
+    e = n.egress
+    gws = ",".join(f"{g.chassis}:{g.priority}" for g in e.gateways) or "no gateway chassis"
+    return f"{e.spec.external_ip4} via {e.spec.uplink} [{gws}] active={e.active_chassis or '-'}"
+
+
 def _print_networks(ctx, nets) -> None:
-    output.table(["name", "backend", "subnet4", "subnet6", "mtu", "ports", "switch/bridge"],
+    output.table(["name", "backend", "subnet4", "subnet6", "mtu", "ports", "switch/bridge", "egress"],
                  [[n.name, pb.NetworkBackend.Name(n.backend).removeprefix("NETWORK_BACKEND_").lower(), n.subnet4,
-                   n.subnet6 or None, n.mtu, len(n.ports), n.logical_switch or n.bridge] for n in nets])
+                   n.subnet6 or None, n.mtu, len(n.ports), n.logical_switch or n.bridge, _egress_text(n)]
+                  for n in nets])
 
 
 def _print_ports(ctx, ports) -> None:
@@ -57,6 +67,10 @@ def _net_ensure(ctx, args):
                           gateway4=args.gateway4 or "", mtu=args.mtu, dns_servers=args.dns or [],
                           allow=[_allow(a) for a in args.allow or []], backend=_BACKENDS[args.backend],
                           bridge=args.bridge or "", vlan=args.vlan)
+    if args.egress:
+        uplink, _, rest = args.egress.partition(",")
+        ext, _, gw = rest.partition(",")
+        spec.egress.CopyFrom(pb.EgressSpec(uplink=uplink, external_ip4=ext, uplink_gateway4=gw))
     r = _stub(ctx).EnsureNetwork(pb.EnsureNetworkRequest(spec=spec), timeout=ctx.timeout)
     if ctx.json:
         output.print_json(r)
@@ -66,7 +80,7 @@ def _net_ensure(ctx, args):
 
 
 def _net_delete(ctx, args):
-    r = _stub(ctx).DeleteNetwork(pb.DeleteNetworkRequest(name=args.name), timeout=ctx.timeout)
+    r = _stub(ctx).DeleteNetwork(pb.DeleteNetworkRequest(name=args.name, force=args.force), timeout=ctx.timeout)
     output.print_json(r) if ctx.json else print("deleted" if r.deleted else "absent")
 
 
@@ -124,22 +138,66 @@ def _port_watch(ctx, args):
             raise
 
 
+def _print_health(h) -> None:
+    output.table(["check", "ok", "detail"], [[k.name, output.yes(k.ok), k.detail] for k in h.checks])
+    print("healthy" if h.healthy else "UNHEALTHY")
+
+
 def _chassis_get(ctx, args):
     r = _stub(ctx).GetChassis(pb.GetChassisRequest(), timeout=ctx.timeout)
     if ctx.json:
         output.print_json(r)
+        return 0
+    c = r.chassis
+    maps = ",".join(f"{k}:{v}" for k, v in sorted(c.bridge_mappings.items()))
+    output.kv([("system-id", c.system_id), ("hostname", c.hostname), ("ovn-remote", c.ovn_remote),
+               ("encap", f"{c.encap_type} {c.encap_ip}"),
+               ("bridge", f"{c.bridge} ({'present' if c.bridge_exists else 'missing'}, "
+                          f"datapath {c.bridge_datapath_type or 'system'})"),
+               ("gateway", f"{output.yes(c.gateway)}{' (' + maps + ')' if maps else ''}")])
+    print()
+    _print_health(c.health)
+
+
+def _chassis_health(ctx, args):
+    r = _stub(ctx).GetChassis(pb.GetChassisRequest(), timeout=ctx.timeout)
+    if ctx.json:
+        output.print_json(r.chassis.health)
     else:
-        c = r.chassis
-        output.kv([("system-id", c.system_id), ("ovn-remote", c.ovn_remote), ("encap", f"{c.encap_type} {c.encap_ip}"),
-                   ("bridge", f"{c.bridge} ({'present' if c.bridge_exists else 'missing'}, "
-                              f"datapath {c.bridge_datapath_type or 'system'})")])
+        _print_health(r.chassis.health)
+    return 0 if r.chassis.health.healthy else 3
+
+
+def _chassis_list(ctx, args):
+    r = _stub(ctx).ListChassis(pb.ListChassisRequest(), timeout=ctx.timeout)
+    if ctx.json:
+        output.print_json(r)
+        return
+    output.table(["chassis", "hostname", "encap", "gateway", "local", "tunnel", "bfd", "bound", "ours", "nodes"],
+                 [[c.name, c.hostname, ",".join(f"{e.type}:{e.ip}" for e in c.encaps),
+                   output.yes(c.gateway) + (" " + ",".join(f"{k}:{v}" for k, v in sorted(c.bridge_mappings.items()))
+                                            if c.bridge_mappings else ""),
+                   output.yes(c.local), "-" if c.local else output.yes(c.tunnel), c.bfd or None, c.bound_ports,
+                   c.ports, ",".join(c.nodes) or None] for c in r.chassis])
+    if r.ports_per_node:
+        print()
+        output.table(["node", "ports"], sorted(r.ports_per_node.items()))
 
 
 def _chassis_ensure(ctx, args):
-    spec = pb.ChassisSpec(system_id=args.system_id or "", ovn_remote=args.ovn_remote, encap_type=args.encap_type,
-                          encap_ip=args.encap_ip, bridge_datapath_type=args.datapath_type or "")
+    maps = {}
+    for m in args.bridge_mapping or []:
+        net, _, bridge = m.partition(":")
+        maps[net] = bridge
+    spec = pb.ChassisSpec(system_id=args.system_id or "", ovn_remote=args.ovn_remote or "",
+                          encap_type=args.encap_type, encap_ip=args.encap_ip,
+                          bridge_datapath_type=args.datapath_type or "", gateway=args.gateway, bridge_mappings=maps)
     r = _stub(ctx).EnsureChassis(pb.EnsureChassisRequest(spec=spec), timeout=ctx.timeout)
-    output.print_json(r) if ctx.json else print("changed" if r.changed else "unchanged")
+    if ctx.json:
+        output.print_json(r)
+    else:
+        print("changed" if r.changed else "unchanged")
+        _print_health(r.chassis.health)
 
 
 def register(sub) -> None:
@@ -157,12 +215,16 @@ def register(sub) -> None:
     p.add_argument("--backend", choices=sorted(_BACKENDS), default="ovn")
     p.add_argument("--bridge")
     p.add_argument("--vlan", type=int, default=0)
+    p.add_argument("--egress", metavar="UPLINK,EXTERNAL_IP/LEN,GATEWAY",
+                   help="OVN: a router with SNAT to the uplink, e.g. uplink,203.0.113.10/24,203.0.113.1")
     p.set_defaults(func=_net_ensure)
-    for verb, fn, text in (("delete", _net_delete, "delete a network with all its ports"),
-                           ("get", _net_get, "show one network")):
-        p = ns.add_parser(verb, help=text)
-        p.add_argument("name")
-        p.set_defaults(func=fn)
+    p = ns.add_parser("delete", help="delete a network with all its ports")
+    p.add_argument("name")
+    p.add_argument("--force", action="store_true", help="even when other nodes still have ports in it")
+    p.set_defaults(func=_net_delete)
+    p = ns.add_parser("get", help="show one network")
+    p.add_argument("name")
+    p.set_defaults(func=_net_get)
     ns.add_parser("list", help="list networks").set_defaults(func=_net_list)
 
     port = sub.add_parser("port", help="instance NICs (veth/tap bound to OVN or a bridge)")
@@ -195,13 +257,23 @@ def register(sub) -> None:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=_port_watch)
 
-    ch = sub.add_parser("chassis", help="this node's OVN chassis settings")
-    cs = ch.add_subparsers(dest="chassis_command", metavar="COMMAND", required=True)
-    cs.add_parser("get", help="show chassis settings").set_defaults(func=_chassis_get)
-    p = cs.add_parser("ensure", help="set system-id, ovn-remote, encap and br-int")
+    ch = sub.add_parser("chassis", help="the cluster's OVN chassis (default: list them), this node's settings "
+                                        "and health")
+    ch.set_defaults(func=_chassis_list)
+    cs = ch.add_subparsers(dest="chassis_command", metavar="COMMAND")
+    cs.add_parser("list", help="every chassis of the cluster, tunnels from here, ports per node "
+                               "(the default)").set_defaults(func=_chassis_list)
+    cs.add_parser("get", help="this node's chassis settings and health").set_defaults(
+        func=_chassis_get)
+    cs.add_parser("health", help="this node's chassis health checks (exit 3 when unhealthy)").set_defaults(
+        func=_chassis_health)
+    p = cs.add_parser("ensure", help="set system-id, ovn-remote, encap, br-int (and a gateway's bridge mappings)")
     p.add_argument("--system-id")
-    p.add_argument("--ovn-remote", required=True)
+    p.add_argument("--ovn-remote", help="SB remotes, comma-separated (default: the agent's [network].ovn_sb)")
     p.add_argument("--encap-type", default="geneve")
     p.add_argument("--encap-ip", required=True)
     p.add_argument("--datapath-type", choices=["system", "netdev"])
+    p.add_argument("--gateway", action="store_true", help="this node may host egress gateways")
+    p.add_argument("--bridge-mapping", action="append", metavar="PHYSNET:BRIDGE",
+                   help="provider bridge of a physical network (repeatable)")
     p.set_defaults(func=_chassis_ensure)

@@ -1,6 +1,8 @@
 """Composition of the network plane.
 
-[network].ovn_nb set      -> use that NB and the local Open_vSwitch db; start nothing.
+[network].ovn_nb set      -> use that NB (one or several Raft members) and the local Open_vSwitch db;
+                              start nothing. [network].ovn_sb adds the read-only SB (chassis health,
+                              gateway chassis, cluster view).
 ovn_nb empty, embedded_ovn -> start the embedded local OVN stack under
                               <state_dir>/ovn (supervised, stopped with the agent,
                               its netns and netdevs kept so the data plane survives).
@@ -20,6 +22,7 @@ from agent.drivers.base import Availability
 from agent.drivers.embedded.ovn_stack import OvnStack
 from agent.drivers.netlink import Netlink
 from agent.drivers.ovsdb.nb import OvnNb
+from agent.drivers.ovsdb.sb import OvnSb
 from agent.drivers.ovsdb.vswitch import OvsDb
 from agent.metrics import Metrics
 from agent.model.marks import OWNER
@@ -35,14 +38,18 @@ def build_network(cfg: Config, planes: Planes, metrics: Metrics) -> NetworkServi
     if not n.enabled:
         return None
     stack = None
-    nb_remote, ovs_remote, host_netns = n.ovn_nb, n.ovs_db or DEFAULT_OVS_DB, n.host_netns
+    nb_remote, sb_remote, ovs_remote, host_netns = n.ovn_nb, n.ovn_sb, n.ovs_db or DEFAULT_OVS_DB, n.host_netns
     if not n.ovn_nb and n.embedded_ovn:
         stack = OvnStack(Path(cfg.node.state_dir) / "ovn", system_id=cfg.node_name, netns=n.embedded_netns,
                          datapath_type=n.datapath_type or "netdev", bridge=n.integration_bridge)
         nb_remote, ovs_remote, host_netns = stack.nb_remote, stack.ovs_remote, n.host_netns or stack.netns
+        sb_remote = n.ovn_sb or stack.sb_remote
     netlink = Netlink(metrics, host_netns=host_netns)
     nb: OvnNb | None = None
     ovs: OvsDb | None = None
+    sb: OvnSb | None = None
+    if nb_remote and sb_remote:           # read-only, connected lazily: chassis health, gateways, cluster view
+        sb = OvnSb(sb_remote, metrics=metrics, timeout=n.ovsdb_timeout, probe_interval_ms=n.ovsdb_probe_interval_ms)
     if nb_remote:
         nb = OvnNb(nb_remote, metrics=metrics, owner=OWNER, timeout=n.ovsdb_timeout,
                    probe_interval_ms=n.ovsdb_probe_interval_ms)
@@ -50,7 +57,7 @@ def build_network(cfg: Config, planes: Planes, metrics: Metrics) -> NetworkServi
                     probe_interval_ms=n.ovsdb_probe_interval_ms)
     service = NetworkService(netlink=netlink, nb=nb, ovs=ovs, metrics=metrics, node=cfg.node_name,
                              netdev_prefix=n.netdev_prefix, integration_bridge=n.integration_bridge,
-                             ready_timeout=n.ready_timeout)
+                             ready_timeout=n.ready_timeout, sb=sb, sb_remote=sb_remote)
 
     planes.services.network = service
     planes.facilities["netlink"] = netlink.probe
@@ -68,6 +75,9 @@ def build_network(cfg: Config, planes: Planes, metrics: Metrics) -> NetworkServi
         planes.facilities["ovn-nb"] = nb.probe
         planes.facilities["ovsdb"] = ovs.probe
         planes.shutdown.extend([nb.close, ovs.close])
+        if sb is not None:
+            planes.facilities["ovn-sb"] = sb.probe
+            planes.shutdown.append(sb.close)
         planes.capabilities["network_ovn"] = all_of("netlink", "ovn-nb", "ovsdb")
     else:
         planes.capabilities["network_ovn"] = lambda f: Availability.missing(

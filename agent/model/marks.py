@@ -26,6 +26,7 @@ GATEWAY4_KEY = "devcloud-gateway4"
 MTU_KEY = "devcloud-mtu"
 DNS_KEY = "devcloud-dns"
 ALLOW_KEY = "devcloud-allow"
+EGRESS_KEY = "devcloud-egress"           # switch: "uplink,external_ip4,uplink_gateway4" of its gateway ("" = none)
 EXTERNAL_IDS_PREFIX = "devcloud-"        # every key above starts with it: a row's keys of ours
 # KIND_KEY values (NB rows)
 KIND_NETWORK = "network"                 # Logical_Switch of a team network
@@ -33,6 +34,16 @@ KIND_PORT_GROUP = "port-group"
 KIND_DHCP4 = "dhcp4"
 KIND_ACL = "acl"
 KIND_PORT = "port"                       # Logical_Switch_Port of a NIC
+# a team network's egress gateway (drivers/ovsdb/nb_router.py)
+KIND_ROUTER = "router"                   # Logical_Router
+KIND_ROUTER_PORT = "router-port"         # Logical_Router_Port (lan, wan)
+KIND_ROUTER_LSP = "router-lsp"           # router-type Logical_Switch_Port facing a router port
+KIND_UPLINK_SWITCH = "uplink-switch"     # Logical_Switch with the localnet port
+KIND_LOCALNET = "localnet"               # its localnet Logical_Switch_Port
+KIND_SNAT = "snat"                       # NAT
+KIND_ROUTE = "route"                     # Logical_Router_Static_Route (the default route)
+KIND_HA_GROUP = "ha-group"               # HA_Chassis_Group (the gateway chassis)
+KIND_HA_CHASSIS = "ha-chassis"           # HA_Chassis
 
 # ZFS user properties
 P_OWNER = "devcloud:owner"               # always OWNER

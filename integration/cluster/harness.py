@@ -13,9 +13,10 @@ ovsdb|controller) .chassis_external_ids() .agent_overrides() .tunnel_ports() .da
 .nb_remotes / .sb_remotes; .nbctl() / .sbctl() (in central 1's netns, retry= seconds during an
 election); .cluster_status(db, k) / .leader(db) / .member(db, k) / .kill_member(db, k, sig) /
 .restart_member(db, k); .stop_chassis(i) / .start_chassis(i) / .configure_chassis(i) /
-.prime_tunnels(); .popen(argv, netns=...); .add_instance_port(node, team, name, mac, ip,
+.wait_chassis() / .prime_tunnels() / .crash_datapath(i) / .restart_datapath(i); .add_uplink(nodes)
+(uplink.py); .popen(argv, netns=...); .add_instance_port(node, team, name, mac, ip,
 gateway=None, lsp=True) -> Instance (.ping(), .run()) / .wait_ports_up(*names) /
-.remove_instance_port(name); .all_pids(); .timings.
+.remove_instance_port(name); .all_pids(); .timings. A devcloud-agent per node: agents.py.
 
 Layout (P = the run's prefix "cl<pid>n<k>", never "dc..."/"devcloud..."; D = one short mktemp dir
 /tmp/clXXXXXXXX, because unix socket paths are limited to 107 bytes):
@@ -71,6 +72,7 @@ from integration.cluster.central import MG, CentralMixin
 from integration.cluster.instances import InstancesMixin
 from integration.cluster.node import Node, NodesMixin
 from integration.cluster.procs import Daemon, NetnsSet, in_netns, ip_batch, run, stop_all, wait_until
+from integration.cluster.uplink import UplinkMixin
 
 BINARIES = ("ovsdb-tool", "ovsdb-server", "ovsdb-client", "ovs-vswitchd", "ovs-vsctl", "ovs-appctl",
             "ovn-northd", "ovn-controller", "ovn-nbctl", "ovn-sbctl", "ovn-appctl", "nsenter", "ip",
@@ -92,7 +94,7 @@ def _down_leftovers() -> None:
         c.down()
 
 
-class Cluster(CentralMixin, NodesMixin, InstancesMixin):
+class Cluster(CentralMixin, NodesMixin, InstancesMixin, UplinkMixin):
     """N simulated nodes + an OVN central (standalone or Raft). See the module docstring."""
 
     def __init__(self, nodes: int = 3, raft: bool = False, prefix: str | None = None,
@@ -117,6 +119,7 @@ class Cluster(CentralMixin, NodesMixin, InstancesMixin):
         self.central: dict[tuple[str, int], Daemon] = {}     # (nb|sb|northd, member) -> daemon
         self.procs: list[subprocess.Popen] = []              # popen() children
         self.instances: dict = {}                            # name -> Instance (add_instance_port)
+        self.uplink = None                                   # add_uplink()
         self._lock = threading.Lock()
         self.timings: dict[str, float] = {}
         self.is_up = False

@@ -64,9 +64,10 @@ class Node:
 
     def agent_overrides(self) -> list[str]:
         """`--set` values for a devcloud-agent running in this node's netns against the cluster
-        (state dir, socket etc. are the caller's)."""
+        (state dir, socket etc. are the caller's; agents.py has the whole node agent)."""
         return ["network.enabled=true", "network.embedded_ovn=false", f"network.ovn_nb={self.cluster.nb_remotes}",
-                f"network.ovs_db={self.ovs_remote}", f"network.host_netns={self.netns}",
+                f"network.ovn_sb={self.cluster.sb_remotes}", f"network.ovs_db={self.ovs_remote}",
+                f"network.host_netns={self.netns}",
                 "network.datapath_type=netdev"]      # no kernel datapath here: br-int must stay netdev
 
     def tunnel_ports(self) -> list[str]:
@@ -90,11 +91,7 @@ class NodesMixin:
         node.vsctl("--no-wait", "init")
         if self.chassis:
             self.configure_chassis(node.index, wait=False)
-        node.daemons["vswitchd"] = Daemon(
-            f"{node.name}-vswitchd", ["ovs-vswitchd", *common, f"--pidfile={d}/ovs-vswitchd.pid",
-                                      f"--log-file={d}/ovs-vswitchd.log", f"--unixctl={d}/vswitchd.ctl",
-                                      node.ovs_remote],
-            ns, env, d / "vswitchd.stderr", lambda: sock_ready(d / "vswitchd.ctl")).start()
+        node.daemons["vswitchd"] = self._vswitchd(node).start()
         # br-phy holds the tunnel endpoint: userspace tunnels are routed (ovs/route) and
         # ARP-resolved (tnl/neigh) on an OVS bridge; hwaddr pins its MAC.
         node.vsctl("--", "--may-exist", "add-br", "br-int", "--", "set", "Bridge", "br-int",
@@ -104,6 +101,38 @@ class NodesMixin:
         ip_batch(ns, [f"addr add {node.encap_ip}/24 dev br-phy", f"link set br-phy mtu {self.underlay_mtu} up"])
         if self.start_controllers:
             self.start_chassis(node.index)
+
+    def _vswitchd(self, node: Node) -> Daemon:
+        d = node.state_dir
+        return Daemon(f"{node.name}-vswitchd", ["ovs-vswitchd", "--no-chdir", "-vsyslog:off", "-vconsole:off",
+                                                f"--pidfile={d}/ovs-vswitchd.pid", f"--log-file={d}/ovs-vswitchd.log",
+                                                f"--unixctl={d}/vswitchd.ctl", node.ovs_remote],
+                      node.netns, node.env, d / "vswitchd.stderr", lambda: sock_ready(d / "vswitchd.ctl"))
+
+    def crash_datapath(self, i: int) -> None:
+        """Node i loses its chassis as a crash would: SIGKILL its ovn-controller and ovs-vswitchd by
+        PID (the node's ovsdb-server and agent keep running). Its tunnels and BFD go silent."""
+        node = self.node(i)
+        for name in ("controller", "vswitchd"):
+            dmn = node.daemons.get(name)
+            if dmn is not None and dmn.running():
+                dmn.kill()
+        (node.state_dir / "vswitchd.ctl").unlink(missing_ok=True)
+
+    def restart_datapath(self, i: int) -> float:
+        """Start node i's ovs-vswitchd and ovn-controller again (after crash_datapath); returns
+        seconds until both control sockets answer."""
+        node = self.node(i)
+        t = time.monotonic()
+        node.daemons["vswitchd"] = self._vswitchd(node).start()
+        self.start_chassis(i)
+        return time.monotonic() - t
+
+    def wait_chassis(self, timeout: float = 30) -> None:
+        """Until every node's chassis is in the SB (e.g. after agents' EnsureChassis)."""
+        want = {n.system_id for n in self.nodes}
+        wait_until(lambda: want <= set(self.sbctl("--bare", "--columns=name", "list", "Chassis").split()),
+                   timeout, f"chassis {sorted(want)} in SB")
 
     def configure_chassis(self, i: int, wait: bool = True) -> None:
         """Set node i's chassis external_ids (what Cluster(chassis=False) leaves to an agent)."""
@@ -143,9 +172,7 @@ class NodesMixin:
         return time.monotonic() - t
 
     def _wait_chassis(self) -> None:
-        want = {n.system_id for n in self.nodes}
-        wait_until(lambda: want <= set(self.sbctl("--bare", "--columns=name", "list", "Chassis").split()),
-                   30, f"chassis {sorted(want)} in SB")
+        self.wait_chassis(30)
 
     def prime_tunnels(self, timeout: float = 30) -> None:
         """Wait for the full mesh of geneve ports, then make every node's OVS learn every other

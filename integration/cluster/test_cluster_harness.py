@@ -215,6 +215,29 @@ def test_stop_start_chassis(standalone_cluster, teams):
     assert teams["a3"].ping(teams["a1"].ip, count=2, interval=0.1).ok
 
 
+# ------------------------------------------------------------------------ an agent on a node
+def test_network_only_agent_on_standalone_central(standalone_cluster, teams, measure):
+    """agents.py on the standalone central, storage and compute off (no pool needed): the agent
+    in node2's netns sees its chassis healthy (the harness configured it) and the cluster."""
+    from agent._proto.devcloud.agent.v1 import network_pb2 as npb
+    from integration.cluster.agents import NodeAgent
+    c = standalone_cluster
+    a = NodeAgent(c, c.node(2))
+    t = time.monotonic()
+    a.start()
+    try:
+        ready = time.monotonic() - t
+        health = a.network.GetChassis(npb.GetChassisRequest(), timeout=20).chassis.health
+        assert health.healthy, [(k.name, k.detail) for k in health.checks if not k.ok]
+        view = a.network.ListChassis(npb.ListChassisRequest(), timeout=20)
+        assert [(x.name, x.local, x.tunnel) for x in view.chassis] == [
+            ("node1", False, True), ("node2", True, False), ("node3", False, True)]
+        assert {x.name: x.bound_ports for x in view.chassis}["node2"] >= 2          # a2 and b2
+        measure("network-only agent in node2's netns (standalone central): READY", f"{ready:.2f}s")
+    finally:
+        assert a.stop() == 0, a.log_tail()
+
+
 def test_down_leaves_nothing(standalone_cluster, teams, measure):
     """Runs last on this cluster: brings it down and checks with `ip netns list` and /proc."""
     c = standalone_cluster
@@ -383,3 +406,4 @@ def test_unconfigured_chassis_then_configured(cluster_factory, measure):
     y2 = c.add_instance_port(2, "t", "y2", "0a:00:00:40:00:12", "10.40.0.12")
     c.wait_ports_up("y1", "y2")
     assert y1.ping(y2.ip, count=3, interval=0.1).ok
+

@@ -17,7 +17,7 @@ ROUNDS = int(os.environ.get("DEVCLOUD_KILL_ROUNDS", "30"))
 
 
 @pytest.mark.slow
-def test_random_kill_rounds(zfs_pool, cgroup_session_dir):
+def test_random_kill_rounds(zfs_pool, cgroup_session_dir, capsys):
     node = KillNode(zfs_pool.name, cgroup_session_dir)
     try:
         node.start()
@@ -25,7 +25,11 @@ def test_random_kill_rounds(zfs_pool, cgroup_session_dir):
         results = run_rounds(node, ROUNDS)
         final = node.release_all()
         s = summary(results)
-        print("random-kill summary:", s)
+        with capsys.disabled():
+            print(f"\n[random-kill] {s['rounds']} killed rounds, kill delays {s['kill_delay_min']:.3f}-"
+                  f"{s['kill_delay_max']:.3f} s (median {s['kill_delay_median']:.3f}), restart -> ready min/median/max "
+                  f"{s['restart_ready_min']:.2f}/{s['restart_ready_median']:.2f}/{s['restart_ready_max']:.2f} s, "
+                  f"{s['problems']} problems, final release: {len(final)} problems")
         problems = [f"round {r.index}: {p}" for r in results for p in r.problems] + final
         assert problems == [], "\n".join(problems)
     finally:

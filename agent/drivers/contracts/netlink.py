@@ -66,6 +66,10 @@ class NetlinkContract(Protocol):
         """Addresses ("ip/prefixlen", sorted) of a netdev inside namespace `target`; [] when the
         netdev is absent. Read-only. Raises NotFound NETNS_NOT_FOUND, translated kernel errors."""
 
+    def link_with_address(self, ip: str) -> Link | None:
+        """The host-namespace netdev holding address `ip` (e.g. the tunnel endpoint), None when
+        no netdev has it. Read-only (one address dump). Raises translated kernel errors."""
+
     # -- creation ----------------------------------------------------------
     def create_veth(self, name: str, peer: str, *, mtu: int, peer_mac: str = "",
                     peer_netns: str = "") -> None:

@@ -1,4 +1,5 @@
-"""The OVSDB drivers' contracts: OVN Northbound (team networks, logical ports) and the local
+"""The OVSDB drivers' contracts: OVN Northbound (team networks, logical ports, egress
+gateways), OVN Southbound (read-only: the cluster's chassis and bindings) and the local
 Open_vSwitch database (chassis settings, port bindings).
 
 Both read from a local replica of the tables (no round trip) and write in ONE transaction per
@@ -13,10 +14,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from agent.drivers.base import Availability
 from agent.drivers.ovsdb.client import Listener
-from agent.drivers.ovsdb.nb_types import NetworkRows, PortRow
+from agent.drivers.ovsdb.nb_types import EgressObserved, NetworkRows, PortRow
 
-if TYPE_CHECKING:           # vswitch.py imports this module: its value types for annotations only
-    from agent.drivers.ovsdb.vswitch import ChassisInfo, InterfaceInfo
+if TYPE_CHECKING:           # vswitch.py / sb.py import this module: their value types for annotations only
+    from agent.drivers.ovsdb.sb import ChassisRow
+    from agent.drivers.ovsdb.vswitch import ChassisInfo, InterfaceInfo, TunnelInfo
 
 IFACE_ID = "iface-id"       # OVN's Interface external_ids key naming the logical port it binds to
 
@@ -34,6 +36,14 @@ class OvsdbConnectionContract(Protocol):
     @property
     def connected(self) -> bool:
         """True while the session is up and the replica is in sync. Never waits, never raises."""
+
+    @property
+    def remote(self) -> str:
+        """The configured remote(s): one, or every cluster member comma-separated. Pure."""
+
+    @property
+    def server(self) -> str:
+        """The remote (cluster member) the session uses now ("" before connecting). Never raises."""
 
     def add_listener(self, fn: Listener) -> None:
         """Call fn(event, table, row) on the connection's thread for every row change (event
@@ -53,8 +63,10 @@ class OvnNbContract(OvsdbConnectionContract, Protocol):
 
     # -- writes ------------------------------------------------------------
     def ensure_network(self, desired: NetworkRows, deadline: float | None = None) -> bool:
-        """Make the switch, DHCP options, port group and ACLs match `desired` in one
-        transaction. Returns changed.
+        """Make the switch, DHCP options, port group, ACLs and the egress gateway rows (router,
+        its ports, SNAT, default route, uplink switch with its localnet port, HA chassis group;
+        removed when desired.egress is None) match `desired` in one transaction. Returns changed.
+        Gateway chassis are only added to an existing group (below the others), never removed.
 
         Idempotent: rows already matching -> False, nothing written. Absent rows
         are created; existing ones of ours are updated (mutable marks, DHCP
@@ -64,14 +76,17 @@ class OvnNbContract(OvsdbConnectionContract, Protocol):
         not ours), AlreadyExists IMMUTABLE_FIELD (an immutable mark differs),
         Unavailable OVSDB_UNAVAILABLE."""
 
-    def delete_network(self, switch: str, port_group: str, network: str, deadline: float | None = None) -> list[str]:
-        """Delete the switch (with all its ports), port group, ACLs and DHCP rows in
-        one transaction. Returns the deleted port names.
+    def delete_network(self, switch: str, port_group: str, network: str, deadline: float | None = None,
+                       only_node: str | None = None) -> list[str]:
+        """Delete the switch (with all its ports), port group, ACLs, DHCP rows and the
+        network's gateway rows in one transaction. Returns the deleted port names.
 
         Idempotent: absent -> no-op, []. Raises FailedPrecondition NOT_OURS when
         the same-named switch or port group is not ours, or the switch has ports
-        that are not ours (the server re-checks the port list at commit: nothing
-        is deleted then), Unavailable OVSDB_UNAVAILABLE."""
+        that are not ours; PORTS_ON_OTHER_NODES (naming them, with counts) when
+        only_node is given and a port of ours belongs to another node (the server
+        re-checks the port list at commit: nothing is deleted then), Unavailable
+        OVSDB_UNAVAILABLE."""
 
     def ensure_ports(self, desired: list[PortRow], deadline: float | None = None) -> list[tuple[bool, str, list[str]]]:
         """Create or reconcile logical switch ports in ONE transaction; addresses not
@@ -80,8 +95,11 @@ class OvnNbContract(OvsdbConnectionContract, Protocol):
         per port, in order.
 
         Idempotent: a port of ours already matching -> changed=False with its
-        addresses; drift in its addresses, port security, marks, DHCP or port group
-        is put back. All or none: one failing port aborts the transaction. Raises
+        addresses; drift in its addresses, port security, marks, DHCP, port group or
+        requested-chassis (PortRow.chassis: the only chassis that may bind it, set in
+        the creating transaction) is put back. A write whose reply was lost (a cluster
+        member died) and that is sent again re-runs on the refreshed rows: it finds its
+        port. All or none: one failing port aborts the transaction. Raises
         NotFound NETWORK_NOT_FOUND (no switch of ours) / NETWORK_INCOMPLETE (port
         group missing), AlreadyExists ADDRESS_IN_USE / MAC_IN_USE / IMMUTABLE_FIELD
         / PORT_ON_OTHER_SWITCH, ResourceExhausted SUBNET_EXHAUSTED,
@@ -93,6 +111,11 @@ class OvnNbContract(OvsdbConnectionContract, Protocol):
         skipped (idempotent). Returns deleted names. Raises FailedPrecondition
         NOT_OURS when one is not ours (nothing is deleted then), Unavailable
         OVSDB_UNAVAILABLE."""
+
+    def gateway_membership(self, chassis: str, gateway: bool, deadline: float | None = None) -> list[str]:
+        """Add chassis `chassis` to every HA chassis group of ours (below the lowest priority
+        there) or remove it from all of them, in one transaction. Returns the names of the
+        groups changed. Idempotent ([] when nothing to do). Raises Unavailable."""
 
     # -- cached reads ------------------------------------------------------
     def network(self, switch: str, deadline: float | None = None) -> NetworkRows | None:
@@ -111,6 +134,10 @@ class OvnNbContract(OvsdbConnectionContract, Protocol):
     def networks(self, deadline: float | None = None) -> list[NetworkRows]:
         """Every switch of ours (kind network), by name (cache scan; for List and GC); [] when
         none. Rows that are not ours are skipped. Read-only. Raises Unavailable."""
+
+    def egress(self, router: str, deadline: float | None = None) -> EgressObserved | None:
+        """The gateway rows of ours named `router` (its HA chassis, highest priority first) from
+        the cache; None when absent. Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
 
     def port(self, name: str, deadline: float | None = None) -> PortRow | None:
         """Observed LSP from the cache (None when absent, or not ours: never an error). Read-only.
@@ -137,11 +164,14 @@ class OvsDbContract(OvsdbConnectionContract, Protocol):
     transaction; an interface that is not ours and claims it is never touched."""
 
     def ensure_chassis(self, settings: dict[str, str], bridge: str, datapath_type: str = "",
-                       deadline: float | None = None) -> bool:
-        """Set Open_vSwitch external_ids `settings` and create `bridge` (secure fail
-        mode, our mark) when absent, in one transaction. Returns changed.
+                       deadline: float | None = None, *, remove: dict[str, str] | None = None,
+                       provider_bridges: tuple[str, ...] = ()) -> bool:
+        """Set Open_vSwitch external_ids `settings`, delete the keys of `remove` that hold the
+        given value (only on a root of ours), and create `bridge` (secure fail mode) and each
+        provider bridge (standalone) when absent (our mark, `datapath_type`), in one
+        transaction. Returns changed.
 
-        Idempotent: all set and the bridge there -> False, nothing written. Raises
+        Idempotent: all set and the bridges there -> False, nothing written. Raises
         FailedPrecondition NOT_OURS when a key already holds another value set by
         someone else, or the bridge is not ours and has another datapath type;
         OVS_NOT_INITIALISED (no Open_vSwitch row); Unavailable OVSDB_UNAVAILABLE."""
@@ -149,6 +179,18 @@ class OvsDbContract(OvsdbConnectionContract, Protocol):
     def chassis(self, bridge: str, deadline: float | None = None) -> ChassisInfo:
         """Observed chassis settings from the cache (bridge_exists False when the bridge is absent).
         Read-only. Raises FailedPrecondition OVS_NOT_INITIALISED, Unavailable OVSDB_UNAVAILABLE."""
+
+    def system_id(self, deadline: float | None = None) -> str:
+        """This node's OVN chassis name (external_ids:system-id) from the cache; "" when unset
+        or the database is not initialised. Read-only. Raises Unavailable."""
+
+    def tunnels(self, deadline: float | None = None) -> list[TunnelInfo]:
+        """Every tunnel interface (geneve/vxlan/stt) with its remote IP and BFD state, by name
+        (cache scan); [] when none. Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
+
+    def bridge_ports(self, bridge: str, deadline: float | None = None) -> list[str] | None:
+        """Names of the ports of `bridge` other than its own internal port, sorted; None when
+        the bridge is absent. Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
 
     def bind(self, bridge: str, name: str, external_ids: dict[str, str], *, iface_type: str = "",
              deadline: float | None = None) -> tuple[bool, list[str]]:
@@ -185,3 +227,24 @@ class OvsDbContract(OvsdbConnectionContract, Protocol):
     def require_bridge(self, bridge: str, deadline: float | None = None) -> None:
         """Return when `bridge` exists (ours or not); else raise NotFound NO_INTEGRATION_BRIDGE.
         Read-only. Raises Unavailable OVSDB_UNAVAILABLE."""
+
+
+class OvnSbContract(OvsdbConnectionContract, Protocol):
+    """OVN Southbound, read-only (ovn-controller and ovn-northd own it): the chassis of the
+    cluster and where logical ports are bound."""
+
+    def chassis_list(self, deadline: float | None = None) -> list[ChassisRow]:
+        """Every chassis (name = system-id, hostname, tunnel endpoints, gateway mark, bridge
+        mappings, NB generation caught up with), by name; [] when none. Read-only. Raises
+        Unavailable."""
+
+    def chassis(self, name: str, deadline: float | None = None) -> ChassisRow | None:
+        """The chassis named `name`, None when absent. Read-only. Raises Unavailable."""
+
+    def bound_chassis(self, logical_port: str, deadline: float | None = None) -> str | None:
+        """The chassis a logical port is bound to ("" = not bound), None when the SB has no
+        binding for it (yet). Read-only. Raises Unavailable."""
+
+    def bindings_per_chassis(self, deadline: float | None = None) -> dict[str, int]:
+        """How many logical ports each chassis has bound (all owners, all types). Read-only.
+        Raises Unavailable."""

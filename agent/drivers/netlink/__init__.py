@@ -146,6 +146,15 @@ class Netlink(NetlinkContract):
                 return []
             return sorted(f"{a.get('address')}/{a['prefixlen']}" for a in ipr.addr("dump", index=idx[0]))
 
+    def link_with_address(self, ip: str) -> Link | None:
+        """One address dump, then the link by index."""
+        def find(ipr) -> Link | None:
+            for a in ipr.addr("dump"):
+                if ip in (a.get("local"), a.get("address")):
+                    return link_of(ipr.link("get", index=a["index"])[0])
+            return None
+        return self._op("addr_dump", f"address {ip}", find)
+
     # -- namespaces as paths a runtime can enter (nsexec.py) ------------------------
     def own_netns(self) -> str:
         """The agent process's network namespace as a path (nsexec.own_netns_path). Never raises."""

@@ -7,6 +7,22 @@ and re-established instead of hanging writes forever) and reconnects on its
 own; on reconnect the IDL re-downloads the monitored tables (resync) and
 listeners get a "resync" event.
 
+Clustered databases (several remotes, "tcp:a:6641,tcp:b:6641,..."): the IDL
+stays on (or moves to) ANY member that is connected to its cluster, not only
+the leader: a follower forwards our writes to the leader, and while the
+cluster elects a new one it holds them (the server retries "cluster errors"
+itself), so a leader change costs a write about the election (measured here
+1.1-1.6 s; ovn-controller does the same). The stock python IDL instead only
+accepts the leader and backs off 1, 2, 4, 8 s between rounds of "not cluster
+leader" (2-4 s measured, up to 15 s seen by ovn-northd); its reconnect FSM
+also clamps the backoff to >= 1 s, so we set the FSM's bounds ourselves
+(RECONNECT_MIN_MS/RECONNECT_MAX_MS). A write in flight when a member dies
+either fails (the IDL aborts it: TRY_AGAIN, our transaction re-runs its
+commands on the fresh replica) or is held by the member; it may have
+committed although the reply was lost: every command measures before acting,
+so a re-run finds its own rows and writes nothing. The replica never goes
+back in time (the IDL refuses a member with an older log index than it saw).
+
 Errors: a server that is down, slow or unreachable -> Unavailable within the
 caller's deadline. Exceptions raised by commands inside a transaction
 (AgentError) propagate unchanged; an OVSDB constraint violation (e.g. a
@@ -70,16 +86,24 @@ class Command(ovsdbapp_command.BaseCommand):
         raise NotImplementedError
 
 
+RECONNECT_MIN_MS = 100                 # first retry after a lost connection (the FSM's own floor is 1 s)
+RECONNECT_MAX_MS = 1000                # retries double up to this while no member answers
+
+
 class _Idl(ovsdbapp_connection.OvsdbIdl):
     """IDL that reports row changes and reconnections to the client."""
 
     def __init__(self, remote, helper, *, probe_interval: int, on_event: Listener) -> None:
-        super().__init__(remote, helper, probe_interval=probe_interval)
+        # any cluster member that is connected to its cluster will do (see the module doc)
+        super().__init__(remote, helper, probe_interval=probe_interval, leader_only=False)
         self._on_event = on_event
         self._session_seqno = None
         self.resyncs = 0
-        # reconnect quickly after a server restart (defaults back off up to 8 s)
-        self._session.reconnect.set_backoff(100, 1000)
+        # reconnect quickly after a server restart or a member's death: the FSM's set_backoff()
+        # clamps to >= 1000 ms (defaults back off up to 8 s), so its bounds are set directly
+        fsm = self._session.reconnect
+        fsm.set_backoff(RECONNECT_MIN_MS, RECONNECT_MAX_MS)
+        fsm.min_backoff, fsm.max_backoff = RECONNECT_MIN_MS, RECONNECT_MAX_MS
 
     def notify(self, event: str, row: Any, updates: Any = None) -> None:
         """IDL hook, on the IDL thread: report a row change ("create" | "update" | "delete") to the
@@ -169,21 +193,33 @@ class OvsdbClient:
             self._connect_lock.release()
 
     def _fetch_schema(self, deadline: float):
-        box: dict[str, Any] = {}
+        """The schema from the first cluster member that answers: one thread per remote, since
+        the OVS library blocks without timeout on a member that accepts but does not answer (or
+        whose address drops packets), and such a member must not hide the others."""
+        cond = threading.Condition()
+        box: dict[str, Any] = {"errors": []}
+        remotes = idlutils.parse_connection(self.remote)
 
-        def fetch() -> None:
+        def fetch(remote: str) -> None:
             try:
-                box["helper"] = idlutils.get_schema_helper(self.remote, self.schema)
+                helper = idlutils.get_schema_helper(remote, self.schema)
             except Exception as exc:
-                box["error"] = exc
+                with cond:
+                    box["errors"].append(f"{remote}: {exc}")
+                    cond.notify_all()
+                return
+            with cond:
+                box.setdefault("helper", helper)
+                cond.notify_all()
 
-        # the OVS library blocks without timeout on a server that accepts but does not answer
-        t = threading.Thread(target=fetch, name=f"ovsdb-schema-{self.label}", daemon=True)
-        t.start()
-        t.join(max(0.0, deadline - time.monotonic()))
-        if "helper" in box:
-            return box["helper"]
-        self._last_error = str(box.get("error", "timed out"))
+        for remote in remotes:
+            threading.Thread(target=fetch, args=(remote,), name=f"ovsdb-schema-{self.label}", daemon=True).start()
+        with cond:
+            cond.wait_for(lambda: "helper" in box or len(box["errors"]) == len(remotes),
+                          max(0.0, deadline - time.monotonic()))
+            if "helper" in box:
+                return box["helper"]
+            self._last_error = "; ".join(box["errors"]) or "timed out"
         raise Unavailable(f"OVSDB {self.label} at {self.remote} is unreachable: {self._last_error}",
                           reason="OVSDB_UNAVAILABLE", metadata={"remote": self.remote})
 
@@ -196,6 +232,12 @@ class OvsdbClient:
         """The IDL while connected and in sync, else None."""
         idl = self._idl
         return idl if idl and idl._session.is_connected() and idl.state == idl.IDL_S_MONITORING else None
+
+    @property
+    def server(self) -> str:
+        """The remote (cluster member) the session uses now ("" before connecting). Never raises."""
+        idl = self._idl
+        return idl.session_name() if idl is not None else ""
 
     @property
     def resyncs(self) -> int:
@@ -242,7 +284,8 @@ class OvsdbClient:
     # -- writes ------------------------------------------------------------
     def transact(self, commands: Iterable[Command], deadline: float | None = None) -> list:
         """Run `commands` in ONE transaction, retried on verify conflicts until
-        the deadline (default now + timeout). Returns each command's result.
+        the deadline (default now + timeout); waiting for a server that does not answer
+        (or a reconnect) is bounded by `timeout` per attempt. Returns each command's result.
 
         Not idempotent by itself: each command decides (ours are: they measure the
         cache, then act). No commands -> [] without a round trip. Raises Unavailable
@@ -252,9 +295,12 @@ class OvsdbClient:
         commands = list(commands)
         if not commands:
             return []
-        end = min(deadline, time.monotonic() + self.timeout) if deadline else time.monotonic() + self.timeout
-        idl = self.require_connected(end)
-        txn = Transaction(Api(idl), self._conn, max(0.001, end - time.monotonic()), self.label)
+        now = time.monotonic()
+        patient = min(deadline, now + self.timeout) if deadline else now + self.timeout
+        end = deadline if deadline else patient      # re-runs after verify conflicts: the caller's whole deadline
+        idl = self.require_connected(patient)
+        txn = Transaction(Api(idl), self._conn, max(0.001, end - time.monotonic()), self.label,
+                          clustered="," in self.remote, patience=self.timeout)
         for c in commands:
             txn.add(c)
         with self._metrics.time(self._metrics.ovsdb_txn, db=self.label):

@@ -31,6 +31,16 @@ class Database(OvsdbConnectionContract):
         """The session is up and the IDL is monitoring."""
         return self.db.connected
 
+    @property
+    def remote(self) -> str:
+        """OvsdbClient.remote."""
+        return self.db.remote
+
+    @property
+    def server(self) -> str:
+        """The IDL session's name."""
+        return self.db.server
+
     def add_listener(self, fn: Listener) -> None:
         """Runs on the IDL thread."""
         self.db.add_listener(fn)

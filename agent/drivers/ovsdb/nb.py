@@ -13,16 +13,17 @@ import ipaddress
 import time
 
 from agent.drivers.contracts.ovsdb import OvnNbContract
-from agent.drivers.ovsdb.client import owned_by
+from agent.drivers.ovsdb.client import _retry, owned_by
 from agent.drivers.ovsdb.database import Database
 from agent.drivers.ovsdb.nb_commands import (
-    _AddressBook, _DeleteNetwork, _DeletePorts, _EnsureNetwork, _EnsurePort)
+    REQUESTED_CHASSIS, _AddressBook, _DeleteNetwork, _DeletePorts, _EnsureNetwork, _EnsurePort)
+from agent.drivers.ovsdb.nb_router import _GatewayMembership, observed_egress
 from agent.drivers.ovsdb.nb_types import (  # noqa: F401 - re-exported for callers
-    ACL_KEY, KIND_KEY, NETWORK_KEY, NODE_KEY, OWNER_KEY, PG_KEY, TABLES, AclRule, NetworkRows, PortRow, _addresses,
-    mac_from_ip4)
+    ACL_KEY, KIND_KEY, NETWORK_KEY, NODE_KEY, OWNER_KEY, PG_KEY, TABLES, AclRule, EgressObserved, EgressRows,
+    NetworkRows, PortRow, _addresses, mac_from_ip4)
 from agent.errors import Aborted, FailedPrecondition
 from agent.metrics import Metrics
-from agent.model.marks import KIND_NETWORK, KIND_PORT
+from agent.model.marks import KIND_NETWORK, KIND_PORT, KIND_ROUTER_LSP
 
 
 class OvnNb(Database, OvnNbContract):
@@ -39,25 +40,35 @@ class OvnNb(Database, OvnNbContract):
     def _transact(self, make, deadline: float | None):
         """One transaction; on a unique-index conflict with a concurrent writer
         (another node creating the same network) re-read and retry, bounded."""
+        return self._transact_all(lambda: [make()], deadline)[0]
+
+    def _transact_all(self, make, deadline: float | None) -> list:
+        """The commands make() returns in one transaction, retried like _transact. Also covers a
+        write that committed although its reply was lost (a cluster member died) and was then
+        sent again: the re-sent insert conflicts on a unique name; the re-run finds the row."""
         for attempt in range(3):
             try:
-                return self.db.transact([make()], deadline)[0]
+                return self.db.transact(make(), deadline)
             except Aborted:
                 if attempt == 2 or (deadline is not None and time.monotonic() >= deadline):
                     raise
                 self.db.wait_for(lambda: False, time.monotonic() + 0.05)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def ensure_network(self, desired: NetworkRows, deadline: float | None = None) -> bool:
         """One _EnsureNetwork command, through _transact() (re-read and retry on a unique-index conflict)."""
         return self._transact(lambda: _EnsureNetwork(desired, self.owner), deadline)
 
-    def delete_network(self, switch: str, port_group: str, network: str, deadline: float | None = None) -> list[str]:
-        """One _DeleteNetwork command, through _transact()."""
-        return self._transact(lambda: _DeleteNetwork(switch, port_group, network, self.owner), deadline)
+    def delete_network(self, switch: str, port_group: str, network: str, deadline: float | None = None,
+                       only_node: str | None = None) -> list[str]:
+        """One _DeleteNetwork command (its gateway rows too; other nodes' ports refused unless
+        only_node is None), through _transact()."""
+        return self._transact(lambda: _DeleteNetwork(switch, port_group, network, self.owner, only_node), deadline)
 
     def ensure_ports(self, desired: list[PortRow], deadline: float | None = None) -> list[tuple[bool, str, list[str]]]:
-        """One _EnsurePort command per port in one transaction; addresses come from the _AddressBook."""
-        return self.db.transact([_EnsurePort(d, self.owner, self._book) for d in desired], deadline)
+        """One _EnsurePort command per port in one transaction; addresses come from the _AddressBook.
+        Through _transact_all(): a re-sent write whose first reply was lost re-runs on fresh rows."""
+        return self._transact_all(lambda: [_EnsurePort(d, self.owner, self._book) for d in desired], deadline)
 
     def delete_ports(self, names: list[str], deadline: float | None = None) -> list[str]:
         """One _DeletePorts command, through _transact()."""
@@ -99,7 +110,8 @@ class OvnNb(Database, OvnNbContract):
             switch=ls.name, port_group=pg.name if pg is not None else "",
             marks={k: v for k, v in ext.items()}, immutable={}, mutable={},
             dhcp4_cidr=dhcp[0].cidr if dhcp else "", dhcp4_options=dict(dhcp[0].options) if dhcp else {},
-            acls=sorted(acls, key=lambda a: a.key), ports=sorted(p.name for p in ls.ports))
+            acls=sorted(acls, key=lambda a: a.key),
+            ports=sorted(p.name for p in ls.ports if p.external_ids.get(KIND_KEY) != KIND_ROUTER_LSP))
 
     def networks(self, deadline: float | None = None) -> list[NetworkRows]:
         """A scan of Logical_Switch."""
@@ -109,6 +121,15 @@ class OvnNb(Database, OvnNbContract):
                 pg_name = ls.external_ids.get(PG_KEY, "")
                 out.append(self._network_rows(ls, self.db.lookup("Port_Group", "name", pg_name) if pg_name else None))
         return sorted(out, key=lambda n: n.switch)
+
+    def egress(self, router: str, deadline: float | None = None) -> EgressObserved | None:
+        """The router and its HA chassis group by their name indexes."""
+        idl = self.db.require_connected(deadline)
+        return _retry(lambda: observed_egress(idl, router, self.owner))
+
+    def gateway_membership(self, chassis: str, gateway: bool, deadline: float | None = None) -> list[str]:
+        """One _GatewayMembership command, through _transact()."""
+        return self._transact(lambda: _GatewayMembership(chassis, gateway, self.owner), deadline)
 
     def port(self, name: str, deadline: float | None = None) -> PortRow | None:
         """The LSP by its name index."""
@@ -123,7 +144,8 @@ class OvnNb(Database, OvnNbContract):
         ip6 = next((a for a in addrs if ipaddress.ip_address(a).version == 6), "")
         return PortRow(name=lsp.name, switch=switch, port_group="", marks=dict(lsp.external_ids),
                        mac=mac, ip4=ip4, ip6=ip6, port_security=bool(lsp.port_security),
-                       up=bool(lsp.up and lsp.up[0]), dhcp4=bool(lsp.dhcpv4_options))
+                       up=bool(lsp.up and lsp.up[0]), dhcp4=bool(lsp.dhcpv4_options),
+                       chassis=lsp.options.get(REQUESTED_CHASSIS, ""))
 
     def ports(self, *, node: str | None = None, network: str | None = None,
               deadline: float | None = None) -> list[PortRow]:

@@ -7,13 +7,16 @@ import ipaddress
 from typing import Union
 
 from agent.drivers.ovsdb.client import Command, by_name, ours_by_name, owned_by
+from agent.drivers.ovsdb.nb_router import sync_egress
 from agent.drivers.ovsdb.nb_types import (
-    ACL_KEY, ADDR_KEY, KIND_KEY, NETWORK_KEY, OWNER_KEY, PG_KEY, AclRule, NetworkRows, PortRow, _addresses, _one,
+    ACL_KEY, ADDR_KEY, KIND_KEY, NETWORK_KEY, NODE_KEY, OWNER_KEY, PG_KEY, AclRule, NetworkRows, PortRow, _addresses, _one,
     mac_from_ip4)
 from agent.errors import AlreadyExists, FailedPrecondition, NotFound, ResourceExhausted
 from agent.model.marks import KIND_ACL, KIND_DHCP4, KIND_NETWORK, KIND_PORT, KIND_PORT_GROUP
 
 IpAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+REQUESTED_CHASSIS = "requested-chassis"      # LSP option: only this chassis (system-id) may bind the port
 
 
 class _EnsureNetwork(Command):
@@ -66,6 +69,7 @@ class _EnsureNetwork(Command):
             changed = True
         else:
             changed |= self._acls(txn, idl, pg)
+        changed |= sync_egress(txn, idl, ls, d.egress, d.marks, self.owner)
         self.result = changed
 
     def _dhcp(self, txn, idl, ext) -> bool:
@@ -126,9 +130,10 @@ class _EnsureNetwork(Command):
 class _DeleteNetwork(Command):
     """OvnNb.delete_network's one transaction."""
 
-    def __init__(self, switch: str, port_group: str, network: str, owner: str) -> None:
+    def __init__(self, switch: str, port_group: str, network: str, owner: str, only_node: str | None = None) -> None:
         super().__init__()
         self.switch, self.port_group, self.network, self.owner = switch, port_group, network, owner
+        self.only_node = only_node               # refuse when a port of ours belongs to another node
         self.result: list[str] = []              # deleted LSP names
 
     def run(self, txn, idl) -> None:
@@ -137,8 +142,9 @@ class _DeleteNetwork(Command):
 
         Idempotent: absent rows are skipped (all absent -> result []). Raises
         FailedPrecondition NOT_OURS when the switch or port group is not ours, or the
-        switch holds a port that is not ours (verified by the server at commit: a port
-        added meanwhile makes the transaction re-run and refuse)."""
+        switch holds a port that is not ours, PORTS_ON_OTHER_NODES (only_node given and a
+        port of ours belongs to another node); both verified by the server at commit: a
+        port added meanwhile makes the transaction re-run and refuse."""
         ls = by_name(idl, "Logical_Switch", self.switch)
         pg = by_name(idl, "Port_Group", self.port_group)
         for row, what in ((ls, "logical switch"), (pg, "port group")):
@@ -155,6 +161,10 @@ class _DeleteNetwork(Command):
                     f"logical switch {ls.name} has ports that are not ours: {', '.join(foreign[:10])}"
                     f"{' ...' if len(foreign) > 10 else ''}; delete them first, the agent does not touch them",
                     reason="NOT_OURS", metadata={"object": ls.name, "ports": ",".join(foreign[:50])})
+            if self.only_node is not None:
+                refuse_other_nodes(ls, self.network, self.only_node)
+        sync_egress(txn, idl, ls, None, {NETWORK_KEY: self.network}, self.owner)    # its gateway rows first
+        if ls is not None:
             self.result = [p.name for p in ls.ports]
             for p in ls.ports:
                 p.delete()
@@ -166,6 +176,22 @@ class _DeleteNetwork(Command):
         for r in list(idl.tables["DHCP_Options"].rows.values()):
             if owned_by(r, self.owner) and r.external_ids.get(NETWORK_KEY) == self.network:
                 r.delete()
+
+
+def refuse_other_nodes(ls, network: str, node: str) -> None:
+    """Raise FailedPrecondition PORTS_ON_OTHER_NODES naming the nodes (with their port counts)
+    that have ports of ours on switch `ls`, other than `node`."""
+    counts: dict[str, int] = {}
+    for p in ls.ports:
+        ext = p.external_ids
+        if ext.get(KIND_KEY) == KIND_PORT and ext.get(NODE_KEY, node) != node:
+            counts[ext[NODE_KEY]] = counts.get(ext[NODE_KEY], 0) + 1
+    if counts:
+        shown = ", ".join(f"{n} ({c} port{'s' if c > 1 else ''})" for n, c in sorted(counts.items()))
+        raise FailedPrecondition(
+            f"network {network} still has ports on other nodes: {shown}; release those instances (or delete "
+            "the ports) on their nodes first, or delete with force (their netdevs then stay until released there)",
+            reason="PORTS_ON_OTHER_NODES", metadata={"network": network, "nodes": ",".join(sorted(counts))})
 
 
 class _AddressBook:
@@ -284,6 +310,8 @@ class _EnsurePort(Command):
         lsp.addresses = [" ".join([mac, *addrs])]
         lsp.port_security = [" ".join([mac, *addrs])] if d.port_security else []
         lsp.external_ids = {**d.marks, KIND_KEY: KIND_PORT, ADDR_KEY: " ".join([mac, *addrs])}
+        if d.chassis:                            # bound only there, from its first instant
+            lsp.options = {REQUESTED_CHASSIS: d.chassis}
         dhcp = self._dhcp_row(idl)
         if dhcp is not None:
             lsp.dhcpv4_options = dhcp
@@ -343,6 +371,9 @@ class _EnsurePort(Command):
         want_ext = {**d.marks, KIND_KEY: KIND_PORT, ADDR_KEY: " ".join([mac, *addrs])}
         if dict(lsp.external_ids) != want_ext:
             lsp.external_ids = want_ext
+            changed = True
+        if d.chassis and lsp.options.get(REQUESTED_CHASSIS) != d.chassis:
+            lsp.setkey("options", REQUESTED_CHASSIS, d.chassis)
             changed = True
         dhcp = self._dhcp_row(idl)
         have_dhcp = lsp.dhcpv4_options[0] if lsp.dhcpv4_options else None

@@ -11,7 +11,7 @@ from agent.drivers.ovsdb.client import Table
 from agent.model.marks import ACL_KEY, ADDR_KEY, KIND_KEY, NETWORK_KEY, NODE_KEY, OWNER_KEY, PG_KEY
 
 __all__ = ["ACL_KEY", "ADDR_KEY", "KIND_KEY", "NETWORK_KEY", "NODE_KEY", "OWNER_KEY", "PG_KEY", "TABLES", "AclRule",
-           "NetworkRows", "PortRow", "mac_from_ip4"]
+           "EgressObserved", "EgressRows", "NetworkRows", "PortRow", "mac_from_ip4"]
 
 TABLES = {
     "Logical_Switch": Table(None, ("name",)),
@@ -19,6 +19,13 @@ TABLES = {
     "Port_Group": Table(None, ("name",)),
     "ACL": Table(),
     "DHCP_Options": Table(None, ("cidr",)),
+    # egress gateways (nb_router.py)
+    "Logical_Router": Table(("name", "ports", "static_routes", "nat", "options", "external_ids"), ("name",)),
+    "Logical_Router_Port": Table(("name", "mac", "networks", "ha_chassis_group", "options", "external_ids"), ("name",)),
+    "Logical_Router_Static_Route": Table(("ip_prefix", "nexthop", "external_ids")),
+    "NAT": Table(("type", "external_ip", "logical_ip", "external_ids")),
+    "HA_Chassis_Group": Table(("name", "ha_chassis", "external_ids"), ("name",)),
+    "HA_Chassis": Table(("chassis_name", "priority", "external_ids")),
 }
 
 
@@ -46,6 +53,39 @@ class NetworkRows:
     dhcp4_options: dict[str, str] = field(default_factory=dict)
     acls: list[AclRule] = field(default_factory=list)
     ports: list[str] = field(default_factory=list)   # observed only: LSP names on the switch
+    egress: "EgressRows | None" = None               # desired: the gateway (None = none: removed if there)
+
+
+@dataclass
+class EgressRows:
+    """Desired NB rows of a team network's gateway (see nb_router.py)."""
+
+    router: str                                 # Logical_Router and HA_Chassis_Group name
+    lan_port: str                               # LRP on the team subnet
+    lan_mac: str
+    lan_networks: list[str]                     # ["10.0.0.1/24"]
+    wan_port: str                               # LRP on the uplink: the gateway port
+    wan_mac: str
+    wan_networks: list[str]                     # ["203.0.113.10/24"]
+    uplink_switch: str                          # logical switch with the localnet port
+    uplink: str                                 # its network_name (physnet)
+    lan_lsp: str                                # router-type LSP on the team switch
+    wan_lsp: str                                # router-type LSP on the uplink switch
+    localnet_lsp: str
+    snat_logical_ip: str                        # the team subnet
+    snat_external_ip: str                       # external_ip4 without its prefix length
+    default_nexthop: str
+    gateway_mtu: int                            # larger packets towards the team get ICMP "too big"
+    gateways: list[tuple[str, int]] = field(default_factory=list)   # (chassis, priority) for a new group
+    chassis_names: list[str] = field(default_factory=list)          # gateway chassis to add when missing
+
+
+@dataclass
+class EgressObserved:
+    """Observed gateway rows of a team network."""
+
+    router: str
+    gateways: list[tuple[str, int]]             # (chassis, priority), highest first
 
 
 @dataclass
@@ -66,6 +106,7 @@ class PortRow:
     port_security: bool = True
     up: bool = False                            # observed: NB up
     dhcp4: bool = True
+    chassis: str = ""                           # options:requested-chassis (the only chassis that may bind it)
 
 
 def _one(row_list):

@@ -28,25 +28,38 @@ class Transaction(ovsdbapp_txn.Transaction):
     """A transaction bounded by a deadline at every wait (ovsdbapp's own loop
     can wait unbounded for a change once its time is used up)."""
 
-    def __init__(self, api, conn, timeout: float, db: str) -> None:
+    def __init__(self, api, conn, timeout: float, db: str, clustered: bool = False,
+                 patience: float | None = None) -> None:
         super().__init__(api, conn, timeout=timeout, check_error=True, log_errors=False)
         self.deadline = time.monotonic() + timeout
+        # how long one attempt may wait for a server that does not answer (or a reconnect);
+        # re-runs after a verify conflict (a busy switch, the server answering) go on until
+        # the deadline: contention is no unavailability
+        self.patience = timeout if patience is None else min(timeout, patience)
         self.abandoned = False
         self.db = db
+        self.clustered = clustered          # several members: a timeout may be an election in progress
 
     def _left(self) -> float:
         return self.deadline - time.monotonic()
 
     def _unavailable(self, what: str) -> Unavailable:
-        return Unavailable(f"OVSDB {self.db}: {what}", reason="OVSDB_UNAVAILABLE", metadata={"db": self.db})
+        hint = (" (a clustered central may be electing a leader; the write may still commit: retry, it is "
+                "idempotent)") if self.clustered else ""
+        return Unavailable(f"OVSDB {self.db}: {what}{hint}", reason="OVSDB_UNAVAILABLE", metadata={"db": self.db})
+
+    def _until(self, since: float) -> float:
+        """Seconds left of an attempt that started at `since` (patience, within the deadline)."""
+        return min(self.deadline, since + self.patience) - time.monotonic()
 
     def _wait_change(self, seqno: int) -> None:
         idl = self.api.idl
+        since = time.monotonic()
         while True:
             idl.run()
             if idl.change_seqno != seqno and idl.state == idl.IDL_S_MONITORING:
                 return
-            left = self._left()
+            left = self._until(since)
             if left <= 0:
                 raise self._unavailable("not connected (deadline reached while waiting for the server)")
             p = ovs_poller.Poller()
@@ -82,8 +95,9 @@ class Transaction(ovsdbapp_txn.Transaction):
                 txn.abort()
                 raise
             status = txn.commit()
+            sent = time.monotonic()
             while status == txn.INCOMPLETE:
-                left = self._left()
+                left = self._until(sent)
                 if left <= 0:
                     txn.abort()
                     raise self._unavailable("no reply from the server before the deadline")

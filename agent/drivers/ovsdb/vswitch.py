@@ -22,15 +22,27 @@ from agent.model.marks import OWNER_KEY
 
 OVN_INSTALLED = "ovn-installed"
 CHASSIS_KEYS = ("system-id", "ovn-remote", "ovn-encap-type", "ovn-encap-ip", "ovn-bridge-datapath-type",
-                "ovn-bridge")
+                "ovn-bridge", "hostname", "ovn-cms-options", "ovn-bridge-mappings")
+TUNNEL_TYPES = ("geneve", "vxlan", "stt")
 
 TABLES = {
     "Open_vSwitch": Table(("bridges", "external_ids", "ovs_version", "datapath_types", "iface_types",
                            "cur_cfg", "next_cfg")),
     "Bridge": Table(("name", "ports", "datapath_type", "fail_mode", "external_ids", "other_config"), ("name",)),
     "Port": Table(("name", "interfaces", "external_ids"), ("name",)),
-    "Interface": Table(("name", "type", "external_ids", "ofport", "error", "mac_in_use"), ("name",)),
+    "Interface": Table(("name", "type", "external_ids", "ofport", "error", "mac_in_use", "options", "bfd_status"),
+                       ("name",)),
 }
+
+
+@dataclass
+class TunnelInfo:
+    """A tunnel interface (ovn-controller's, on the integration bridge) as the cache sees it."""
+
+    name: str
+    type: str                    # geneve | vxlan | stt
+    remote_ip: str
+    bfd_state: str               # bfd_status:state ("" = BFD off)
 
 
 @dataclass
@@ -80,9 +92,27 @@ class OvsDb(Database, OvsDbContract):
                          timeout=timeout, probe_interval_ms=probe_interval_ms, on_event=self._claims.on_event)
 
     def ensure_chassis(self, settings: dict[str, str], bridge: str, datapath_type: str = "",
-                       deadline: float | None = None) -> bool:
+                       deadline: float | None = None, *, remove: dict[str, str] | None = None,
+                       provider_bridges: tuple[str, ...] = ()) -> bool:
         """One _EnsureChassis command."""
-        return self.db.transact([_EnsureChassis(settings, bridge, datapath_type, self.owner)], deadline)[0]
+        return self.db.transact([_EnsureChassis(settings, bridge, datapath_type, self.owner, remove or {},
+                                                provider_bridges)], deadline)[0]
+
+    def tunnels(self, deadline: float | None = None) -> list[TunnelInfo]:
+        """A scan of Interface for the tunnel types."""
+        out = []
+        for i in self.db.rows("Interface", deadline):
+            if i.type in TUNNEL_TYPES:
+                out.append(TunnelInfo(i.name, i.type, i.options.get("remote_ip", ""),
+                                      i.bfd_status.get("state", "") if i.bfd_status else ""))
+        return sorted(out, key=lambda t: t.name)
+
+    def bridge_ports(self, bridge: str, deadline: float | None = None) -> list[str] | None:
+        """The bridge by its name index."""
+        br = self.db.lookup("Bridge", "name", bridge, deadline)
+        if br is None:
+            return None
+        return sorted(p.name for p in br.ports if p.name != bridge)
 
     def chassis(self, bridge: str, deadline: float | None = None) -> ChassisInfo:
         """The Open_vSwitch root row and the bridge by its name index."""
@@ -96,6 +126,12 @@ class OvsDb(Database, OvsDbContract):
             bridge_ours=bool(br is not None and owned_by(br, self.owner)),
             ovs_version=(root.ovs_version[0] if root.ovs_version else ""),
             datapath_types=sorted(root.datapath_types))
+
+    def system_id(self, deadline: float | None = None) -> str:
+        """The Open_vSwitch root row's external_ids."""
+        idl = self.db.require_connected(deadline)
+        rows = list(idl.tables["Open_vSwitch"].rows.values())
+        return rows[0].external_ids.get("system-id", "") if rows else ""
 
     def bind(self, bridge: str, name: str, external_ids: dict[str, str], *, iface_type: str = "",
              deadline: float | None = None) -> tuple[bool, list[str]]:

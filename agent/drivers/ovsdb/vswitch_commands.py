@@ -21,9 +21,11 @@ def _root(idl):
 class _EnsureChassis(Command):
     """OvsDb.ensure_chassis's one transaction."""
 
-    def __init__(self, settings: dict[str, str], bridge: str, datapath_type: str, owner: str) -> None:
+    def __init__(self, settings: dict[str, str], bridge: str, datapath_type: str, owner: str,
+                 remove: dict[str, str] | None = None, provider_bridges: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.settings, self.bridge, self.datapath_type, self.owner = settings, bridge, datapath_type, owner
+        self.remove, self.provider_bridges = remove or {}, provider_bridges
         self.result = False
 
     def run(self, txn, idl) -> None:
@@ -50,21 +52,19 @@ class _EnsureChassis(Command):
                     metadata={"key": key, "existing": have})
             root.setkey("external_ids", key, want)
             changed = True
+        for key, value in self.remove.items():
+            if ours and ext.get(key) == value:   # only a value we set
+                root.delkey("external_ids", key)
+                changed = True
         if changed and not ours and "system-id" in self.settings:
             root.setkey("external_ids", OWNER_KEY, self.owner)
+        for name in self.provider_bridges:       # standalone: a plain switch until OVN patches it
+            if by_name(idl, "Bridge", name) is None:
+                self._new_bridge(txn, idl, root, name, secure=False)
+                changed = True
         br = by_name(idl, "Bridge", self.bridge)
         if br is None:
-            iface = txn.insert(idl.tables["Interface"])
-            iface.name, iface.type = self.bridge, "internal"
-            port = txn.insert(idl.tables["Port"])
-            port.name, port.interfaces = self.bridge, [iface]
-            br = txn.insert(idl.tables["Bridge"])
-            br.name, br.ports, br.fail_mode = self.bridge, [port], ["secure"]
-            br.other_config = {"disable-in-band": "true"}
-            br.external_ids = {OWNER_KEY: self.owner}
-            if self.datapath_type:
-                br.datapath_type = self.datapath_type
-            root.addvalue("bridges", br)
+            self._new_bridge(txn, idl, root, self.bridge, secure=True)
             changed = True
         elif self.datapath_type and br.datapath_type != self.datapath_type:
             if not owned_by(br, self.owner):
@@ -74,6 +74,21 @@ class _EnsureChassis(Command):
             br.datapath_type = self.datapath_type
             changed = True
         self.result = changed
+
+    def _new_bridge(self, txn, idl, root, name: str, *, secure: bool) -> None:
+        iface = txn.insert(idl.tables["Interface"])
+        iface.name, iface.type = name, "internal"
+        port = txn.insert(idl.tables["Port"])
+        port.name, port.interfaces = name, [iface]
+        br = txn.insert(idl.tables["Bridge"])
+        br.name, br.ports = name, [port]
+        if secure:
+            br.fail_mode = ["secure"]
+        br.other_config = {"disable-in-band": "true"}
+        br.external_ids = {OWNER_KEY: self.owner}
+        if self.datapath_type:
+            br.datapath_type = self.datapath_type
+        root.addvalue("bridges", br)
 
 
 class _Claims:

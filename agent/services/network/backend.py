@@ -85,11 +85,12 @@ class NetworkBackend(Protocol):
     def list_networks(self, deadline: float | None) -> list[Network]:
         """Every network of ours this backend knows."""
 
-    def delete_network(self, name: str, deadline: float | None) -> bool:
+    def delete_network(self, name: str, deadline: float | None, force: bool = False) -> bool:
         """Delete the network with all its ports (on this node; other nodes' netdevs are
         their agents'). Absent -> False (after removing this node's leftovers of an
         interrupted delete, when the backend can tell them). Raises FailedPrecondition
-        NOT_OURS, deleting nothing, when the network or one of its ports is not ours."""
+        NOT_OURS, deleting nothing, when the network or one of its ports is not ours, and
+        PORTS_ON_OTHER_NODES (naming them) when other nodes have ports in it, unless force."""
 
     # -- ports --------------------------------------------------------------------
     def ensure_port(self, spec: PortSpec, net: Network, names: PortNames, revert: Reverter,

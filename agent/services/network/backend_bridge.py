@@ -124,8 +124,9 @@ class BridgeBackend:
         self._scan()
         return list(self._bridges.values())
 
-    def delete_network(self, name: str, deadline: float | None) -> bool:
-        """Delete the bridge and our ports on it. Absent -> False. Raises FailedPrecondition
+    def delete_network(self, name: str, deadline: float | None, force: bool = False) -> bool:
+        """Delete the bridge and our ports on it (a bridge is this node's only: `force` changes
+        nothing). Absent -> False. Raises FailedPrecondition
         NOT_OURS, deleting nothing, when the bridge or a netdev enslaved to it is not ours."""
         net = self.find_network(name, deadline)
         if net is None:

@@ -17,11 +17,13 @@ from agent.drivers.contracts.ovsdb import IFACE_ID, OvnNbContract, OvsDbContract
 from agent.drivers.ovsdb.nb_types import NetworkRows, PortRow
 from agent.errors import FailedPrecondition, InvalidArgument, NotFound
 from agent.metrics import Metrics
-from agent.model.marks import (ADDR_KEY, ALLOW_KEY, DNS_KEY, GATEWAY4_KEY, INSTANCE_KEY, MTU_KEY, NETDEV_KEY,
+from agent.model.marks import (ADDR_KEY, ALLOW_KEY, DNS_KEY, EGRESS_KEY, GATEWAY4_KEY, INSTANCE_KEY, MTU_KEY, NETDEV_KEY,
                                NETWORK_KEY, NIC_KEY, NODE_KEY, OWNER_KEY, PG_KEY, PORT_KEY, SUBNET4_KEY, SUBNET6_KEY)
 from agent.services.drift import Drift
 from agent.services.network.addressing import check_addresses, interface_addresses, split_ips
+from agent.services.network import egress
 from agent.services.network.backend import Checkpoint, NamedPort, PortRelease
+from agent.services.network.egress import Gateways, decode_egress, egress_rows, encode_egress
 from agent.services.network.model import (BACKEND_OVN, DEFAULT_MTU_OVN, Network, NetworkSpec, OwnedObject, Port,
                                           PortNames, PortSpec, PortStatus, acl_rules, decode_allow, default_gateway,
                                           encode_allow, mac_from_hash, port_group_name, port_names, switch_name)
@@ -43,9 +45,10 @@ class OvnBackend:
     kind = BACKEND_OVN
 
     def __init__(self, nb: OvnNbContract, ovs: OvsDbContract, hub: ReadinessHub, netdevs: Netdevs, *, owner: str,
-                 node: str, integration_bridge: str, metrics: Metrics) -> None:
+                 node: str, integration_bridge: str, metrics: Metrics, gateways: Gateways | None = None) -> None:
         self.nb, self.ovs, self.hub = nb, ovs, hub
         self.netdevs = netdevs
+        self.gateways = gateways or Gateways(None)    # the gateway chassis of egress networks (SB)
         self.owner, self.node = owner, node           # the owner mark of our rows; the node our ports are bound to
         self.integration_bridge = integration_bridge
         self.metrics = metrics
@@ -57,7 +60,7 @@ class OvnBackend:
         FailedPrecondition (same-named rows not ours), Unavailable (NB down)."""
         if not spec.subnet4:
             raise InvalidArgument.for_field("spec.subnet4", "is required for the OVN backend")
-        changed = self.nb.ensure_network(self._network_rows(spec), deadline)
+        changed = self.nb.ensure_network(self._network_rows(spec, deadline), deadline)
         net = self.get_network(spec.name, deadline)
         if net is None:
             raise NotFound(f"network {spec.name} does not exist", reason="NETWORK_NOT_FOUND",
@@ -65,7 +68,7 @@ class OvnBackend:
         net.changed = changed
         return net
 
-    def _network_rows(self, spec: NetworkSpec) -> NetworkRows:
+    def _network_rows(self, spec: NetworkSpec, deadline: float | None) -> NetworkRows:
         gw = spec.gateway4 or default_gateway(spec.subnet4)
         mtu = spec.mtu or DEFAULT_MTU_OVN
         # router: the network's gateway, so DHCP clients get a default route (issue 14)
@@ -77,8 +80,10 @@ class OvnBackend:
             switch=switch_name(spec.name), port_group=port_group_name(spec.name),
             marks={OWNER_KEY: self.owner, NETWORK_KEY: spec.name},
             immutable={SUBNET4_KEY: spec.subnet4, SUBNET6_KEY: spec.subnet6, GATEWAY4_KEY: gw},
-            mutable={MTU_KEY: str(mtu), DNS_KEY: ",".join(spec.dns_servers), ALLOW_KEY: encode_allow(spec.allow)},
-            dhcp4_cidr=spec.subnet4, dhcp4_options=opts, acls=acl_rules(spec))
+            mutable={MTU_KEY: str(mtu), DNS_KEY: ",".join(spec.dns_servers), ALLOW_KEY: encode_allow(spec.allow),
+                     EGRESS_KEY: encode_egress(spec.egress)},
+            dhcp4_cidr=spec.subnet4, dhcp4_options=opts, acls=acl_rules(spec),
+            egress=egress_rows(spec, gw, mtu, self.gateways, deadline))
 
     @staticmethod
     def _network_from_marks(name: str, m: dict[str, str]) -> Network:
@@ -89,11 +94,16 @@ class OvnBackend:
                        allow=decode_allow(m.get(ALLOW_KEY, "")), switch=switch_name(name),
                        port_group=m.get(PG_KEY, ""))
 
-    def _network_from_rows(self, name: str, rows: NetworkRows) -> Network:
+    def _with_egress(self, net: Network, marks: dict[str, str], deadline: float | None) -> Network:
+        net.egress = egress.observed(net.name, decode_egress(marks.get(EGRESS_KEY, "")), self.nb, self.gateways,
+                                     deadline)
+        return net
+
+    def _network_from_rows(self, name: str, rows: NetworkRows, deadline: float | None = None) -> Network:
         net = self._network_from_marks(name, rows.marks)
         net.ports = sorted(p.split(".", 2)[2] if p.count(".") >= 2 else p for p in rows.ports)
         net.acl_count = len(rows.acls)
-        return net
+        return self._with_egress(net, rows.marks, deadline)
 
     def find_network(self, name: str, deadline: float | None) -> Network | None:
         """From the switch's marks in the IDL cache (no port list)."""
@@ -103,18 +113,21 @@ class OvnBackend:
     def get_network(self, name: str, deadline: float | None) -> Network | None:
         """The switch's rows: marks, ports (all nodes), ACL count. None when absent."""
         rows = self.nb.network(switch_name(name), deadline)
-        return None if rows is None else self._network_from_rows(name, rows)
+        return None if rows is None else self._network_from_rows(name, rows, deadline)
 
     def list_networks(self, deadline: float | None) -> list[Network]:
         """Every switch of ours (cluster-wide)."""
-        return [self._network_from_rows(rows.marks.get(NETWORK_KEY, ""), rows) for rows in self.nb.networks(deadline)]
+        return [self._network_from_rows(rows.marks.get(NETWORK_KEY, ""), rows, deadline)
+                for rows in self.nb.networks(deadline)]
 
-    def delete_network(self, name: str, deadline: float | None) -> bool:
-        """The NB rows in one transaction (which re-checks the switch's ports on the server
-        and refuses, deleting nothing, when one is not ours), then this node's OVS ports and
-        netdevs (bulk: one OVS transaction, one link-group delete). A retry after a crash in
-        between finds this node's leftovers by their marks. Absent -> False. Raises
-        FailedPrecondition NOT_OURS (naming the foreign logical ports), Unavailable."""
+    def delete_network(self, name: str, deadline: float | None, force: bool = False) -> bool:
+        """The NB rows (with the gateway's) in one transaction (which re-checks the switch's
+        ports on the server and refuses, deleting nothing, when one is not ours or, unless
+        force, belongs to another node), then this node's OVS ports and netdevs (bulk: one
+        OVS transaction, one link-group delete). A retry after a crash in between finds this
+        node's leftovers by their marks. Absent -> False. Raises FailedPrecondition NOT_OURS
+        (naming the foreign logical ports), PORTS_ON_OTHER_NODES (naming the nodes),
+        Unavailable."""
         rows = self.nb.network(switch_name(name), deadline)
         foreign = self.nb.foreign_ports(switch_name(name), deadline)
         if foreign:                                # checked before anything is deleted
@@ -122,18 +135,25 @@ class OvnBackend:
                 f"network {name} has logical ports that are not ours: {', '.join(foreign[:10])}"
                 f"{' ...' if len(foreign) > 10 else ''}; delete them first (the agent never touches them)",
                 reason="NOT_OURS", metadata={"network": name, "ports": ",".join(foreign[:50])})
-        local = self.ovs.interface_names(NETWORK_KEY, name, deadline)
+        local = [i.name for i in self._local_interfaces(deadline, network=name)]
         netdevs = set(local) | {m.get(NETDEV_KEY, "") for m in
                                 self.nb.port_marks(network=name, node=self.node, deadline=deadline)}
         if rows is not None:
             # first, and atomic: the transaction re-checks the switch's ports on the server
-            self.nb.delete_network(switch_name(name), port_group_name(name), name, deadline)
+            self.nb.delete_network(switch_name(name), port_group_name(name), name, deadline,
+                                   only_node=None if force else self.node)
         else:                                      # a retry: the NB rows went before a crash
             netdevs |= self.netdevs.marked_for(name)
         indexes, deleted = self.netdevs.owned(sorted(n for n in netdevs if n), network=name)
         self.ovs.unbind(local, deadline)           # OVS ports first: never one without its netdev
         self.netdevs.delete(indexes)
         return rows is not None or bool(local) or bool(deleted)
+
+    def _local_interfaces(self, deadline: float | None, network: str | None = None) -> list:
+        """Our OVS interfaces of this node (of one network): an OVS database two agents share
+        (tests, a node agent next to an old one) holds the other's too; unmarked node = ours."""
+        return [i for i in self.ovs.interfaces(deadline) if i.external_ids.get(NODE_KEY, self.node) == self.node
+                and (network is None or i.external_ids.get(NETWORK_KEY) == network)]
 
     # -- ports --------------------------------------------------------------------
     def ensure_port(self, spec: PortSpec, net: Network, names: PortNames, revert: Reverter,
@@ -150,9 +170,12 @@ class OvnBackend:
                  INSTANCE_KEY: spec.instance, NIC_KEY: spec.kind, NETDEV_KEY: names.host}
         reserved = tuple(filter(None, (net.gateway4, str(ipaddress.ip_network(net.subnet6).network_address + 1)
                                        if net.subnet6 else "")))
+        # requested-chassis: only this node's chassis may bind the port, even if another node's OVS
+        # claimed the same iface-id (unset system-id: no chassis yet, the port cannot bind anywhere)
         row = PortRow(name=names.lsp, switch=net.switch, port_group=net.port_group, marks=marks,
                       immutable=(NODE_KEY, INSTANCE_KEY, NIC_KEY), mac=spec.mac,
-                      ip4=spec.ip4, ip6=spec.ip6, subnet4=net.subnet4, subnet6=net.subnet6, reserved=reserved)
+                      ip4=spec.ip4, ip6=spec.ip6, subnet4=net.subnet4, subnet6=net.subnet6, reserved=reserved,
+                      chassis=self.ovs.system_id(deadline))
         changed, mac, ips = self.nb.ensure_ports([row], deadline)[0]
         if not existed:
             revert.add(lambda: self.nb.delete_ports([names.lsp], _undo_deadline()))
@@ -245,7 +268,7 @@ class OvnBackend:
 
     def port_drift(self, spec: PortSpec, names: PortNames, net: Network | None,
                    deadline: float | None) -> list[Drift]:
-        """LSP_MISSING, LSP_OTHER_NODE, LSP_ADDRESS_CHANGED, PORT_SECURITY_OFF,
+        """LSP_MISSING, LSP_OTHER_NODE, LSP_ADDRESS_CHANGED, PORT_SECURITY_OFF, REQUESTED_CHASSIS_DRIFT,
         OVS_PORT_MISSING, IFACE_ID_MISMATCH ([] when the network has no switch)."""
         if net is None:
             return []
@@ -273,6 +296,10 @@ class OvnBackend:
                         want, have)
             if not row.port_security:
                 add(names.lsp, "PORT_SECURITY_OFF", "logical-port: port security off")
+            chassis = self.ovs.system_id(deadline)
+            if node == self.node and chassis and row.chassis != chassis:
+                add(names.lsp, "REQUESTED_CHASSIS_DRIFT", f"logical-port: requested-chassis is {row.chassis!r}, "
+                                                          f"want {chassis!r}", chassis, row.chassis)
         iface = self.ovs.interface(names.host, deadline)
         if iface is None:
             add(names.host, "OVS_PORT_MISSING", "ovs-interface: missing")
@@ -286,7 +313,7 @@ class OvnBackend:
         """Remove OVS ports of ours whose netdev no longer exists (never leave an OVS port
         without its netdev)."""
         names = {l.name for l in links}
-        stale = [i.name for i in self.ovs.interfaces(deadline) if i.name not in names]
+        stale = [i.name for i in self._local_interfaces(deadline) if i.name not in names]
         removed = len(self.ovs.unbind(stale, deadline))
         if removed:
             self.metrics.orphans_total.labels(plane="network", kind="ovs-interface").inc(removed)

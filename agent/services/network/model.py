@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeGuard
 
 from agent.model.marks import IFALIAS_PREFIX, OWNER  # noqa: F401 - OWNER re-exported for callers
+from agent.services.network.model_cluster import ChassisHealth, Egress, EgressSpec
 
 if TYPE_CHECKING:           # imported where used: reading this module never loads the OVSDB driver
     from agent.drivers.ovsdb.nb_types import AclRule
@@ -54,6 +55,7 @@ class NetworkSpec:
     backend: str = BACKEND_OVN
     bridge: str = ""               # bridge backend: bridge netdev ("" = derived from the name)
     vlan: int = 0                  # bridge backend: VLAN of the ports (0 = untagged)
+    egress: EgressSpec | None = None   # OVN: a gateway to an uplink (mutable)
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class ChassisSpec:
     encap_ip: str = ""             # required
     bridge_datapath_type: str = ""  # "" leaves ovn-bridge-datapath-type unset
     bridge: str = ""               # "" = the configured integration bridge
+    gateway: bool = False          # may host egress gateways (ovn-cms-options enable-chassis-as-gw)
+    bridge_mappings: tuple[tuple[str, str], ...] = ()   # (physnet, provider bridge), sorted
 
 
 # -- observed state ------------------------------------------------------------
@@ -109,6 +113,7 @@ class Network:
     ports: list[str] = field(default_factory=list)     # port names (all nodes)
     acl_count: int = 0
     changed: bool = False
+    egress: Egress | None = None
 
 
 @dataclass
@@ -158,6 +163,10 @@ class Chassis:
     bridge_exists: bool
     ovs_version: str
     changed: bool = False
+    hostname: str = ""
+    gateway: bool = False
+    bridge_mappings: dict[str, str] = field(default_factory=dict)
+    health: ChassisHealth | None = None
 
 
 @dataclass(frozen=True)

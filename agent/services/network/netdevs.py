@@ -188,8 +188,10 @@ class Netdevs:
         return doomed, deleted
 
     def marked_for(self, network: str) -> set[str]:
-        """Names of the netdevs whose mark names `network` (a link dump: not a hot path)."""
-        return {l.name for l in self.nl.links() if (parse_mark(l.alias) or {}).get("net") == network}
+        """Names of this agent's netdevs (our prefix) whose mark names `network` (a link dump: not
+        a hot path). Another agent sharing the namespace has another prefix: never listed."""
+        return {l.name for l in self.nl.links()
+                if l.name.startswith(self.prefix) and (parse_mark(l.alias) or {}).get("net") == network}
 
     def delete(self, indexes: list[int]) -> None:
         """Delete netdevs by index in bulk (one link-group delete). Absent ones are no error."""

@@ -6,8 +6,9 @@ Composed by the constructor, each part getting what it needs:
   (backend_bridge.py, always) and OvnBackend (backend_ovn.py, when NB and the local
   Open_vSwitch are configured); Backends picks the one serving a network.
 - Ports (ports.py): the port use cases.
-Team networks, chassis settings and the node-wide passes (reconcile, GC, inventory)
-are here. The model, names and ACL policy live in model.py; readiness in watch.py.
+- ChassisManager (chassis.py): this node as an OVN chassis, its health, the cluster view.
+- Gateways (egress.py): the gateway chassis of egress networks (SB), given to OvnBackend.
+Team networks and the node-wide passes (reconcile, GC, inventory) are here. The model, names and ACL policy live in model.py; readiness in watch.py.
 
 Every method takes `deadline` (time.monotonic() seconds, None = unbounded) and never
 waits past it.
@@ -15,17 +16,20 @@ waits past it.
 from __future__ import annotations
 
 from agent.drivers.contracts.netlink import NetlinkContract
-from agent.drivers.contracts.ovsdb import OvnNbContract, OvsDbContract
-from agent.errors import FailedPrecondition, InvalidArgument, NotFound
+from agent.drivers.contracts.ovsdb import OvnNbContract, OvnSbContract, OvsDbContract
+from agent.errors import NotFound
 from agent.metrics import Metrics
 from agent.services.drift import Drift
 from agent.services.locks import KeyedLocks, SharedExclusive, WhenBusy
 from agent.services.network.backend import Backends, Checkpoint
 from agent.services.network.backend_bridge import BridgeBackend
 from agent.services.network.backend_ovn import OvnBackend
+from agent.services.network.chassis import ChassisManager
+from agent.services.network.egress import Gateways
 from agent.services.network.model import (OWNER, Chassis, ChassisSpec, Network, NetworkSpec, OwnedObject, Port,
                                           PortEvent, PortNames, PortSpec, PortStatus)
 from agent.services.network.netdev_watch import NetdevSubscription, NetdevWatch
+from agent.services.network.model_cluster import ClusterChassis
 from agent.services.network.netdevs import Netdevs
 from agent.services.network.ports import Ports
 from agent.services.network.watch import ReadinessHub, Subscription
@@ -36,8 +40,9 @@ class NetworkService:
 
     def __init__(self, *, netlink: NetlinkContract, nb: OvnNbContract | None, ovs: OvsDbContract | None,
                  metrics: Metrics, node: str, netdev_prefix: str = "dc", integration_bridge: str = "br-int",
-                 owner: str = OWNER, ready_timeout: float = 30.0) -> None:
-        self.nl, self.nb, self.ovs = netlink, nb, ovs
+                 owner: str = OWNER, ready_timeout: float = 30.0, sb: OvnSbContract | None = None,
+                 sb_remote: str = "") -> None:
+        self.nl, self.nb, self.ovs, self.sb = netlink, nb, ovs, sb
         self.metrics = metrics
         self.node = node
         self.prefix = netdev_prefix
@@ -49,7 +54,9 @@ class NetworkService:
         if nb is not None and ovs is not None:
             self.hub = ReadinessHub(nb, ovs, owner)
             ovn = OvnBackend(nb, ovs, self.hub, self.netdevs, owner=owner, node=node,
-                             integration_bridge=integration_bridge, metrics=metrics)
+                             integration_bridge=integration_bridge, metrics=metrics, gateways=Gateways(sb))
+        self.chassis = ChassisManager(ovs, sb, nb, netlink, node=node, integration_bridge=integration_bridge,
+                                      default_remote=sb_remote)
         self.backends = Backends(BridgeBackend(netlink, self.netdevs, owner=owner, prefix=netdev_prefix, node=node),
                                  ovn)
         self._net_locks = KeyedLocks("network")
@@ -101,7 +108,7 @@ class NetworkService:
         with self._net_locks.hold(spec.name):
             return self.backends.for_spec(spec).ensure_network(spec, deadline)
 
-    def delete_network(self, name: str, deadline: float | None = None) -> bool:
+    def delete_network(self, name: str, deadline: float | None = None, force: bool = False) -> bool:
         """Delete a team network with all its ports. OVN: the NB rows in one transaction
         (which refuses, deleting nothing, when a port of the switch is not ours), then
         this node's OVS ports and netdevs (bulk: one OVS transaction, one link-group
@@ -112,11 +119,12 @@ class NetworkService:
         Waits (bounded by the deadline) for port operations in flight on the network and
         refuses new ones meanwhile. Raises FailedPrecondition NOT_OURS (a same-named
         object, or a logical port or bridge port in the network, is not ours: nothing is
-        deleted), Aborted (operation in flight, or port operations still in flight at
-        the deadline), Unavailable."""
+        deleted), PORTS_ON_OTHER_NODES (OVN: other nodes still have ports in it, named;
+        force deletes anyway), Aborted (operation in flight, or port operations still in
+        flight at the deadline), Unavailable."""
         with self._net_locks.hold(name), self._gate.exclusive(name, deadline=deadline):
             backend, _ = self.backends.serving(name, deadline)
-            return backend.delete_network(name, deadline)
+            return backend.delete_network(name, deadline, force)
 
     def get_network(self, name: str, deadline: float | None = None) -> Network:
         """Observed state of a team network. Raises NotFound, Unavailable."""
@@ -177,43 +185,21 @@ class NetworkService:
         """diff_port as Drift items with reason codes. Read-only. See Ports.port_drift."""
         return self.ports.port_drift(spec, deadline)
 
-    # -- chassis ---------------------------------------------------------------
-    def _ovs_required(self) -> OvsDbContract:
-        if self.ovs is None:
-            raise FailedPrecondition("no local Open_vSwitch database configured", reason="NO_OVS")
-        return self.ovs
-
+    # -- chassis (chassis.py) ------------------------------------------------------
     def ensure_chassis(self, spec: ChassisSpec, deadline: float | None = None) -> Chassis:
-        """Set the Open_vSwitch external_ids a chassis needs and create the
-        integration bridge when absent. Idempotent. Raises InvalidArgument
-        (remote/encap ip missing), FailedPrecondition (NO_OVS; values set by
-        someone else differ), Unavailable."""
-        ovs = self._ovs_required()
-        if not spec.ovn_remote:
-            raise InvalidArgument.for_field("spec.ovn_remote", "is required")
-        if not spec.encap_ip:
-            raise InvalidArgument.for_field("spec.encap_ip", "is required")
-        settings = {"system-id": spec.system_id or self.node, "ovn-remote": spec.ovn_remote,
-                    "ovn-encap-type": spec.encap_type or "geneve", "ovn-encap-ip": spec.encap_ip}
-        bridge = spec.bridge or self.integration_bridge
-        if bridge != "br-int":
-            settings["ovn-bridge"] = bridge
-        if spec.bridge_datapath_type:
-            settings["ovn-bridge-datapath-type"] = spec.bridge_datapath_type
-        changed = ovs.ensure_chassis(settings, bridge, spec.bridge_datapath_type, deadline)
-        chassis = self.get_chassis(bridge, deadline)
-        chassis.changed = changed
-        return chassis
+        """Make this node an OVN chassis (and a gateway when asked); idempotent; the reply carries
+        the health. Errors: ChassisManager.ensure (InvalidArgument, FailedPrecondition NO_OVS /
+        NOT_OURS / DUPLICATE_SYSTEM_ID, Unavailable)."""
+        return self.chassis.ensure(spec, deadline)
 
     def get_chassis(self, bridge: str = "", deadline: float | None = None) -> Chassis:
-        """Observed chassis settings (Open_vSwitch external_ids, bridge). Raises
-        FailedPrecondition NO_OVS, Unavailable."""
-        info = self._ovs_required().chassis(bridge or self.integration_bridge, deadline)
-        e = info.external_ids
-        return Chassis(system_id=e.get("system-id", ""), ovn_remote=e.get("ovn-remote", ""),
-                       encap_type=e.get("ovn-encap-type", ""), encap_ip=e.get("ovn-encap-ip", ""),
-                       bridge_datapath_type=info.bridge_datapath_type, bridge=info.bridge,
-                       bridge_exists=info.bridge_exists, ovs_version=info.ovs_version)
+        """Observed chassis settings and health. Raises FailedPrecondition NO_OVS, Unavailable."""
+        return self.chassis.get(bridge, deadline)
+
+    def list_chassis(self, deadline: float | None = None) -> tuple[list[ClusterChassis], dict[str, int]]:
+        """The cluster view (every SB chassis) and our ports per node. Read-only. Raises
+        FailedPrecondition NO_SB, Unavailable."""
+        return self.chassis.cluster(deadline)
 
     # -- startup, GC, drift ----------------------------------------------------
     def reconcile(self, deadline: float | None = None) -> dict[str, int]:
@@ -252,4 +238,6 @@ class NetworkService:
             out["ovn-nb"] = self.nb.probe()
         if self.ovs is not None:
             out["ovsdb"] = self.ovs.probe()
+        if self.sb is not None:
+            out["ovn-sb"] = self.sb.probe()
         return out

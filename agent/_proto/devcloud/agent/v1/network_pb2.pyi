@@ -66,7 +66,7 @@ class AllowRule(_message.Message):
     def __init__(self, source_cidr: _Optional[str] = ..., source_network: _Optional[str] = ..., protocol: _Optional[_Union[Protocol, str]] = ..., port_min: _Optional[int] = ..., port_max: _Optional[int] = ...) -> None: ...
 
 class NetworkSpec(_message.Message):
-    __slots__ = ("name", "subnet4", "subnet6", "gateway4", "mtu", "dns_servers", "allow", "backend", "bridge", "vlan")
+    __slots__ = ("name", "subnet4", "subnet6", "gateway4", "mtu", "dns_servers", "allow", "backend", "bridge", "vlan", "egress")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SUBNET4_FIELD_NUMBER: _ClassVar[int]
     SUBNET6_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +77,7 @@ class NetworkSpec(_message.Message):
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     BRIDGE_FIELD_NUMBER: _ClassVar[int]
     VLAN_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_FIELD_NUMBER: _ClassVar[int]
     name: str
     subnet4: str
     subnet6: str
@@ -87,10 +88,41 @@ class NetworkSpec(_message.Message):
     backend: NetworkBackend
     bridge: str
     vlan: int
-    def __init__(self, name: _Optional[str] = ..., subnet4: _Optional[str] = ..., subnet6: _Optional[str] = ..., gateway4: _Optional[str] = ..., mtu: _Optional[int] = ..., dns_servers: _Optional[_Iterable[str]] = ..., allow: _Optional[_Iterable[_Union[AllowRule, _Mapping]]] = ..., backend: _Optional[_Union[NetworkBackend, str]] = ..., bridge: _Optional[str] = ..., vlan: _Optional[int] = ...) -> None: ...
+    egress: EgressSpec
+    def __init__(self, name: _Optional[str] = ..., subnet4: _Optional[str] = ..., subnet6: _Optional[str] = ..., gateway4: _Optional[str] = ..., mtu: _Optional[int] = ..., dns_servers: _Optional[_Iterable[str]] = ..., allow: _Optional[_Iterable[_Union[AllowRule, _Mapping]]] = ..., backend: _Optional[_Union[NetworkBackend, str]] = ..., bridge: _Optional[str] = ..., vlan: _Optional[int] = ..., egress: _Optional[_Union[EgressSpec, _Mapping]] = ...) -> None: ...
+
+class EgressSpec(_message.Message):
+    __slots__ = ("uplink", "external_ip4", "uplink_gateway4")
+    UPLINK_FIELD_NUMBER: _ClassVar[int]
+    EXTERNAL_IP4_FIELD_NUMBER: _ClassVar[int]
+    UPLINK_GATEWAY4_FIELD_NUMBER: _ClassVar[int]
+    uplink: str
+    external_ip4: str
+    uplink_gateway4: str
+    def __init__(self, uplink: _Optional[str] = ..., external_ip4: _Optional[str] = ..., uplink_gateway4: _Optional[str] = ...) -> None: ...
+
+class GatewayChassis(_message.Message):
+    __slots__ = ("chassis", "priority")
+    CHASSIS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    chassis: str
+    priority: int
+    def __init__(self, chassis: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
+
+class Egress(_message.Message):
+    __slots__ = ("spec", "router", "gateways", "active_chassis")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    ROUTER_FIELD_NUMBER: _ClassVar[int]
+    GATEWAYS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_CHASSIS_FIELD_NUMBER: _ClassVar[int]
+    spec: EgressSpec
+    router: str
+    gateways: _containers.RepeatedCompositeFieldContainer[GatewayChassis]
+    active_chassis: str
+    def __init__(self, spec: _Optional[_Union[EgressSpec, _Mapping]] = ..., router: _Optional[str] = ..., gateways: _Optional[_Iterable[_Union[GatewayChassis, _Mapping]]] = ..., active_chassis: _Optional[str] = ...) -> None: ...
 
 class Network(_message.Message):
-    __slots__ = ("name", "backend", "subnet4", "subnet6", "gateway4", "mtu", "dns_servers", "allow", "logical_switch", "port_group", "bridge", "vlan", "ports", "acl_count")
+    __slots__ = ("name", "backend", "subnet4", "subnet6", "gateway4", "mtu", "dns_servers", "allow", "logical_switch", "port_group", "bridge", "vlan", "ports", "acl_count", "egress")
     NAME_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     SUBNET4_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +137,7 @@ class Network(_message.Message):
     VLAN_FIELD_NUMBER: _ClassVar[int]
     PORTS_FIELD_NUMBER: _ClassVar[int]
     ACL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_FIELD_NUMBER: _ClassVar[int]
     name: str
     backend: NetworkBackend
     subnet4: str
@@ -119,7 +152,8 @@ class Network(_message.Message):
     vlan: int
     ports: _containers.RepeatedScalarFieldContainer[str]
     acl_count: int
-    def __init__(self, name: _Optional[str] = ..., backend: _Optional[_Union[NetworkBackend, str]] = ..., subnet4: _Optional[str] = ..., subnet6: _Optional[str] = ..., gateway4: _Optional[str] = ..., mtu: _Optional[int] = ..., dns_servers: _Optional[_Iterable[str]] = ..., allow: _Optional[_Iterable[_Union[AllowRule, _Mapping]]] = ..., logical_switch: _Optional[str] = ..., port_group: _Optional[str] = ..., bridge: _Optional[str] = ..., vlan: _Optional[int] = ..., ports: _Optional[_Iterable[str]] = ..., acl_count: _Optional[int] = ...) -> None: ...
+    egress: Egress
+    def __init__(self, name: _Optional[str] = ..., backend: _Optional[_Union[NetworkBackend, str]] = ..., subnet4: _Optional[str] = ..., subnet6: _Optional[str] = ..., gateway4: _Optional[str] = ..., mtu: _Optional[int] = ..., dns_servers: _Optional[_Iterable[str]] = ..., allow: _Optional[_Iterable[_Union[AllowRule, _Mapping]]] = ..., logical_switch: _Optional[str] = ..., port_group: _Optional[str] = ..., bridge: _Optional[str] = ..., vlan: _Optional[int] = ..., ports: _Optional[_Iterable[str]] = ..., acl_count: _Optional[int] = ..., egress: _Optional[_Union[Egress, _Mapping]] = ...) -> None: ...
 
 class EnsureNetworkRequest(_message.Message):
     __slots__ = ("spec",)
@@ -136,10 +170,12 @@ class EnsureNetworkResponse(_message.Message):
     def __init__(self, network: _Optional[_Union[Network, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
 
 class DeleteNetworkRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "force")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    force: bool
+    def __init__(self, name: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class DeleteNetworkResponse(_message.Message):
     __slots__ = ("deleted",)
@@ -346,23 +382,102 @@ class WatchPortsResponse(_message.Message):
     def __init__(self, network: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[PortStatus, _Mapping]] = ..., deleted: _Optional[bool] = ..., snapshot_done: _Optional[bool] = ...) -> None: ...
 
 class ChassisSpec(_message.Message):
-    __slots__ = ("system_id", "ovn_remote", "encap_type", "encap_ip", "bridge_datapath_type", "bridge")
+    __slots__ = ("system_id", "ovn_remote", "encap_type", "encap_ip", "bridge_datapath_type", "bridge", "gateway", "bridge_mappings")
+    class BridgeMappingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     SYSTEM_ID_FIELD_NUMBER: _ClassVar[int]
     OVN_REMOTE_FIELD_NUMBER: _ClassVar[int]
     ENCAP_TYPE_FIELD_NUMBER: _ClassVar[int]
     ENCAP_IP_FIELD_NUMBER: _ClassVar[int]
     BRIDGE_DATAPATH_TYPE_FIELD_NUMBER: _ClassVar[int]
     BRIDGE_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    BRIDGE_MAPPINGS_FIELD_NUMBER: _ClassVar[int]
     system_id: str
     ovn_remote: str
     encap_type: str
     encap_ip: str
     bridge_datapath_type: str
     bridge: str
-    def __init__(self, system_id: _Optional[str] = ..., ovn_remote: _Optional[str] = ..., encap_type: _Optional[str] = ..., encap_ip: _Optional[str] = ..., bridge_datapath_type: _Optional[str] = ..., bridge: _Optional[str] = ...) -> None: ...
+    gateway: bool
+    bridge_mappings: _containers.ScalarMap[str, str]
+    def __init__(self, system_id: _Optional[str] = ..., ovn_remote: _Optional[str] = ..., encap_type: _Optional[str] = ..., encap_ip: _Optional[str] = ..., bridge_datapath_type: _Optional[str] = ..., bridge: _Optional[str] = ..., gateway: _Optional[bool] = ..., bridge_mappings: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ChassisCheck(_message.Message):
+    __slots__ = ("name", "ok", "detail")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    ok: bool
+    detail: str
+    def __init__(self, name: _Optional[str] = ..., ok: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class ChassisHealth(_message.Message):
+    __slots__ = ("healthy", "checks")
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
+    healthy: bool
+    checks: _containers.RepeatedCompositeFieldContainer[ChassisCheck]
+    def __init__(self, healthy: _Optional[bool] = ..., checks: _Optional[_Iterable[_Union[ChassisCheck, _Mapping]]] = ...) -> None: ...
+
+class Encap(_message.Message):
+    __slots__ = ("type", "ip")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    IP_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    ip: str
+    def __init__(self, type: _Optional[str] = ..., ip: _Optional[str] = ...) -> None: ...
+
+class ClusterChassis(_message.Message):
+    __slots__ = ("name", "hostname", "encaps", "gateway", "bridge_mappings", "local", "tunnel", "bfd", "bound_ports", "ports", "nodes", "nb_cfg")
+    class BridgeMappingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    ENCAPS_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    BRIDGE_MAPPINGS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_FIELD_NUMBER: _ClassVar[int]
+    TUNNEL_FIELD_NUMBER: _ClassVar[int]
+    BFD_FIELD_NUMBER: _ClassVar[int]
+    BOUND_PORTS_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NB_CFG_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    hostname: str
+    encaps: _containers.RepeatedCompositeFieldContainer[Encap]
+    gateway: bool
+    bridge_mappings: _containers.ScalarMap[str, str]
+    local: bool
+    tunnel: bool
+    bfd: str
+    bound_ports: int
+    ports: int
+    nodes: _containers.RepeatedScalarFieldContainer[str]
+    nb_cfg: int
+    def __init__(self, name: _Optional[str] = ..., hostname: _Optional[str] = ..., encaps: _Optional[_Iterable[_Union[Encap, _Mapping]]] = ..., gateway: _Optional[bool] = ..., bridge_mappings: _Optional[_Mapping[str, str]] = ..., local: _Optional[bool] = ..., tunnel: _Optional[bool] = ..., bfd: _Optional[str] = ..., bound_ports: _Optional[int] = ..., ports: _Optional[int] = ..., nodes: _Optional[_Iterable[str]] = ..., nb_cfg: _Optional[int] = ...) -> None: ...
 
 class Chassis(_message.Message):
-    __slots__ = ("system_id", "ovn_remote", "encap_type", "encap_ip", "bridge_datapath_type", "bridge", "bridge_exists", "ovs_version")
+    __slots__ = ("system_id", "ovn_remote", "encap_type", "encap_ip", "bridge_datapath_type", "bridge", "bridge_exists", "ovs_version", "hostname", "gateway", "bridge_mappings", "health")
+    class BridgeMappingsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     SYSTEM_ID_FIELD_NUMBER: _ClassVar[int]
     OVN_REMOTE_FIELD_NUMBER: _ClassVar[int]
     ENCAP_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -371,6 +486,10 @@ class Chassis(_message.Message):
     BRIDGE_FIELD_NUMBER: _ClassVar[int]
     BRIDGE_EXISTS_FIELD_NUMBER: _ClassVar[int]
     OVS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    BRIDGE_MAPPINGS_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
     system_id: str
     ovn_remote: str
     encap_type: str
@@ -379,7 +498,11 @@ class Chassis(_message.Message):
     bridge: str
     bridge_exists: bool
     ovs_version: str
-    def __init__(self, system_id: _Optional[str] = ..., ovn_remote: _Optional[str] = ..., encap_type: _Optional[str] = ..., encap_ip: _Optional[str] = ..., bridge_datapath_type: _Optional[str] = ..., bridge: _Optional[str] = ..., bridge_exists: _Optional[bool] = ..., ovs_version: _Optional[str] = ...) -> None: ...
+    hostname: str
+    gateway: bool
+    bridge_mappings: _containers.ScalarMap[str, str]
+    health: ChassisHealth
+    def __init__(self, system_id: _Optional[str] = ..., ovn_remote: _Optional[str] = ..., encap_type: _Optional[str] = ..., encap_ip: _Optional[str] = ..., bridge_datapath_type: _Optional[str] = ..., bridge: _Optional[str] = ..., bridge_exists: _Optional[bool] = ..., ovs_version: _Optional[str] = ..., hostname: _Optional[str] = ..., gateway: _Optional[bool] = ..., bridge_mappings: _Optional[_Mapping[str, str]] = ..., health: _Optional[_Union[ChassisHealth, _Mapping]] = ...) -> None: ...
 
 class EnsureChassisRequest(_message.Message):
     __slots__ = ("spec",)
@@ -404,3 +527,22 @@ class GetChassisResponse(_message.Message):
     CHASSIS_FIELD_NUMBER: _ClassVar[int]
     chassis: Chassis
     def __init__(self, chassis: _Optional[_Union[Chassis, _Mapping]] = ...) -> None: ...
+
+class ListChassisRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListChassisResponse(_message.Message):
+    __slots__ = ("chassis", "ports_per_node")
+    class PortsPerNodeEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    CHASSIS_FIELD_NUMBER: _ClassVar[int]
+    PORTS_PER_NODE_FIELD_NUMBER: _ClassVar[int]
+    chassis: _containers.RepeatedCompositeFieldContainer[ClusterChassis]
+    ports_per_node: _containers.ScalarMap[str, int]
+    def __init__(self, chassis: _Optional[_Iterable[_Union[ClusterChassis, _Mapping]]] = ..., ports_per_node: _Optional[_Mapping[str, int]] = ...) -> None: ...

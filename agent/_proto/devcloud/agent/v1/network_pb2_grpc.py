@@ -112,6 +112,11 @@ class NetworkServiceStub:
                 request_serializer=devcloud_dot_agent_dot_v1_dot_network__pb2.GetChassisRequest.SerializeToString,
                 response_deserializer=devcloud_dot_agent_dot_v1_dot_network__pb2.GetChassisResponse.FromString,
                 _registered_method=True)
+        self.ListChassis = channel.unary_unary(
+                '/devcloud.agent.v1.NetworkService/ListChassis',
+                request_serializer=devcloud_dot_agent_dot_v1_dot_network__pb2.ListChassisRequest.SerializeToString,
+                response_deserializer=devcloud_dot_agent_dot_v1_dot_network__pb2.ListChassisResponse.FromString,
+                _registered_method=True)
 
 
 class NetworkServiceServicer:
@@ -138,11 +143,15 @@ class NetworkServiceServicer:
     def EnsureNetwork(self, request, context):
         """EnsureNetwork creates or reconciles a team network in one NB transaction.
         Idempotent: the same spec again returns changed=false; two nodes
-        ensuring the same spec converge. Mutable: mtu, dns_servers, allow.
+        ensuring the same spec converge. Mutable: mtu, dns_servers, allow,
+        egress (its router, SNAT and gateway chassis are written in the same
+        transaction; gateway chassis are only ever added here, never removed).
         Errors: INVALID_ARGUMENT (bad field), ALREADY_EXISTS (subnet, gateway,
         backend, bridge or vlan differ from the existing network),
         FAILED_PRECONDITION (a same-named object is not ours; backend not
-        available here), ABORTED (same network in flight), UNAVAILABLE.
+        available here; egress needs the OVN Southbound: NO_SB), ABORTED (same
+        network in flight), UNAVAILABLE (also: the OVN central is electing a
+        leader and did not commit within the deadline; retry, it is idempotent).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -150,9 +159,13 @@ class NetworkServiceServicer:
 
     def DeleteNetwork(self, request, context):
         """DeleteNetwork deletes a team network with all its ports: this node's
-        OVS ports and netdevs in bulk, then the NB rows in one transaction.
+        OVS ports and netdevs in bulk, then the NB rows (with its egress router)
+        in one transaction. Ports of other nodes make it refuse unless force
+        (their netdevs and OVS ports then stay until those instances are
+        released there, or that node's GarbageCollect).
         Idempotent: a missing network is OK (deleted=false).
-        Errors: INVALID_ARGUMENT, FAILED_PRECONDITION (not ours), ABORTED,
+        Errors: INVALID_ARGUMENT, FAILED_PRECONDITION (not ours; reason
+        PORTS_ON_OTHER_NODES naming the nodes and their port counts), ABORTED,
         UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -241,19 +254,40 @@ class NetworkServiceServicer:
 
     def EnsureChassis(self, request, context):
         """EnsureChassis sets the Open_vSwitch external_ids that make this node an
-        OVN chassis (system-id, ovn-remote, ovn-encap-type, ovn-encap-ip,
-        ovn-bridge-datapath-type when given) and creates the integration bridge
-        when absent. Idempotent.
+        OVN chassis (system-id, hostname, ovn-remote with every SB member,
+        ovn-encap-type, ovn-encap-ip, ovn-bridge-datapath-type when given; a
+        gateway node also ovn-cms-options=enable-chassis-as-gw and
+        ovn-bridge-mappings) and creates the integration bridge (and provider
+        bridges) when absent. A gateway node is added to the gateway chassis of
+        every egress network (lowest priority); gateway=false removes it.
+        Idempotent. The reply carries the chassis health.
         Errors: INVALID_ARGUMENT, FAILED_PRECONDITION (values set by another
-        tool differ; no OVS database), UNAVAILABLE.
+        tool differ; no OVS database; DUPLICATE_SYSTEM_ID: the Southbound
+        already has this system-id from another host, e.g. a cloned image),
+        UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetChassis(self, request, context):
-        """GetChassis returns the observed chassis settings. Read-only.
+        """GetChassis returns the observed chassis settings and their health: the
+        Southbound chassis row carries our system-id and encap IP, a tunnel port
+        exists to every other chassis, the team networks' MTU fits the underlay
+        minus the encapsulation overhead, no other host uses our system-id, and
+        a gateway node's provider bridges exist. Read-only.
         Errors: FAILED_PRECONDITION (no OVS database), UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListChassis(self, request, context):
+        """ListChassis is the cluster view from the OVN Southbound: every chassis
+        with its tunnel endpoints, gateway mark, whether this node has a tunnel
+        to it, and the ports bound to it (ours and all). Read-only.
+        Errors: FAILED_PRECONDITION (NO_SB: no Southbound configured),
+        UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -321,6 +355,11 @@ def add_NetworkServiceServicer_to_server(servicer, server):
                     servicer.GetChassis,
                     request_deserializer=devcloud_dot_agent_dot_v1_dot_network__pb2.GetChassisRequest.FromString,
                     response_serializer=devcloud_dot_agent_dot_v1_dot_network__pb2.GetChassisResponse.SerializeToString,
+            ),
+            'ListChassis': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChassis,
+                    request_deserializer=devcloud_dot_agent_dot_v1_dot_network__pb2.ListChassisRequest.FromString,
+                    response_serializer=devcloud_dot_agent_dot_v1_dot_network__pb2.ListChassisResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -665,6 +704,33 @@ class NetworkService:
             '/devcloud.agent.v1.NetworkService/GetChassis',
             devcloud_dot_agent_dot_v1_dot_network__pb2.GetChassisRequest.SerializeToString,
             devcloud_dot_agent_dot_v1_dot_network__pb2.GetChassisResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChassis(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/devcloud.agent.v1.NetworkService/ListChassis',
+            devcloud_dot_agent_dot_v1_dot_network__pb2.ListChassisRequest.SerializeToString,
+            devcloud_dot_agent_dot_v1_dot_network__pb2.ListChassisResponse.FromString,
             options,
             channel_credentials,
             insecure,
