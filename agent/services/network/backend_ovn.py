@@ -186,7 +186,7 @@ class OvnBackend:
             # ovs-vswitchd keeps the dead one open and would never use a new netdev of that name
             log.info("port %s/%s: netdev %s is gone under its OVS port; rebinding", spec.network, spec.name,
                      names.host)
-            self.ovs.unbind([names.host], deadline)
+            self.ovs.unbind([names.host], deadline, wait_vswitchd=True)   # before a new netdev takes the name
             changed = True
         changed |= self.netdevs.ensure(spec, names, mtu, mac, interface_addresses(net, ip4, ip6), revert)
         checkpoint("netdev-created")

@@ -7,7 +7,8 @@ instant clone of its @base (no copy per instance):
     images/<id>@base --clone--> tmp/<id>_<map>-<tag>   (marked tmp: a crash leaves only this,
                                                          removed at the next start)
         shift the rootfs into the map (drivers/idmap.shift_tree), mark it a variant,
-        read-only, snapshot @base, rename -> variants/<id>_<map>   (the rename is the commit)
+        read-only, snapshot @base, unmount it (only its clones are read),
+        rename -> variants/<id>_<map>   (the rename is the commit)
 
 A variant belongs to its image: deleting the image destroys its unused
 variants and parks the others under deleted/variants/ (destroyed with their
@@ -87,6 +88,10 @@ class Variants:
                 marks[P_ROOTFS] = sub
             self.zfs.set_props(tmp, marks)
             self.zfs.snapshot([f"{tmp}@{BASE_SNAPSHOT}"])
+            # nothing reads a variant but its clones: unmounted, no other mount namespace can pin it (a
+            # later park or destroy would stay "busy"). Not canmount=off: zfs-fuse then calls the
+            # dataset busy for ~15 s (measured); a restart's `zfs mount -a` mounts it again, harmlessly.
+            self.zfs.retry_busy(lambda: self.zfs.unmount(tmp, mounted.mountpoint), f"unmount {tmp}")
             self.zfs.rename(tmp, name)
         except BaseException:
             try:
