@@ -64,6 +64,7 @@ class StorageConfig:
     embedded_pool_name: str = "devcloud"
     embedded_pool_size: str = "20G"                    # sparse file size of the embedded pool
     busy_timeout: float = 5.0                          # seconds a destroy retries "dataset is busy" before failing
+    idmap: str = "auto"                                # unprivileged roots: auto | shift | mount (see the example)
 
 
 @dataclass
@@ -205,6 +206,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"[log].format: expected text or json, got {cfg.log.format!r}")
     if cfg.storage.backend not in ("auto", "lzc", "cli"):
         raise ConfigError(f"[storage].backend: expected auto, lzc or cli, got {cfg.storage.backend!r}")
+    if cfg.storage.idmap not in ("auto", "shift", "mount"):
+        raise ConfigError(f"[storage].idmap: expected auto, shift or mount, got {cfg.storage.idmap!r}")
     if not 1 <= len(cfg.network.netdev_prefix) <= 4 or not cfg.network.netdev_prefix.isalnum():
         raise ConfigError("[network].netdev_prefix: 1-4 letters or digits (netdev names are limited to 15 bytes)")
     if cfg.network.datapath_type not in ("", "system", "netdev"):

@@ -12,14 +12,17 @@ from agent import validation as v
 from agent._proto.devcloud.agent.v1 import instance_pb2 as pb
 from agent._proto.devcloud.agent.v1 import instance_pb2_grpc as pb_grpc
 from agent.api.compute import cgroup_to_pb, limits_from_pb, limits_to_pb
+from agent._proto.devcloud.agent.v1 import network_pb2 as net_pb
+from agent._proto.devcloud.agent.v1 import storage_pb2 as st_pb
 from agent.api.network import deadline_of, port_pb
-from agent.api.storage import volume_to_pb
+from agent.api.storage import IDMAP_MODE_TO_PB, idmap_from_pb, idmap_to_pb, volume_to_pb
 from agent.errors import ErrorReport, InvalidArgument
 from agent.services.drift import Drift
 from agent.services.instances.service import InstanceService
 from agent.services.instances.model import (KIND_CONTAINER, KIND_VM, MAX_ID_LEN, MAX_NIC_NAME_LEN, MAX_NICS,
-                                           PART_COMPUTE, PART_NETWORK, PART_STORAGE, Event, Instance, InstanceSpec,
-                                           NicSpec, Orphan, RootSpec)
+                                           PART_COMPUTE, PART_NETWORK, PART_STORAGE, PLACE_AGENT, PLACE_HOST,
+                                           PLACE_NETNS, Event, Instance, InstanceSpec, NicSpec, Orphan, RootSpec,
+                                           Runtime)
 
 _KINDS = {pb.INSTANCE_KIND_UNSPECIFIED: KIND_CONTAINER, pb.INSTANCE_KIND_CONTAINER: KIND_CONTAINER,
           pb.INSTANCE_KIND_VM: KIND_VM}
@@ -30,6 +33,10 @@ _STATES_PB = {"preparing": pb.INSTANCE_STATE_PREPARING, "prepared": pb.INSTANCE_
 _STATES = {pb_value: name for name, pb_value in _STATES_PB.items()}
 _PARTS_PB = {PART_STORAGE: pb.INSTANCE_PART_STORAGE, PART_NETWORK: pb.INSTANCE_PART_NETWORK,
              PART_COMPUTE: pb.INSTANCE_PART_COMPUTE}
+_PLACEMENTS = {pb.PEER_PLACEMENT_UNSPECIFIED: "", pb.PEER_PLACEMENT_AGENT_NETNS: PLACE_AGENT,
+               pb.PEER_PLACEMENT_HOST_NETNS: PLACE_HOST, pb.PEER_PLACEMENT_NETNS: PLACE_NETNS}
+_PLACEMENTS_PB: dict[str, pb.PeerPlacement] = {v: k for k, v in _PLACEMENTS.items()}
+_NIC_KINDS_PB: dict[str, net_pb.NicKind] = {"veth": net_pb.NIC_KIND_VETH, "tap": net_pb.NIC_KIND_TAP}
 MAX_BYTES = (1 << 63) - 1
 MAX_BULK = 10000
 MAX_KEEP = 100000
@@ -99,9 +106,14 @@ def instance_spec(s: pb.InstanceSpec) -> InstanceSpec:
     except InvalidArgument as exc:
         for viol in exc.violations:
             report.add(viol.field, viol.description)
+    idmap = None
+    if s.HasField("idmap"):
+        if vm:
+            report.add("spec.idmap", "a VM runs its own kernel: uid/gid maps are for containers")
+        idmap = idmap_from_pb(s.idmap, "spec.idmap", report)
     report.raise_if_any()
     return InstanceSpec(id=s.id, team=s.team, kind=kind, root=root, nics=tuple(nics), limits=limits,
-                        labels=tuple(sorted(labels.items())), kubernetes_node=s.kubernetes_node)
+                        labels=tuple(sorted(labels.items())), kubernetes_node=s.kubernetes_node, idmap=idmap)
 
 
 def _nic(report: ErrorReport, f: str, n: pb.NicSpec, vm: bool) -> NicSpec:
@@ -118,10 +130,14 @@ def _nic(report: ErrorReport, f: str, n: pb.NicSpec, vm: bool) -> NicSpec:
     if n.ip6:
         _check(report, lambda fld, val: v.ip_address(fld, val, version=6), f"{f}.ip6", n.ip6)
     _check(report, v.int_range, f"{f}.mtu", n.mtu, 576, 9000)
+    _check(report, v.enum, f"{f}.peer_placement", n.peer_placement, _PLACEMENTS)
+    placement = _PLACEMENTS.get(n.peer_placement, "")
     if vm:
         for fld, val in (("peer_netns", n.peer_netns), ("peer_name", n.peer_name)):
             if val:
                 report.add(f"{f}.{fld}", "only applies to containers (a VM's NIC is a tap)")
+        if placement:
+            report.add(f"{f}.peer_placement", "only applies to containers (a VM's tap stays with the agent)")
         if n.queues > MAX_QUEUES:
             report.add(f"{f}.queues", f"at most {MAX_QUEUES} queues")
     else:
@@ -129,14 +145,19 @@ def _nic(report: ErrorReport, f: str, n: pb.NicSpec, vm: bool) -> NicSpec:
             report.add(f"{f}.queues", "only applies to VMs (taps)")
         if n.peer_netns:
             _check(report, v.netns_ref, f"{f}.peer_netns", n.peer_netns)
+            if placement in (PLACE_AGENT, PLACE_HOST):
+                report.add(f"{f}.peer_netns", "only applies with peer_placement NETNS (or UNSPECIFIED)")
+        elif placement == PLACE_NETNS:
+            report.add(f"{f}.peer_netns", "is required with peer_placement NETNS")
         if n.peer_name:
             _check(report, v.netdev, f"{f}.peer_name", n.peer_name)
-            if not n.peer_netns:
-                report.add(f"{f}.peer_name", "needs peer_netns (without it the end keeps its host-side name)")
+            if not n.peer_netns and placement != PLACE_HOST:
+                report.add(f"{f}.peer_name", "needs peer_netns or peer_placement HOST_NETNS (beside the host "
+                                             "end the instance end keeps its hashed name)")
     ip4 = str(ipaddress.ip_address(n.ip4)) if n.ip4 and _is_ip(n.ip4, 4) else n.ip4
     ip6 = str(ipaddress.ip_address(n.ip6)) if n.ip6 and _is_ip(n.ip6, 6) else n.ip6
     return NicSpec(name=n.name, network=n.network, mac=mac, ip4=ip4, ip6=ip6, mtu=n.mtu, peer_netns=n.peer_netns,
-                   peer_name=n.peer_name, queues=n.queues)
+                   peer_name=n.peer_name, queues=n.queues, peer_placement=placement)
 
 
 def _is_ip(value: str, version: int) -> bool:
@@ -154,8 +175,29 @@ def spec_pb(s: InstanceSpec) -> pb.InstanceSpec:
         root=pb.RootVolumeSpec(image_id=r.image_id, size_bytes=r.size_bytes, refquota_bytes=r.refquota_bytes,
                                quota_bytes=r.quota_bytes, reservation_bytes=r.reservation_bytes),
         nics=[pb.NicSpec(name=n.name, network=n.network, mac=n.mac, ip4=n.ip4, ip6=n.ip6, mtu=n.mtu,
-                         peer_netns=n.peer_netns, peer_name=n.peer_name, queues=n.queues) for n in s.nics],
-        limits=limits_to_pb(s.limits), labels=dict(s.labels), kubernetes_node=s.kubernetes_node)
+                         peer_netns=n.peer_netns, peer_name=n.peer_name, queues=n.queues,
+                         peer_placement=_PLACEMENTS_PB.get(n.peer_placement, pb.PEER_PLACEMENT_UNSPECIFIED))
+              for n in s.nics],
+        limits=limits_to_pb(s.limits), labels=dict(s.labels), kubernetes_node=s.kubernetes_node,
+        idmap=idmap_to_pb(s.idmap))
+
+
+def runtime_pb(r: Runtime) -> pb.Runtime:
+    """The proto form of what a runtime needs."""
+    return pb.Runtime(
+        nics=[pb.RuntimeNic(name=n.name, kind=_NIC_KINDS_PB.get(n.kind, net_pb.NIC_KIND_UNSPECIFIED), netdev=n.netdev,
+                            netns=n.netns, host_netns=n.host_netns,
+                            placement=_PLACEMENTS_PB.get(n.placement, pb.PEER_PLACEMENT_UNSPECIFIED), mac=n.mac,
+                            mtu=n.mtu, ip4=n.ip4, gateway4=n.gateway4, ip6=n.ip6, dns_servers=list(n.dns_servers),
+                            dhcp=n.dhcp, configured=n.configured, queues=n.queues, host_netdev=n.host_netdev)
+              for n in r.nics],
+        storage=pb.RuntimeStorage(rootfs=r.rootfs, disk=r.disk, disk_is_file=r.disk_is_file,
+                                  disk_format="raw" if r.disk else "",
+                                  idmap_mode=IDMAP_MODE_TO_PB.get(r.idmap_mode, st_pb.IDMAP_MODE_UNSPECIFIED),
+                                  image_metadata_dir=r.image_metadata_dir),
+        compute=pb.RuntimeCompute(cgroup=r.cgroup, cgroup_path=r.cgroup_path, payload_cgroup=r.payload_cgroup,
+                                  monitor_cgroup=r.monitor_cgroup),
+        idmap=idmap_to_pb(r.idmap))
 
 
 def instance_pb(i: Instance) -> pb.Instance:
@@ -171,6 +213,8 @@ def instance_pb(i: Instance) -> pb.Instance:
         out.volume.CopyFrom(volume_to_pb(i.volume))
     if i.scope is not None:
         out.scope.CopyFrom(cgroup_to_pb(i.scope))
+    if i.runtime is not None:
+        out.runtime.CopyFrom(runtime_pb(i.runtime))
     for n in i.nics:
         nic = out.nics.add(name=n.nic)
         if n.port is not None:
@@ -186,7 +230,8 @@ def drift_pb(part: str, d: Drift) -> pb.Drift:
 def event_pb(e: Event) -> pb.WatchInstancesResponse:
     return pb.WatchInstancesResponse(id=e.id, team=e.team, state=_STATES_PB.get(e.state, pb.INSTANCE_STATE_UNSPECIFIED), snapshot=e.snapshot,
                                      nic=e.nic, nic_ready=e.nic_ready, ovn_installed=e.ovn_installed, up=e.up,
-                                     message=e.message, ready=e.ready)
+                                     message=e.message, ready=e.ready,
+                                     drifts=[drift_pb(p, d) for p, d in e.drifts])
 
 
 def orphan_pb(o: Orphan) -> pb.OrphanObject:

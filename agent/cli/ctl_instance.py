@@ -6,20 +6,29 @@
   devcloudctl instance get web-1         devcloudctl instance list [--team T] [--state prepared]
   devcloudctl instance watch [--team T]  devcloudctl instance diff [ID]   devcloudctl instance repair [ID]
   devcloudctl instance gc [--dry-run] [--keep ID ...]
+  devcloudctl instance lxc-config web-1 [--init-cmd /sbin/init] > web-1.conf    (examples/runtimes.md)
+  devcloudctl instance qemu-args vm-1 [--kernel K --initrd I --append A --accel tcg]
 """
 from __future__ import annotations
+
+import shlex
+import sys
 
 import grpc
 
 from agent._proto.devcloud.agent.v1 import instance_pb2 as pb
 from agent._proto.devcloud.agent.v1 import instance_pb2_grpc as pb_grpc
+from agent._proto.devcloud.agent.v1 import storage_pb2
 from agent.cli import output
 from agent.cli.ctl_compute import _limit_flags, _limits
+from agent.cli.runtime_config import LxcOptions, NotRunnable, QemuOptions, lxc_config, qemu_argv
 
 _STATE_NAMES = {v.number: v.name.removeprefix("INSTANCE_STATE_").lower()
                 for v in pb.InstanceState.DESCRIPTOR.values}
 _PART_NAMES = {v.number: v.name.removeprefix("INSTANCE_PART_").lower() for v in pb.InstancePart.DESCRIPTOR.values}
-_NIC_KEYS = {"network", "mac", "ip4", "ip6", "mtu", "peer-netns", "peer-name", "queues"}
+_NIC_KEYS = {"network", "mac", "ip4", "ip6", "mtu", "peer-netns", "peer-name", "queues", "placement"}
+_PLACEMENTS = {"": pb.PEER_PLACEMENT_UNSPECIFIED, "agent": pb.PEER_PLACEMENT_AGENT_NETNS,
+               "host": pb.PEER_PLACEMENT_HOST_NETNS, "netns": pb.PEER_PLACEMENT_NETNS}
 
 
 def _stub(ctx) -> pb_grpc.InstanceServiceStub:
@@ -36,9 +45,12 @@ def _nic(text: str) -> pb.NicSpec:
     for k in ("mtu", "queues"):
         if kv.get(k, "0") and not kv.get(k, "0").isdigit():
             raise SystemExit(f"devcloudctl: --nic {text!r}: {k} must be a number")
+    if kv.get("placement", "") not in _PLACEMENTS:
+        raise SystemExit(f"devcloudctl: --nic {text!r}: placement is one of agent, host, netns")
     return pb.NicSpec(name=name, network=kv.get("network", ""), mac=kv.get("mac", ""), ip4=kv.get("ip4", ""),
                       ip6=kv.get("ip6", ""), mtu=int(kv.get("mtu", 0) or 0), peer_netns=kv.get("peer-netns", ""),
-                      peer_name=kv.get("peer-name", ""), queues=int(kv.get("queues", 0) or 0))
+                      peer_name=kv.get("peer-name", ""), queues=int(kv.get("queues", 0) or 0),
+                      peer_placement=_PLACEMENTS[kv.get("placement", "")])
 
 
 def _print_instance(ctx, inst: pb.Instance, changed: bool | None = None) -> None:
@@ -85,6 +97,12 @@ def _prepare(ctx, args):
                            kind=pb.INSTANCE_KIND_VM if args.vm else pb.INSTANCE_KIND_CONTAINER, root=root,
                            nics=[_nic(n) for n in args.nic or []], limits=_limits(args), labels=labels,
                            kubernetes_node=args.kubernetes_node)
+    if args.idmap:
+        try:
+            uid, gid, count = (int(x) for x in args.idmap.split(":"))
+        except ValueError:
+            raise SystemExit(f"devcloudctl: --idmap {args.idmap!r}: expected HOST_UID:HOST_GID:COUNT") from None
+        spec.idmap.CopyFrom(storage_pb2.IdMap(host_uid=uid, host_gid=gid, count=count))
     r = _stub(ctx).PrepareInstance(pb.PrepareInstanceRequest(spec=spec, wait=args.wait, wait_ready=args.wait_ready),
                                    timeout=ctx.timeout)
     output.print_json(r) if ctx.json else _print_instance(ctx, r.instance, r.changed)
@@ -172,6 +190,44 @@ def _repair(ctx, args):
     return 1 if any(i.remaining or i.error for i in r.instances) else 0
 
 
+def _get_runtime(ctx, instance_id: str) -> pb.Instance:
+    return _stub(ctx).GetInstance(pb.GetInstanceRequest(id=instance_id), timeout=ctx.timeout).instance
+
+
+def _lxc_config(ctx, args):
+    opts = LxcOptions(init_cmd=args.init_cmd, halt_signal=args.halt_signal or "", apparmor=args.apparmor or "",
+                      log_file=args.log_file or "", log_level=args.log_level, extra=list(args.set or []))
+    try:
+        cfg = lxc_config(_get_runtime(ctx, args.id), opts)
+    except NotRunnable as exc:
+        print(f"devcloudctl: {exc}", file=sys.stderr)
+        return 2
+    if not ctx.json:
+        print(cfg.text, end="")
+        return 0
+    out = {"name": cfg.name, "config": cfg.text, "netns": cfg.netns, "wrap": cfg.wrap}
+    if args.lxcpath and args.config_file:
+        out["start"] = cfg.start_argv(args.lxcpath, args.config_file)
+    output.print_json(out)
+    return 0
+
+
+def _qemu_args(ctx, args):
+    opts = QemuOptions(binary=args.qemu, accel=args.accel, memory_mb=args.memory, cpus=args.cpus,
+                       kernel=args.kernel or "", initrd=args.initrd or "", append=args.append or "",
+                       serial=args.serial, no_reboot=args.no_reboot, extra=list(args.extra or []))
+    try:
+        cmd = qemu_argv(_get_runtime(ctx, args.id), opts)
+    except NotRunnable as exc:
+        print(f"devcloudctl: {exc}", file=sys.stderr)
+        return 2
+    if ctx.json:
+        output.print_json({"argv": cmd.argv, "netns": cmd.netns, "payload_cgroup": cmd.payload_cgroup})
+    else:
+        print(shlex.join(cmd.argv))
+    return 0
+
+
 def _gc(ctx, args):
     r = _stub(ctx).GarbageCollect(pb.GarbageCollectRequest(dry_run=args.dry_run, keep=args.keep or []),
                                   timeout=ctx.timeout)
@@ -200,6 +256,8 @@ def register(sub) -> None:
                    help="a NIC (repeatable)")
     p.add_argument("--label", action="append", metavar="KEY=VALUE")
     p.add_argument("--kubernetes-node", action="store_true", help="run the Kubernetes-in-LXD preflight first")
+    p.add_argument("--idmap", metavar="UID:GID:COUNT", help="unprivileged container: map ids 0..COUNT-1 to host "
+                                                            "UID.., GID..")
     p.add_argument("--wait", action="store_true", help="wait for an operation in flight on the id")
     p.add_argument("--wait-ready", action="store_true", help="wait until every NIC is ovn-installed and up")
     _limit_flags(p)
@@ -234,3 +292,31 @@ def register(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="only list them")
     p.add_argument("--keep", nargs="*", metavar="ID", help="instance ids the controller knows (kept)")
     p.set_defaults(func=_gc)
+
+    p = ic.add_parser("lxc-config", help="the LXC config of a prepared container, from its runtime reply "
+                                         "(examples/runtimes.md); --json adds where lxc-start must run")
+    p.add_argument("id")
+    p.add_argument("--init-cmd", default="/sbin/init", help="lxc.init.cmd (default /sbin/init)")
+    p.add_argument("--halt-signal", help="lxc.signal.halt (default: LXC's, SIGPWR)")
+    p.add_argument("--apparmor", metavar="PROFILE", help="lxc.apparmor.profile (default: LXC's for this host)")
+    p.add_argument("--log-file", help="lxc.log.file")
+    p.add_argument("--log-level", default="INFO", help="lxc.log.level (with --log-file)")
+    p.add_argument("--set", action="append", metavar="'KEY = VALUE'", help="an extra config line (repeatable)")
+    p.add_argument("--lxcpath", help="--json: with --config-file, add the lxc-start command")
+    p.add_argument("--config-file", help="--json: where the config will be written")
+    p.set_defaults(func=_lxc_config)
+
+    p = ic.add_parser("qemu-args", help="the QEMU command line of a prepared VM, from its runtime reply "
+                                        "(examples/runtimes.md); --json adds its payload cgroup")
+    p.add_argument("id")
+    p.add_argument("--qemu", default="qemu-system-x86_64", help="the QEMU binary")
+    p.add_argument("--accel", default="kvm", choices=["kvm", "tcg"])
+    p.add_argument("--memory", type=int, default=1024, metavar="MB")
+    p.add_argument("--cpus", type=int, default=1)
+    p.add_argument("--kernel", help="direct kernel boot: the kernel image")
+    p.add_argument("--initrd")
+    p.add_argument("--append", help="kernel command line")
+    p.add_argument("--serial", default="stdio", help="-serial (e.g. file:/tmp/vm.log)")
+    p.add_argument("--no-reboot", action="store_true")
+    p.add_argument("--extra", action="append", metavar="ARG", help="an extra QEMU argument (repeatable)")
+    p.set_defaults(func=_qemu_args)

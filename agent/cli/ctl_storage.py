@@ -9,7 +9,11 @@ from agent._proto.devcloud.agent.v1 import storage_pb2 as pb
 from agent._proto.devcloud.agent.v1 import storage_pb2_grpc as pb_grpc
 from agent.cli import output
 
-_KINDS = {"root": pb.VOLUME_KIND_ROOT, "filesystem": pb.VOLUME_KIND_FILESYSTEM, "block": pb.VOLUME_KIND_BLOCK}
+_KINDS = {"root": pb.VOLUME_KIND_ROOT, "filesystem": pb.VOLUME_KIND_FILESYSTEM, "block": pb.VOLUME_KIND_BLOCK,
+          "disk-file": pb.VOLUME_KIND_DISK_FILE}
+_FORMATS = {"auto": pb.IMAGE_FORMAT_UNSPECIFIED, "rootfs": pb.IMAGE_FORMAT_ROOTFS_TARBALL,
+            "lxd-unified": pb.IMAGE_FORMAT_LXD_UNIFIED, "lxd-split": pb.IMAGE_FORMAT_LXD_SPLIT}
+_FORMAT_NAMES = {v: k for k, v in _FORMATS.items()}
 _KIND_NAMES = {v: k for k, v in _KINDS.items()}
 _STATES = {pb.IMAGE_STATE_READY: "ready", pb.IMAGE_STATE_PARKED: "parked", pb.IMAGE_STATE_ABSENT: "absent"}
 CHUNK = 1 << 20
@@ -33,27 +37,33 @@ def _print_images(images) -> None:
 
 
 def _image_import(ctx, args):
-    header = pb.ImageHeader(image_id=args.image_id)
+    header = pb.ImageHeader(image_id=args.image_id, format=_FORMATS[args.format])
+    files = [args.tarball] + ([args.rootfs] if args.rootfs else [])     # a split image: metadata, then rootfs
     if args.on_node:
         header.local_path = os.path.abspath(args.tarball)
+        header.rootfs_local_path = os.path.abspath(args.rootfs) if args.rootfs else ""
         header.sha256 = args.sha256 or ""
         requests = iter([pb.EnsureImageRequest(header=header)])
     else:
-        size = os.path.getsize(args.tarball)
+        size = sum(os.path.getsize(f) for f in files)
         sha = args.sha256
         if not sha:
             h = hashlib.sha256()
-            with open(args.tarball, "rb") as f:
-                while chunk := f.read(CHUNK):
-                    h.update(chunk)
+            for name in files:
+                with open(name, "rb") as f:
+                    while chunk := f.read(CHUNK):
+                        h.update(chunk)
             sha = h.hexdigest()
         header.sha256, header.size_bytes = sha, size
+        if args.rootfs:
+            header.metadata_size_bytes = os.path.getsize(args.tarball)
 
         def gen():
             yield pb.EnsureImageRequest(header=header)
-            with open(args.tarball, "rb") as f:
-                while chunk := f.read(CHUNK):
-                    yield pb.EnsureImageRequest(chunk=chunk)
+            for name in files:
+                with open(name, "rb") as f:
+                    while chunk := f.read(CHUNK):
+                        yield pb.EnsureImageRequest(chunk=chunk)
         requests = gen()
     result = None
     for msg in _stub(ctx).EnsureImage(requests, timeout=args.import_timeout):
@@ -73,6 +83,23 @@ def _image_import(ctx, args):
     else:
         print(f"image {result.image.image_id}: {'imported' if result.changed else 'already present'} "
               f"({result.image.base_snapshot})")
+
+
+def _image_get(ctx, args):
+    r = _stub(ctx).GetImage(pb.GetImageRequest(image_id=args.image_id), timeout=ctx.timeout)
+    if ctx.json:
+        return output.print_json(r)
+    i, m = r.image, r.image.metadata
+    rows = [("image", i.image_id), ("state", _STATES.get(i.state, "?")), ("format", _FORMAT_NAMES.get(i.format, "?")),
+            ("dataset", i.dataset), ("rootfs", i.rootfs), ("sha256", i.sha256), ("clones", i.clones)]
+    if i.HasField("metadata"):
+        rows += [("architecture", m.architecture), ("os", m.os), ("release", m.release), ("variant", m.variant),
+                 ("description", m.description), ("created", m.creation_unix)]
+    output.kv(rows)
+    if i.variants:
+        print()
+        output.table(["variant", "uid", "gid", "count", "clones"],
+                     [(v.dataset, v.idmap.host_uid, v.idmap.host_gid, v.idmap.count, v.clones) for v in i.variants])
 
 
 def _image_list(ctx, args):
@@ -186,7 +213,14 @@ def register(sub) -> None:
     p.add_argument("--sha256", help="expected sha256 (computed from the file when omitted)")
     p.add_argument("--on-node", action="store_true", help="the path is on the agent's node; do not upload")
     p.add_argument("--import-timeout", type=float, default=3600.0, help="deadline of the import in seconds")
+    p.add_argument("--rootfs", metavar="FILE", help="an LXD/Incus split image: TARBALL is its metadata tarball, "
+                                                    "FILE its rootfs (squashfs or tarball)")
+    p.add_argument("--format", choices=sorted(_FORMATS), default="auto",
+                   help="what TARBALL is (auto: detected; LXD unified images have metadata.yaml and rootfs/)")
     p.set_defaults(func=_image_import)
+    p = img.add_parser("get", help="one image with its metadata (LXD formats) and shifted variants")
+    p.add_argument("image_id")
+    p.set_defaults(func=_image_get)
     p = img.add_parser("list", help="list images")
     p.add_argument("--all", action="store_true", help="include parked images")
     p.set_defaults(func=_image_list)
@@ -205,7 +239,7 @@ def register(sub) -> None:
     p.add_argument("--refquota", help="size limit of the volume's own data, e.g. 10G (the default limit)")
     p.add_argument("--quota", help="limit including snapshots")
     p.add_argument("--reservation", help="guaranteed space")
-    p.add_argument("--size", help="zvol size (kind block)")
+    p.add_argument("--size", help="disk size (kind block: the zvol; kind disk-file: the raw file)")
     p.set_defaults(func=_vol_ensure)
     p = vol.add_parser("list", help="list volumes")
     p.add_argument("--team")

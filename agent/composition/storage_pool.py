@@ -98,5 +98,6 @@ def build(cfg: Config, metrics: Metrics) -> StoragePlane:
     backend = open_backend(metrics, s.backend, busy_timeout=s.busy_timeout)
     pool = s.pool or s.embedded_pool_name
     parent = s.parent or f"{pool}/devcloud"
-    service = StorageService(backend, parent, allow_device_nodes=os.geteuid() == 0, embedded=not s.pool)
+    service = StorageService(backend, parent, allow_device_nodes=os.geteuid() == 0, embedded=not s.pool,
+                             idmap_policy=s.idmap)
     return StoragePlane(backend, service, cfg, metrics)

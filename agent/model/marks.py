@@ -47,17 +47,23 @@ KIND_HA_CHASSIS = "ha-chassis"           # HA_Chassis
 
 # ZFS user properties
 P_OWNER = "devcloud:owner"               # always OWNER
-P_TYPE = "devcloud:type"                 # TYPE_*: dir | image | volume | tmp | snapshot
-P_KIND = "devcloud:kind"                 # volumes: root | filesystem | block
+P_TYPE = "devcloud:type"                 # TYPE_*: dir | image | variant | volume | tmp | snapshot
+P_KIND = "devcloud:kind"                 # volumes: root | filesystem | block | disk_file
 P_TEAM = "devcloud:team"
 P_NAME = "devcloud:name"                 # volume name (within the team) / image id
 P_INSTANCE = "devcloud:instance"         # optional instance id the volume belongs to
 P_IMAGE = "devcloud:image"               # root volumes: the image id they were cloned from; images: their id
 P_SHA256 = "devcloud:sha256"             # images: sha256 of the tarball they were imported from
+P_FORMAT = "devcloud:format"             # images: rootfs-tarball | lxd-unified | lxd-split
+P_ROOTFS = "devcloud:rootfs"             # images, variants, root volumes: the rootfs subdirectory ("" = the root)
+P_METADATA = "devcloud:metadata"         # images of the LXD formats: metadata.yaml's fields as JSON
+P_IDMAP = "devcloud:idmap"               # variants, root volumes: the uid/gid map ("u100000:g100000:n65536")
+P_IDMAP_MODE = "devcloud:idmap-mode"     # root volumes: shifted | mount
 # P_TYPE values
 TYPE_DIR = "dir"                         # the fixed and per-team directory datasets
 TYPE_IMAGE = "image"
-TYPE_TMP = "tmp"                         # an image being imported
+TYPE_TMP = "tmp"                         # an image (or a variant) being made
+TYPE_VARIANT = "variant"                 # an image shifted into a uid/gid map
 TYPE_VOLUME = "volume"
 TYPE_SNAPSHOT = "snapshot"
 

@@ -39,6 +39,17 @@ class EnsureResult:
 
 
 @dataclass(frozen=True)
+class RuntimePlacement:
+    """Where a runtime puts its processes below an instance's scope (paths relative to the
+    cgroup2 mount, what LXC's lxc.cgroup.dir.* take; the runtime creates payload/monitor)."""
+
+    cgroup: str                # the scope
+    path: str                  # the scope, absolute
+    payload: str               # <scope>/payload: the workload (LXC container, QEMU)
+    monitor: str               # <scope>/monitor: the runtime's own helpers (LXC monitor)
+
+
+@dataclass(frozen=True)
 class OwnedCgroup:
     """One group carrying our mark (for garbage collection)."""
 
@@ -104,6 +115,15 @@ class ComputeService:
         d = self.driver
         _check_names(team, instance_id, required=True)
         return d.scope_path(team, instance_id)
+
+    def runtime_placement(self, team: str, instance_id: str) -> RuntimePlacement:
+        """Where a runtime places the instance's processes: children of its scope (LXC must
+        create its cgroups itself, below the one it is given, never in it). Everything below
+        the scope counts against the scope's limits; DeleteScope kills and removes it all.
+        Pure; raises InvalidArgument for a bad name."""
+        path = self.scope_path(team, instance_id)
+        rel = os.path.relpath(path, self.driver.mount) if self.driver.mount else path
+        return RuntimePlacement(rel, path, f"{rel}/payload", f"{rel}/monitor")
 
     def check_limits(self, limits: Limits, prefix: str = "limits") -> None:
         """Ranges and this node's facts (CPUs, memory nodes, block devices, hugepage sizes).

@@ -305,6 +305,7 @@ class Container:
             except TimeoutError:
                 pass
             if self.fg.poll() is not None or self.state() != "RUNNING":
+                self._wait_failed_monitor()
                 raise StartFailed(f"lxc-start -F {self.name} did not reach RUNNING (rc={self.fg.poll()})",
                                   self.error_lines())
         else:
@@ -315,11 +316,33 @@ class Container:
                 except ValueError:
                     self.monitor_pid = 0
             if p.returncode != 0:
+                self._wait_failed_monitor()
                 raise StartFailed(f"lxc-start {self.name} exited {p.returncode}: {p.stderr.strip()[-500:]}",
                                   self.error_lines())
         took = time.monotonic() - t0
         self.init_pid = int(self._lxc("lxc-info", "-pH").stdout.strip() or 0)
         return took
+
+    def _wait_failed_monitor(self, timeout: float = 15.0) -> None:
+        """After a failed `lxc-start -d`: lxc-start returns as soon as the monitor reports
+        ABORTING/STOPPED, while the monitor still cleans up. On this hybrid host it also
+        leaves <parent>/lxc.monitor behind in some v1 hierarchies (seen: systemd, blkio,
+        pids...). A next start with the same placement then fails: "File exists - Creating
+        the final cgroup N(<parent>/lxc.monitor)" -> ERANGE -> "Received container state
+        ABORTING instead of RUNNING" (the flaky share.net test, under load). So: wait for our
+        monitor (by PID) to exit, then remove the EMPTY container/monitor dirs it left in
+        every hierarchy (never killing anything)."""
+        if self.monitor_pid:
+            try:
+                wait_for(lambda: not _alive(self.monitor_pid), timeout, 0.01, "failed lxc monitor to exit")
+            except TimeoutError:
+                stop_pid(self.monitor_pid, timeout=5)
+        self.monitor_pid = 0
+        for leaf in (self.config.cgroup.container, self.config.cgroup.monitor):
+            try:
+                remove_cgroup_tree_everywhere(leaf, timeout=5, kill=False)
+            except OSError:
+                pass                     # still busy: the next start's log says so
 
     def error_lines(self) -> str:
         return "\n".join(l for l in self.log().splitlines() if " ERROR " in l or " WARN " in l)

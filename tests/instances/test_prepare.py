@@ -114,22 +114,39 @@ def test_incompatible_and_mutable_changes(instance_agent):
         s.ReleaseInstance(ipb.ReleaseInstanceRequest(id=iid), timeout=60)
 
 
-def test_vm_refused_here_with_reasons(instance_agent):
+def test_vm_prepared_with_a_tap_and_a_disk(instance_agent):
+    """A VM: a multiqueue tap and a disk: a zvol where the node has them, a sparse raw disk file on a
+    filesystem volume where it has none (zfs-fuse); refused (NODE_CANNOT_HOST) without KVM."""
     agent, env = instance_agent
     team = next(iter(env.teams))
     vm = ipb.InstanceSpec(id=_id("vm"), team=team, kind=ipb.INSTANCE_KIND_VM,
                           root=ipb.RootVolumeSpec(size_bytes=64 * MiB), nics=[nic("eth0", team, queues=2)])
-    with pytest.raises(grpc.RpcError) as e:
-        stub(agent.channel).PrepareInstance(ipb.PrepareInstanceRequest(spec=vm), timeout=60)
-    code, reason, meta = _err(e)
-    if env.pool.flavor == "zfs-fuse":
+    s = stub(agent.channel)
+    if not os.path.exists("/dev/kvm") or not os.path.exists("/dev/net/tun"):
+        with pytest.raises(grpc.RpcError) as e:
+            s.PrepareInstance(ipb.PrepareInstanceRequest(spec=vm), timeout=60)
+        code, reason, meta = _err(e)
         assert (code, reason) == (grpc.StatusCode.FAILED_PRECONDITION, "NODE_CANNOT_HOST")
-        assert "storage.zvol" in meta["missing"] and "zvol" in e.value.details()
-    kvm_ok = os.path.exists("/dev/kvm")
-    assert ("kvm.device" in meta.get("missing", "")) == (not kvm_ok) or code != grpc.StatusCode.FAILED_PRECONDITION
-    assert not env.dataset(f"{env.parent}/instances/{team}/{vm.id}")
-    assert stub(agent.channel).ListInstances(ipb.ListInstancesRequest(), timeout=30).instances == [] or \
-        vm.id not in [i.id for i in stub(agent.channel).ListInstances(ipb.ListInstancesRequest(), timeout=30).instances]
+        assert "kvm.device" in meta["missing"] or "dev.tun" in meta["missing"]
+        assert not env.dataset(f"{env.parent}/instances/{team}/{vm.id}")
+        return
+    try:
+        inst = s.PrepareInstance(ipb.PrepareInstanceRequest(spec=vm), timeout=60).instance
+        rt = inst.runtime
+        tap = inst.names.nics[0].host_netdev
+        link = env.link(tap)
+        assert link is not None and link["linkinfo"]["info_kind"] == "tun" and rt.nics[0].netdev == tap
+        assert rt.nics[0].queues == 2 and rt.nics[0].mac == inst.nics[0].port.mac and rt.nics[0].dhcp
+        assert rt.nics[0].ip4 == inst.nics[0].port.ip4 + "/24" and rt.nics[0].gateway4 == "10.81.0.1"
+        if env.pool.flavor == "zfs-fuse":
+            assert rt.storage.disk_is_file and rt.storage.disk == f"{inst.volume.mountpoint}/disk.raw"
+            assert os.path.getsize(rt.storage.disk) == 64 * MiB and inst.volume.kind == 4       # DISK_FILE
+        else:
+            assert rt.storage.disk == f"/dev/zvol/{inst.names.dataset}" and not rt.storage.disk_is_file
+        assert rt.compute.payload_cgroup == rt.compute.cgroup + "/payload"
+    finally:
+        s.ReleaseInstance(ipb.ReleaseInstanceRequest(id=vm.id), timeout=60)
+    assert not env.dataset(inst.names.dataset) and env.link(tap) is None
 
 
 def test_kubernetes_node_preflight_lists_missing(instance_agent):

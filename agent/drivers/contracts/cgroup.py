@@ -19,6 +19,7 @@ class CgroupContract(Protocol):
     space, '=', longer than 63...) -> InvalidArgument."""
 
     root: str                  # the agent's subtree ("" without cgroup2)
+    mount: str                 # the cgroup2 mount point ("" without cgroup2)
 
     def probe(self) -> Availability:
         """Whether cgroup v2 is usable here; features = controllers available to the subtree.

@@ -7,6 +7,7 @@ from agent.drivers.base import Availability
 
 if TYPE_CHECKING:           # the netlink package imports this module: Link for annotations only
     from agent.drivers.netlink.link import Link
+    from agent.drivers.netlink.monitor import LinkMonitor
 
 
 class NetlinkContract(Protocol):
@@ -25,6 +26,20 @@ class NetlinkContract(Protocol):
         """rtnetlink usable in the host namespace; features list veth, bridge, tap (/dev/net/tun)
         and bridge-vlan support. Read-only apart from the one-time VLAN probe bridge (created and
         deleted at once); never raises: a missing namespace or a refused socket -> missing."""
+
+    def own_netns(self) -> str:
+        """The agent process's network namespace as a path a runtime can enter (/proc/1/ns/net
+        when it is the host's). Never raises."""
+
+    def host_end_netns(self) -> str:
+        """Where host-side netdevs live, as a path a runtime can enter. Never raises."""
+
+    def is_init_netns(self, path: str) -> bool:
+        """True when `path` is the host's network namespace. Never raises."""
+
+    def link_monitor(self) -> LinkMonitor:
+        """Link notifications of the host namespace (a new socket there; the caller closes the
+        monitor). Raises NotFound NETNS_NOT_FOUND, translated OSErrors."""
 
     def close(self) -> None:
         """Close sockets and helpers. Idempotent for the host socket (after close() the object

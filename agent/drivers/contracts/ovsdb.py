@@ -204,10 +204,14 @@ class OvsDbContract(OvsdbConnectionContract, Protocol):
         iface-id), NOT_OURS (the port exists and is not ours), WRONG_BRIDGE,
         NO_INTEGRATION_BRIDGE (the bridge is missing); Unavailable OVSDB_UNAVAILABLE."""
 
-    def unbind(self, names: list[str], deadline: float | None = None) -> list[str]:
+    def unbind(self, names: list[str], deadline: float | None = None, *, wait_vswitchd: bool = False) -> list[str]:
         """Remove our OVS ports named `names` in one transaction; returns the removed names.
-        Idempotent: absent ones are skipped; [] -> [] without a round trip. Raises
-        FailedPrecondition NOT_OURS when one is not ours (nothing removed), Unavailable."""
+        Idempotent: absent ones are skipped; [] -> [] without a round trip. With
+        wait_vswitchd, then waits (bounded: the deadline, at most 5 s; never an error) until
+        ovs-vswitchd applied it (cur_cfg, as `ovs-vsctl --wait=vswitchd`): it closes the removed
+        netdevs, restoring their flags BY NAME, so a netdev made again under that name after it
+        would be set down. Raises FailedPrecondition NOT_OURS when one is not ours (nothing
+        removed), Unavailable."""
 
     def interface(self, name: str, deadline: float | None = None) -> InterfaceInfo | None:
         """An interface from the cache, ours or not (`ours` says); None when absent. Read-only.

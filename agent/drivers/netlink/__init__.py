@@ -25,12 +25,13 @@ from pyroute2.netlink.exceptions import NetlinkError
 from agent.drivers.base import Availability
 from agent.drivers.contracts.netlink import NetlinkContract
 from agent.drivers.netlink.link import BIRTH_GROUP, GROUP_MASK, Link, link_of
-from agent.drivers.netlink.nsexec import NsExec, netns_path
+from agent.drivers.netlink.monitor import LinkEvent, LinkMonitor, raw_route_socket
+from agent.drivers.netlink.nsexec import NsExec, is_host_netns, netns_path, own_netns_path
 from agent.drivers.netlink.sock import Sock
 from agent.errors import AgentError, FailedPrecondition, NotFound, from_oserror
 from agent.metrics import Metrics
 
-__all__ = ["BIRTH_GROUP", "GROUP_MASK", "Link", "Netlink"]
+__all__ = ["BIRTH_GROUP", "GROUP_MASK", "Link", "LinkEvent", "LinkMonitor", "Netlink"]
 
 _IFA_F_NODAD = 0x02
 
@@ -153,6 +154,33 @@ class Netlink(NetlinkContract):
                     return link_of(ipr.link("get", index=a["index"])[0])
             return None
         return self._op("addr_dump", f"address {ip}", find)
+
+    # -- namespaces as paths a runtime can enter (nsexec.py) ------------------------
+    def own_netns(self) -> str:
+        """The agent process's network namespace as a path (nsexec.own_netns_path). Never raises."""
+        return own_netns_path()
+
+    def host_end_netns(self) -> str:
+        """Where host-side netdevs live (host_netns), as a path; the agent's own when unset."""
+        if not self.host_netns or self._ns.is_home(self.host_netns):
+            return own_netns_path()
+        return netns_path(self.host_netns)
+
+    @staticmethod
+    def is_init_netns(path: str) -> bool:
+        """True when `path` is the host's network namespace (nsexec.is_host_netns). Never raises."""
+        return is_host_netns(path)
+
+    def link_monitor(self) -> LinkMonitor:
+        """Link notifications of the host namespace: a new socket there (the caller closes the
+        monitor). Raises NotFound NETNS_NOT_FOUND, translated OSErrors."""
+        if not self._ns.is_home(self.host_netns) and not os.path.exists(netns_path(self.host_netns)):
+            raise NotFound(f"network namespace {self.host_netns} does not exist", reason="NETNS_NOT_FOUND",
+                           metadata={"netns": self.host_netns})
+        try:
+            return LinkMonitor(self._ns.run(self.host_netns, raw_route_socket))
+        except OSError as exc:
+            raise from_oserror(exc, "link monitor socket") from None
 
     # -- creation ----------------------------------------------------------
     def create_veth(self, name: str, peer: str, *, mtu: int, peer_mac: str = "",

@@ -33,6 +33,34 @@ def netns_path(target: str) -> str:
     return target if target.startswith("/") else os.path.join(NETNS_DIR, target)
 
 
+def own_netns_path() -> str:
+    """This process's network namespace as a path a runtime can enter: /proc/1/ns/net when it
+    is PID 1's (the host's) and that can be read, else /proc/<our pid>/ns/net. Never raises."""
+    try:
+        a, b = os.stat("/proc/self/ns/net"), os.stat("/proc/1/ns/net")
+        if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
+            return "/proc/1/ns/net"
+    except OSError:
+        pass                  # PID 1's namespace links can be unreadable (a sandbox's init): use ours
+    return f"/proc/{os.getpid()}/ns/net"
+
+
+def is_host_netns(path: str) -> bool:
+    """True when `path` is the host's network namespace: PID 1's, or this process's own where
+    PID 1's cannot be read (the agent runs in the host's). Never raises."""
+    try:
+        a = os.stat(path)
+    except OSError:
+        return False
+    for ref in ("/proc/1/ns/net", "/proc/self/ns/net"):
+        try:
+            b = os.stat(ref)
+        except OSError:
+            continue
+        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+    return False
+
+
 class NsExec:
     """A helper thread that runs callables inside a given network namespace."""
 

@@ -10,6 +10,7 @@ errors) is agent/drivers/contracts/ovsdb.py's OvsDbContract.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from agent.drivers.contracts.ovsdb import OvsDbContract
@@ -21,6 +22,7 @@ from agent.metrics import Metrics
 from agent.model.marks import OWNER_KEY
 
 OVN_INSTALLED = "ovn-installed"
+VSWITCHD_WAIT = 5.0                # how long unbind(wait_vswitchd=True) waits for ovs-vswitchd at most
 CHASSIS_KEYS = ("system-id", "ovn-remote", "ovn-encap-type", "ovn-encap-ip", "ovn-bridge-datapath-type",
                 "ovn-bridge", "hostname", "ovn-cms-options", "ovn-bridge-mappings")
 TUNNEL_TYPES = ("geneve", "vxlan", "stt")
@@ -139,11 +141,20 @@ class OvsDb(Database, OvsDbContract):
         ext = {**external_ids, OWNER_KEY: self.owner}
         return self.db.transact([_BindPort(bridge, name, iface_type, ext, self.owner, self._claims)], deadline)[0]
 
-    def unbind(self, names: list[str], deadline: float | None = None) -> list[str]:
-        """One _UnbindPorts command."""
+    def unbind(self, names: list[str], deadline: float | None = None, *, wait_vswitchd: bool = False) -> list[str]:
+        """One _UnbindPorts command; with wait_vswitchd, then until ovs-vswitchd applied it."""
         if not names:
             return []
-        return self.db.transact([_UnbindPorts(names, self.owner)], deadline)[0]
+        cmd = _UnbindPorts(names, self.owner, bump_cfg=wait_vswitchd)
+        removed: list[str] = self.db.transact([cmd], deadline)[0]
+        if cmd.cfg_target:
+            end = min(deadline, time.monotonic() + VSWITCHD_WAIT) if deadline else time.monotonic() + VSWITCHD_WAIT
+            while time.monotonic() < end:
+                rows = self.db.rows("Open_vSwitch")
+                if rows and int(rows[0].cur_cfg) >= cmd.cfg_target:
+                    break
+                time.sleep(0.005)
+        return removed
 
     def interface(self, name: str, deadline: float | None = None) -> InterfaceInfo | None:
         """The Interface by its name index."""

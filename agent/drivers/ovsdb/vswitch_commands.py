@@ -220,9 +220,11 @@ def _remove_port_of(idl, iface) -> None:
 class _UnbindPorts(Command):
     """OvsDb.unbind's one transaction."""
 
-    def __init__(self, names: list[str], owner: str) -> None:
+    def __init__(self, names: list[str], owner: str, *, bump_cfg: bool = False) -> None:
         super().__init__()
         self.names, self.owner = names, owner
+        self.bump_cfg = bump_cfg            # ask ovs-vswitchd to report when it applied this (next_cfg)
+        self.cfg_target = 0                 # the cur_cfg that says so (0: nothing asked)
         self.result: list[str] = []
 
     def run(self, txn, idl) -> None:
@@ -242,4 +244,8 @@ class _UnbindPorts(Command):
                     br.delvalue("ports", p)
         for p in ports:
             p.delete()
+        if self.bump_cfg:                   # as ovs-vsctl --wait=vswitchd does
+            root = _root(idl)
+            self.cfg_target = int(root.next_cfg) + 1
+            root.increment("next_cfg")
         self.result = names

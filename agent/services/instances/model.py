@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agent.model.compute import CgroupInfo, Limits
+from agent.model.idmap import IdMap
 from agent.services.drift import Drift
 from agent.services.network.model import Port
 from agent.services.storage.model import Volume
@@ -35,6 +36,13 @@ PART_NETWORK = "network"
 PART_COMPUTE = "compute"
 PARTS = (PART_STORAGE, PART_NETWORK, PART_COMPUTE)
 
+# Where a container NIC's instance end goes (NicSpec.peer_placement; "" = netns when peer_netns is set,
+# else agent). Resolved by PlaneSet.placement.
+PLACE_AGENT = "agent"          # left next to the host end, in the agent's (OVS-side) network namespace
+PLACE_HOST = "host"            # moved into the host's network namespace (the agent process's own)
+PLACE_NETNS = "netns"          # moved into peer_netns, renamed, addresses configured
+PLACEMENTS = (PLACE_AGENT, PLACE_HOST, PLACE_NETNS)
+
 MAX_ID_LEN = 40                # "<id>-<nic>" must stay a valid port name (63) in every consumer
 MAX_NIC_NAME_LEN = 15
 MAX_NICS = 16
@@ -55,7 +63,8 @@ class RootSpec:
 
 @dataclass(frozen=True)
 class NicSpec:
-    """One NIC. Immutable: name, network, mac, ip4, ip6, queues. Mutable: mtu, peer placement."""
+    """One NIC. Immutable: name, network, mac, ip4, ip6, queues. Mutable: mtu, peer placement
+    (peer_netns, peer_name, peer_placement)."""
 
     name: str                      # e.g. "eth0"; the port is "<instance>-<name>"
     network: str                   # the team network (must exist)
@@ -66,6 +75,7 @@ class NicSpec:
     peer_netns: str = ""           # container: put the instance end there
     peer_name: str = ""            # container: its name there ("" = the NIC name)
     queues: int = 0                # vm: tap queues (>1 = multiqueue)
+    peer_placement: str = ""       # container: PLACE_* ("" = netns when peer_netns is set, else agent)
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,7 @@ class InstanceSpec:
     limits: Limits = field(default_factory=Limits)
     labels: tuple[tuple[str, str], ...] = ()      # sorted (key, value) pairs
     kubernetes_node: bool = False                 # container meant to run Kubernetes: nesting preflight first
+    idmap: IdMap | None = None                    # container: an unprivileged instance's uid/gid map (immutable)
 
     def port_name(self, nic: NicSpec) -> str:
         """The network plane's port name of `nic`: "<id>-<nic name>"."""
@@ -135,6 +146,45 @@ class NicState:
     port: Port | None              # observed port (None: absent)
 
 
+@dataclass(frozen=True)
+class RuntimeNic:
+    """One NIC as a runtime attaches it (proto RuntimeNic)."""
+
+    name: str
+    kind: str                      # veth | tap
+    netdev: str                    # the runtime-side netdev (veth instance end, or the tap)
+    netns: str                     # path of the namespace it is in
+    host_netns: bool               # that is the host's (PID 1's) namespace
+    placement: str                 # PLACE_* (a tap: PLACE_AGENT)
+    mac: str = ""
+    mtu: int = 0
+    ip4: str = ""                  # "10.0.0.5/24"
+    gateway4: str = ""
+    ip6: str = ""
+    dns_servers: tuple[str, ...] = ()
+    dhcp: bool = False             # the network answers DHCPv4 with exactly these values
+    configured: bool = False       # the agent set the addresses on the netdev (PLACE_NETNS)
+    queues: int = 0
+    host_netdev: str = ""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a runtime needs from the prepared parts (proto Runtime)."""
+
+    nics: tuple[RuntimeNic, ...] = ()
+    rootfs: str = ""               # container
+    disk: str = ""                 # vm: block device or raw disk file
+    disk_is_file: bool = False
+    idmap_mode: str = ""           # container with a map: shifted | mount
+    image_metadata_dir: str = ""   # LXD-format image: where metadata.yaml and templates/ are
+    cgroup: str = ""               # the scope, relative to the cgroup2 mount
+    cgroup_path: str = ""
+    payload_cgroup: str = ""
+    monitor_cgroup: str = ""
+    idmap: IdMap | None = None
+
+
 @dataclass
 class Instance:
     id: str
@@ -154,6 +204,7 @@ class Instance:
     parts: list[PartStatus] = field(default_factory=list)
     observed: bool = False         # False: record only (List), nothing was looked at
     changed: bool = False
+    runtime: Runtime | None = None    # observed only
 
     @property
     def ready(self) -> bool:
@@ -226,3 +277,4 @@ class Event:
     up: bool = False
     message: str = ""
     snapshot: bool = False         # part of the initial snapshot
+    drifts: tuple[PartDrift, ...] = ()    # a drift event: what changed behind the agent's back

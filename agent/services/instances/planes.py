@@ -14,8 +14,9 @@ from agent.model.compute import CgroupInfo
 from agent.services.compute import ComputeService
 from agent.services.drift import Drift
 from agent.services.host import HostService, Profile
-from agent.services.instances.model import (KIND_VM, PART_COMPUTE, PART_NETWORK, PART_STORAGE, InstanceNames,
-                                           InstanceSpec, NicNames, NicSpec, NicState, PartStatus)
+from agent.services.instances.model import (KIND_VM, PART_COMPUTE, PART_NETWORK, PART_STORAGE, PLACE_AGENT,
+                                           PLACE_HOST, PLACE_NETNS, InstanceNames, InstanceSpec, NicNames, NicSpec,
+                                           NicState, PartStatus)
 from agent.services.network.service import NetworkService
 from agent.services.network.model import KIND_TAP, KIND_VETH, Port, PortSpec
 from agent.services.storage.service import StorageService
@@ -23,7 +24,7 @@ from agent.services.storage.model import VolumeKind, VolumeSpec, Volume
 
 Checkpoint = Callable[[str], None] | None
 
-_STORAGE_FIELDS = {"spec.name": "spec.id", "spec.image_id": "spec.root.image_id",
+_STORAGE_FIELDS = {"spec.name": "spec.id", "spec.image_id": "spec.root.image_id", "spec.idmap": "spec.idmap",
                    "spec.refquota_bytes": "spec.root.refquota_bytes", "spec.quota_bytes": "spec.root.quota_bytes",
                    "spec.reservation_bytes": "spec.root.reservation_bytes",
                    "spec.size_bytes": "spec.root.size_bytes", "spec.team": "spec.team"}
@@ -81,25 +82,43 @@ class PlaneSet:
 
     # -- specs and names (pure) ------------------------------------------------------
     def volume_spec(self, spec: InstanceSpec) -> VolumeSpec:
-        """The root volume's spec (a VM: a BLOCK zvol; a container: a clone of its image). Pure."""
+        """The root volume's spec (a VM: a BLOCK zvol, or a DISK_FILE where this node has no
+        zvols; a container: a clone of its image, with its uid/gid map). Pure (one capability
+        lookup)."""
         r = spec.root
         if spec.kind == KIND_VM:
-            return VolumeSpec(team=spec.team, name=spec.id, kind=VolumeKind.BLOCK, instance=spec.id,
+            kind = VolumeKind.BLOCK if self.storage.supports("zvol") else VolumeKind.DISK_FILE
+            return VolumeSpec(team=spec.team, name=spec.id, kind=kind, instance=spec.id,
                               quota_bytes=r.quota_bytes, reservation_bytes=r.reservation_bytes,
                               size_bytes=r.size_bytes)
         return VolumeSpec(team=spec.team, name=spec.id, kind=VolumeKind.ROOT, image_id=r.image_id, instance=spec.id,
                           refquota_bytes=r.refquota_bytes, quota_bytes=r.quota_bytes,
-                          reservation_bytes=r.reservation_bytes)
+                          reservation_bytes=r.reservation_bytes, idmap=spec.idmap)
+
+    @staticmethod
+    def placement(spec: InstanceSpec, nic: NicSpec) -> str:
+        """Where the NIC's runtime-side netdev goes: PLACE_NETNS (peer_netns given), PLACE_HOST,
+        PLACE_AGENT (the default; a VM's tap is always there). Pure."""
+        if spec.kind == KIND_VM:
+            return PLACE_AGENT
+        return nic.peer_placement or (PLACE_NETNS if nic.peer_netns else PLACE_AGENT)
 
     def port_spec(self, spec: InstanceSpec, nic: NicSpec) -> PortSpec:
-        """The NIC's port spec (a VM: a tap, multiqueue when asked; a container: a veth, its
-        instance end in the peer netns when given). Pure."""
+        """The NIC's port spec (a VM: a tap, multiqueue when asked; a container: a veth whose
+        instance end goes where its placement says: into peer_netns, configured; into the
+        host's namespace under its hashed name (or peer_name), not configured; or left next to
+        the host end). Pure (the host namespace's path is looked up)."""
         vm = spec.kind == KIND_VM
+        where = self.placement(spec, nic)
+        netns, name, configure = "", "", True
+        if where == PLACE_NETNS:
+            netns, name = nic.peer_netns, nic.peer_name or nic.name
+        elif where == PLACE_HOST:
+            netns = self.network.netns_paths()[1]
+            name, configure = nic.peer_name or self.network.port_names(nic.network, spec.port_name(nic)).peer, False
         return PortSpec(network=nic.network, name=spec.port_name(nic), instance=spec.id,
                         kind=KIND_TAP if vm else KIND_VETH, mac=nic.mac, ip4=nic.ip4, ip6=nic.ip6, mtu=nic.mtu,
-                        peer_netns="" if vm else nic.peer_netns,
-                        peer_name="" if vm or not nic.peer_netns else (nic.peer_name or nic.name),
-                        multiqueue=vm and nic.queues > 1)
+                        peer_netns=netns, peer_name=name, multiqueue=vm and nic.queues > 1, peer_configure=configure)
 
     def names_for(self, spec: InstanceSpec) -> InstanceNames:
         """Every object name Prepare will create, before anything exists. Raises InvalidArgument
@@ -120,17 +139,15 @@ class PlaneSet:
 
     # -- preconditions of the kind ---------------------------------------------------------
     def kind_problems(self, spec: InstanceSpec) -> list[str]:
-        """What this node lacks for `spec` (empty: fine): a VM needs usable KVM, /dev/net/tun and
-        zvols; a Kubernetes node container needs every KUBERNETES_IN_LXD preflight item."""
+        """What this node lacks for `spec` (empty: fine): a VM needs usable KVM and /dev/net/tun
+        (its disk is a zvol, or a raw disk file where there are no zvols); a Kubernetes node
+        container needs every KUBERNETES_IN_LXD preflight item."""
         problems = []
         if spec.kind == KIND_VM:
             if self.host is not None:
                 for c in self.host.preflight(Profile.VM_HOST).checks:
                     if c.id in ("kvm.device", "dev.tun") and c.status == "missing":
                         problems.append(f"{c.id}: {c.reason} (remedy: {c.remedy})")
-            if not self.storage.supports("zvol"):
-                problems.append(f"storage.zvol: this node's ZFS ({self.storage.flavor}) cannot create zvols "
-                                "for VM disks (remedy: the OpenZFS kernel module)")
         if spec.kubernetes_node and self.host is not None:
             for c in self.host.preflight(Profile.KUBERNETES_IN_LXD).checks:
                 if c.status == "missing":
@@ -145,7 +162,15 @@ class PlaneSet:
         another operation holds the volume past `wait_timeout`, InvalidArgument on the
         instance spec's field paths)."""
         with part(PART_STORAGE, spec.id, _storage_fields):
-            return self.storage.ensure_volume(self.volume_spec(spec), wait_timeout=wait_timeout)
+            volume, changed = self.storage.ensure_volume(self.volume_spec(spec), wait_timeout=wait_timeout)
+            blocked = self.storage.rootfs_unreachable(volume)
+            if blocked:
+                raise FailedPrecondition(
+                    f"the rootfs {volume.rootfs} cannot be reached by the instance's root (host uid "
+                    f"{volume.idmap.host_uid if volume.idmap else '?'}): {blocked} is in the way; give it o+x "
+                    "(or put the pool's mountpoint elsewhere)", reason="ROOTFS_NOT_TRAVERSABLE",
+                    metadata={"dir": blocked.split(" (", 1)[0]})
+            return volume, changed
 
     def ensure_nic(self, spec: InstanceSpec, i: int, deadline: float | None, *, wait_ready: bool,
                    ready_timeout: float | None, checkpoint: Checkpoint = None) -> Port:

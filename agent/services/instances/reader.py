@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agent.drivers.statestore import InstanceRecord
 from agent.services.instances.context import InstanceContext
+from agent.services.instances import runtime
 from agent.services.instances.model import Event, Instance, NicState
 from agent.services.instances.records import names_from_dict, spec_from_dict
 from agent.services.instances.watch import Subscription
@@ -34,6 +35,7 @@ class Reader:
         inst.volume = fut.result()
         inst.parts = self.planes.parts(inst.names, inst.volume, inst.nics, inst.scope)
         inst.observed = True
+        inst.runtime = runtime.build(self.planes, inst)
         return inst
 
     def watch(self, team: str = "", instance_id: str = "", *,

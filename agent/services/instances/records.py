@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from agent.model.compute import (CpuLimits, CpusetLimits, HugetlbLimit, IoDeviceLimits, IoLimits, Limits, MemoryLimits,
                                  PidsLimits)
+from agent.model.idmap import IdMap
 from agent.services.instances.model import (KIND_CONTAINER, Allocation, InstanceNames, InstanceSpec, NicNames, NicSpec,
                                            RootSpec)
 
@@ -36,11 +37,21 @@ def _limits_from_dict(d: dict | None) -> Limits:
                   hugetlb=tuple(HugetlbLimit(**h) for h in d.get("hugetlb", ())))
 
 
+def _nic_to_dict(n: NicSpec) -> dict:
+    d = dataclasses.asdict(n)
+    if not d.get("peer_placement"):
+        d.pop("peer_placement", None)          # as records made before the field existed: no spurious update
+    return d
+
+
 def spec_to_dict(s: InstanceSpec) -> dict:
-    """Canonical JSON-able form (what the store keeps; equal specs give equal dicts)."""
+    """Canonical JSON-able form (what the store keeps; equal specs give equal dicts; fields
+    added later are left out while they hold their default)."""
     d = {"id": s.id, "team": s.team, "kind": s.kind, "root": dataclasses.asdict(s.root),
-         "nics": [dataclasses.asdict(n) for n in s.nics], "limits": _limits_to_dict(s.limits),
+         "nics": [_nic_to_dict(n) for n in s.nics], "limits": _limits_to_dict(s.limits),
          "labels": dict(s.labels), "kubernetes_node": s.kubernetes_node}
+    if s.idmap is not None:
+        d["idmap"] = dataclasses.asdict(s.idmap)
     return json.loads(json.dumps(d, sort_keys=True))
 
 
@@ -50,7 +61,8 @@ def spec_from_dict(d: dict) -> InstanceSpec:
                         root=RootSpec(**d.get("root", {})), nics=tuple(NicSpec(**n) for n in d.get("nics", ())),
                         limits=_limits_from_dict(d.get("limits")),
                         labels=tuple(sorted(d.get("labels", {}).items())),
-                        kubernetes_node=bool(d.get("kubernetes_node", False)))
+                        kubernetes_node=bool(d.get("kubernetes_node", False)),
+                        idmap=IdMap(**d["idmap"]) if d.get("idmap") else None)
 
 
 def names_to_dict(n: InstanceNames, allocations: dict[str, Allocation] | None = None) -> dict:
@@ -79,6 +91,9 @@ def incompatible(old: InstanceSpec, new: InstanceSpec, allocations: dict[str, Al
         out.append(f"spec.kind: recorded {old.kind}, requested {new.kind}")
     if old.root.image_id != new.root.image_id:
         out.append(f"spec.root.image_id: recorded {old.root.image_id!r}, requested {new.root.image_id!r}")
+    if old.idmap != new.idmap:
+        out.append(f"spec.idmap: recorded {old.idmap.mark() if old.idmap else 'none'}, requested "
+                   f"{new.idmap.mark() if new.idmap else 'none'}")
     if new.root.size_bytes < old.root.size_bytes:
         out.append(f"spec.root.size_bytes: {new.root.size_bytes} would shrink the recorded {old.root.size_bytes}")
     before = {n.name: n for n in old.nics}

@@ -21,6 +21,7 @@ from agent.services.instances.model import (PART_COMPUTE, PART_NETWORK, PART_STO
                                             InstanceNames, InstanceSpec, NicState)
 from agent.services.instances.records import names_from_dict
 from agent.services.instances.planes import part, tagged
+from agent.services.instances import runtime
 from agent.services.network.model import Port
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ class PlaneRunner:
                         volume=volume, nics=nics, scope=scope, observed=True,
                         changed=v_changed or s_changed or any(p.changed for p in ports))
         inst.parts = self.planes.parts(names, volume, nics, scope)
+        inst.runtime = runtime.build(self.planes, inst)
         return inst
 
     # -- delete one ------------------------------------------------------------------------

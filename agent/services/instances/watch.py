@@ -1,8 +1,13 @@
 """WatchInstances: state changes of instances (preparing, prepared, releasing,
-released, failed) published by the operations, and readiness changes of
-their NICs translated from the network plane's port watch.
+released, failed) published by the operations, readiness changes of their
+NICs translated from the network plane's port watch, and drift events: a host
+netdev of a prepared instance's NIC deleted behind the agent's back (e.g. a
+runtime's failed start destroyed the veth pair) -> VETH_MISSING / TAP_MISSING,
+as Diff reports it and Repair fixes it. Deletions while an instance is not
+recorded as prepared (being prepared, rolled back, released) are the agent's
+own and not reported.
 
-The network subscription runs only while someone watches (a pump thread
+The network subscriptions run only while someone watches (a pump thread
 started by the first subscriber, stopped after the last one left).
 """
 from __future__ import annotations
@@ -12,10 +17,12 @@ import threading
 from typing import TYPE_CHECKING
 
 from agent.errors import Unavailable
-from agent.services.instances.model import Event, NicNames
+from agent.services.drift import Drift
+from agent.services.instances.model import PART_NETWORK, PREPARED, Event, NicNames
 from agent.services.watch_queue import EventQueue
 
 if TYPE_CHECKING:
+    from agent.services.network.netdev_watch import NetdevGone
     from agent.services.network.service import NetworkService
     from agent.services.network.watch import ReadinessHub
 
@@ -85,10 +92,15 @@ class WatchHub:
             self._subs.append(sub)
             hub = self._network.hub if self._network is not None else None
             self._stop.clear()
-            if hub is not None and self._pump is None:
-                self._pump = threading.Thread(target=self._pump_ports, args=(hub,), name="instance-watch",
+            if self._network is not None and self._pump is None:
+                ready = threading.Event()
+                self._pump = threading.Thread(target=self._pump_ports, args=(hub, ready), name="instance-watch",
                                               daemon=True)
                 self._pump.start()
+            else:
+                ready = None
+        if ready is not None:
+            ready.wait(5)              # subscribed to the network plane before the caller goes on
         return sub
 
     def _drop(self, sub: Subscription) -> None:
@@ -104,9 +116,13 @@ class WatchHub:
         for s in list(self._subs):
             s.close()
 
-    def _pump_ports(self, hub: ReadinessHub) -> None:
-        """Translate port readiness events into instance events while anyone watches."""
-        sub = hub.subscribe()
+    def _pump_ports(self, hub: ReadinessHub | None, ready: threading.Event) -> None:
+        """Translate port readiness events and netdev deletions into instance events while
+        anyone watches."""
+        network = self._network
+        sub = hub.subscribe() if hub is not None else None
+        gone = network.watch_netdevs() if network is not None else None
+        ready.set()
         try:
             while True:
                 if self._stop.is_set():
@@ -115,8 +131,20 @@ class WatchHub:
                             self._pump = None
                             return
                         self._stop.clear()          # someone subscribed again meanwhile
+                if gone is not None:
+                    try:
+                        nev = gone.next_event(0.0 if sub is not None else 0.25)
+                    except Unavailable:
+                        gone.close()
+                        gone = network.watch_netdevs() if network is not None else None
+                        nev = None
+                    if nev is not None:
+                        self._netdev_gone(nev)
+                        continue
+                if sub is None or hub is None:
+                    continue
                 try:
-                    pev = sub.next_event(0.25)
+                    pev = sub.next_event(0.1 if gone is not None else 0.25)
                 except Unavailable:              # fell behind: start over with a fresh subscription
                     sub.close()
                     sub = hub.subscribe()
@@ -136,4 +164,20 @@ class WatchHub:
             with self._lock:
                 self._pump = None
         finally:
-            sub.close()
+            if sub is not None:
+                sub.close()
+            if gone is not None:
+                gone.close()
+
+    def _netdev_gone(self, ev: NetdevGone) -> None:
+        """A host netdev of a NIC vanished: a drift event when its instance is prepared (the
+        agent's own deletes happen while it is preparing/releasing)."""
+        with self._lock:
+            owner = self._ports.get((ev.network, ev.port))
+            state = self._states.get(owner[0], "") if owner else ""
+        if owner is None or state != PREPARED:
+            return
+        reason = "TAP_MISSING" if ev.kind == "tap" else "VETH_MISSING"
+        drift = Drift("network", ev.netdev, reason, f"netdev: {ev.netdev} was deleted (not by the agent); "
+                                                    "Repair recreates it")
+        self.publish(Event(owner[0], owner[1], state, drifts=((f"{PART_NETWORK}:{owner[2]}", drift),)))

@@ -71,8 +71,9 @@ class OvnBackend:
     def _network_rows(self, spec: NetworkSpec, deadline: float | None) -> NetworkRows:
         gw = spec.gateway4 or default_gateway(spec.subnet4)
         mtu = spec.mtu or DEFAULT_MTU_OVN
+        # router: the network's gateway, so DHCP clients get a default route (issue 14)
         opts = {"lease_time": "3600", "server_id": gw, "server_mac": mac_from_hash(spec.name, "dhcp"),
-                "mtu": str(mtu)}
+                "mtu": str(mtu), "router": gw}
         if spec.dns_servers:
             opts["dns_server"] = "{" + ",".join(spec.dns_servers) + "}"
         return NetworkRows(
@@ -180,6 +181,13 @@ class OvnBackend:
             revert.add(lambda: self.nb.delete_ports([names.lsp], _undo_deadline()))
         checkpoint("lsp-created")
         ip4, ip6 = split_ips(ips)
+        if self.ovs.interface_cached(names.host) is not None and self.netdevs.nl.link(names.host) is None:
+            # the netdev vanished under its OVS port (e.g. a runtime's failed start destroyed the veth):
+            # ovs-vswitchd keeps the dead one open and would never use a new netdev of that name
+            log.info("port %s/%s: netdev %s is gone under its OVS port; rebinding", spec.network, spec.name,
+                     names.host)
+            self.ovs.unbind([names.host], deadline, wait_vswitchd=True)   # before a new netdev takes the name
+            changed = True
         changed |= self.netdevs.ensure(spec, names, mtu, mac, interface_addresses(net, ip4, ip6), revert)
         checkpoint("netdev-created")
         bound_before = self.ovs.interface_cached(names.host) is not None

@@ -75,6 +75,8 @@ class PortSpec:
     peer_netns: str = ""           # veth: put the instance end there (name under /run/netns or a path)
     peer_name: str = ""            # veth: name of the instance end inside peer_netns ("" = eth0)
     multiqueue: bool = False       # tap only
+    peer_configure: bool = True    # veth in peer_netns: addresses + up there (False: only put there, for a
+                                   # runtime to take: it may be gone later, which is no drift)
 
 
 @dataclass(frozen=True)

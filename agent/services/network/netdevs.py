@@ -102,7 +102,7 @@ class Netdevs:
                     if spec.kind == KIND_VETH and not spec.peer_netns:    # left in place for LXD to take by name
                         self.nl.configure(names.peer, alias=self.mark(spec, "peer"))
         if created:
-            if spec.kind == KIND_VETH and spec.peer_netns:
+            if spec.kind == KIND_VETH and spec.peer_netns and spec.peer_configure:
                 self.nl.configure_peer(spec.peer_netns, peer, addresses=addrs, fresh=True)
             if vlan:
                 created_link = self.nl.link(names.host)
@@ -141,9 +141,17 @@ class Netdevs:
         return changed
 
     def _place_peer(self, spec: PortSpec, names: PortNames, link: Link, peer: str, mtu: int, addrs: list[str]) -> bool:
-        """Make sure the veth's other end sits in spec.peer_netns as `peer`."""
+        """Make sure the veth's other end sits in spec.peer_netns as `peer` (not peer_configure:
+        moved there while it is still next to the host end; gone = taken by a runtime, fine)."""
         there = self.nl.peer_link(spec.peer_netns, peer)
         changed = False
+        if not spec.peer_configure:
+            here = self.nl.link(names.peer)
+            if (there is None or there.peer_index != link.index) and here is not None \
+                    and here.peer_index == link.index:
+                self.nl.move(names.peer, spec.peer_netns, peer)
+                changed = True
+            return changed
         if there is None or there.peer_index != link.index:
             here = self.nl.link(names.peer)
             if here is None or here.peer_index != link.index:
@@ -231,7 +239,7 @@ class Netdevs:
                                      str(link.mtu)))
         if not self.nl.ipv6_disabled(host):
             out.append(network_drift(host, "IPV6_ENABLED", "netdev: IPv6 enabled on the host side"))
-        if spec.kind == KIND_VETH and spec.peer_netns:
+        if spec.kind == KIND_VETH and spec.peer_netns and spec.peer_configure:
             peer_name = spec.peer_name or "eth0"
             peer = self.nl.peer_link(spec.peer_netns, peer_name)
             if peer is None or peer.peer_index != link.index:

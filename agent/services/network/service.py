@@ -28,6 +28,7 @@ from agent.services.network.chassis import ChassisManager
 from agent.services.network.egress import Gateways
 from agent.services.network.model import (OWNER, Chassis, ChassisSpec, Network, NetworkSpec, OwnedObject, Port,
                                           PortEvent, PortNames, PortSpec, PortStatus)
+from agent.services.network.netdev_watch import NetdevSubscription, NetdevWatch
 from agent.services.network.model_cluster import ClusterChassis
 from agent.services.network.netdevs import Netdevs
 from agent.services.network.ports import Ports
@@ -63,11 +64,32 @@ class NetworkService:
         self._gate = SharedExclusive("network", when_busy=WhenBusy.ABORT, shared_work="port operations")
         self.ports = Ports(self.backends, self.netdevs, gate=self._gate, hub=self.hub, prefix=netdev_prefix,
                            ready_timeout=ready_timeout)
+        self.netdev_watch = NetdevWatch(netlink, owner)
 
     def close(self) -> None:
-        """Stop listening to the OVSDB caches (the drivers are closed by their owner)."""
+        """Stop listening to the OVSDB caches and to link changes (the drivers are closed by
+        their owner)."""
         if self.hub is not None:
             self.hub.close()
+        self.netdev_watch.close()
+
+    def watch_netdevs(self) -> NetdevSubscription:
+        """NetdevGone events: a host netdev of one of our ports deleted (by anyone, the agent
+        included). The link monitor runs while someone subscribes. Close the subscription."""
+        return self.netdev_watch.subscribe()
+
+    def netns_paths(self) -> tuple[str, str]:
+        """(where host-side netdevs live, the agent's own namespace) as enterable paths
+        (/proc/1/ns/net for the host's, /run/netns/<name>...). Read-only."""
+        return self.nl.host_end_netns(), self.nl.own_netns()
+
+    def is_host_netns(self, path: str) -> bool:
+        """True when `path` is the host's (PID 1's) network namespace. Read-only."""
+        return self.nl.is_init_netns(path)
+
+    def find_network(self, name: str, deadline: float | None = None) -> Network | None:
+        """The network without its port list (caches only), None when absent."""
+        return self.backends.serving(name, deadline)[1]
 
     @property
     def ovn_enabled(self) -> bool:

@@ -4,8 +4,12 @@ Layout under the parent dataset (default `<pool>/devcloud`):
 
     <parent>                                  root of everything we own
     <parent>/images/<image_id>[@base]         imported images; @base is what clones come from
+    <parent>/variants/<image_id>_u<uid>_g<gid>_n<count>[@base]
+                                              an image shifted into a uid/gid map (a clone of its @base);
+                                              roots of unprivileged instances clone its @base
     <parent>/instances/<team>/<volume>        instance volumes (clones, filesystems, zvols)
     <parent>/deleted/images/<image_id>-<tag>  images deleted while clones lived ("parked")
+    <parent>/deleted/variants/<variant>-<tag> variants of deleted images, parked while clones live
     <parent>/tmp/<image_id>-<tag>             imports in progress (renamed into images/ when verified)
 
 Names are deterministic: `Layout.volume(team, name)` is known before the
@@ -22,6 +26,8 @@ from typing import TypeGuard
 
 from agent.drivers.zfs import MAX_NAME_LEN, DatasetInfo
 from agent.errors import InvalidArgument
+
+from agent.model.idmap import IdMap
 
 from .model import BASE_SNAPSHOT, OWNER, P_OWNER
 
@@ -48,6 +54,8 @@ class Layout:
         self.instances = f"{self.parent}/instances"
         self.deleted = f"{self.parent}/deleted"
         self.deleted_images = f"{self.parent}/deleted/images"
+        self.variants = f"{self.parent}/variants"
+        self.deleted_variants = f"{self.parent}/deleted/variants"
         self.tmp = f"{self.parent}/tmp"
 
     @property
@@ -57,7 +65,8 @@ class Layout:
 
     def dirs(self) -> list[str]:
         """Our directory datasets, parents first."""
-        return [self.parent, self.images, self.instances, self.deleted, self.deleted_images, self.tmp]
+        return [self.parent, self.images, self.instances, self.deleted, self.deleted_images, self.tmp,
+                self.variants, self.deleted_variants]
 
     def image(self, image_id: str) -> str:
         """The dataset of a READY image."""
@@ -66,6 +75,15 @@ class Layout:
     def image_base(self, image_id: str) -> str:
         """The snapshot a ROOT volume of that image is cloned from."""
         return f"{self.images}/{image_id}@{BASE_SNAPSHOT}"
+
+    def variant(self, image_id: str, idmap: IdMap) -> str:
+        """The dataset of an image's variant shifted into `idmap` ('_' never occurs in image ids,
+        so no two (image, map) pairs share a name)."""
+        return f"{self.variants}/{image_id}_{idmap.suffix()}"
+
+    def variant_base(self, image_id: str, idmap: IdMap) -> str:
+        """The snapshot a ROOT volume with that map is cloned from (where roots are shifted)."""
+        return f"{self.variant(image_id, idmap)}@{BASE_SNAPSHOT}"
 
     def team(self, team: str) -> str:
         """The directory dataset of a team's volumes."""
@@ -84,8 +102,8 @@ class Layout:
         return (parts[0], parts[1]) if len(parts) == 2 else None
 
     def is_parked(self, dataset: str) -> bool:
-        """True for a dataset (or snapshot) under deleted/images/."""
-        return dataset.startswith(self.deleted_images + "/")
+        """True for a dataset (or snapshot) under deleted/images/ or deleted/variants/."""
+        return dataset.startswith((self.deleted_images + "/", self.deleted_variants + "/"))
 
     def under(self, dataset: str) -> bool:
         """True for the parent and everything below it."""

@@ -10,10 +10,15 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from agent.model.idmap import IdMap
 from agent.model.marks import (  # noqa: F401 - re-exported for callers
-    OWNER, P_IMAGE, P_INSTANCE, P_KIND, P_NAME, P_OWNER, P_SHA256, P_TEAM, P_TYPE)
+    OWNER, P_FORMAT, P_IDMAP, P_IDMAP_MODE, P_IMAGE, P_INSTANCE, P_KIND, P_METADATA, P_NAME, P_OWNER, P_ROOTFS,
+    P_SHA256, P_TEAM, P_TYPE)
 
-MARKS = (P_OWNER, P_TYPE, P_KIND, P_TEAM, P_NAME, P_INSTANCE, P_IMAGE, P_SHA256)   # what every read asks for
+MARKS = (P_OWNER, P_TYPE, P_KIND, P_TEAM, P_NAME, P_INSTANCE, P_IMAGE, P_SHA256, P_ROOTFS, P_IDMAP,
+         P_IDMAP_MODE)                                                  # what every read asks for
+IMAGE_MARKS = (*MARKS, P_FORMAT, P_METADATA)                            # image reads add these
+DISK_FILE = "disk.raw"              # the raw disk file of a DISK_FILE volume, at its mountpoint
 
 BASE_SNAPSHOT = "base"
 
@@ -24,6 +29,15 @@ class VolumeKind(str, enum.Enum):
     ROOT = "root"                   # clone of an image's @base (an instance root filesystem)
     FILESYSTEM = "filesystem"       # an empty filesystem
     BLOCK = "block"                 # a zvol (VM disk); needs a backend with zvols
+    DISK_FILE = "disk_file"         # a filesystem holding one sparse raw disk file (VM disk without zvols)
+
+
+class ImageFormat(str, enum.Enum):
+    """How an image was imported (the P_FORMAT mark)."""
+
+    ROOTFS_TARBALL = "rootfs-tarball"   # the image's root is the root filesystem
+    LXD_UNIFIED = "lxd-unified"         # metadata.yaml + templates/ + rootfs/ (one tarball)
+    LXD_SPLIT = "lxd-split"             # metadata tarball + squashfs/tarball rootfs, stored like unified
 
 
 class ImageState(str, enum.Enum):
@@ -47,7 +61,8 @@ class VolumeSpec:
     refquota_bytes: int = 0         # limit of the volume's own data (snapshots excluded); 0 = none
     quota_bytes: int = 0            # limit including snapshots; 0 = none
     reservation_bytes: int = 0      # guaranteed space; 0 = none
-    size_bytes: int = 0             # BLOCK: the zvol size (required)
+    size_bytes: int = 0             # BLOCK / DISK_FILE: the disk size (required)
+    idmap: IdMap | None = None      # ROOT: an unprivileged instance's map (immutable)
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,35 @@ class Volume:
     origin: str                     # ROOT: the snapshot it was cloned from
     created_unix: int
     snapshots: tuple[Snapshot, ...] = ()
+    rootfs: str = ""                # ROOT: the root filesystem directory (mountpoint[/rootfs])
+    idmap: IdMap | None = None      # ROOT: the map it was made for
+    idmap_mode: str = ""            # ROOT with a map: shifted | mount (agent.model.idmap)
+    disk_file: str = ""             # DISK_FILE: the raw disk file
+
+
+@dataclass(frozen=True)
+class ImageMetadata:
+    """What an LXD/Incus image's metadata.yaml says (the fields GetImage returns)."""
+
+    architecture: str
+    creation_unix: int
+    expiry_unix: int = 0
+    properties: tuple[tuple[str, str], ...] = ()     # sorted (key, value)
+    templates: tuple[str, ...] = ()                  # paths the templates write, sorted
+
+    def prop(self, key: str) -> str:
+        """properties[key] or ""."""
+        return dict(self.properties).get(key, "")
+
+
+@dataclass(frozen=True)
+class ImageVariant:
+    """A shifted copy of an image for one map: volumes with that map clone its @base."""
+
+    idmap: IdMap
+    dataset: str
+    base_snapshot: str
+    clones: int
 
 
 @dataclass(frozen=True)
@@ -99,6 +143,10 @@ class Image:
     referenced_bytes: int
     clones: int                     # volumes under the parent cloned from it
     created_unix: int
+    format: ImageFormat = ImageFormat.ROOTFS_TARBALL
+    metadata: ImageMetadata | None = None            # LXD formats
+    rootfs: str = ""                # the root filesystem directory (mountpoint[/rootfs])
+    variants: tuple[ImageVariant, ...] = ()
 
 
 @dataclass(frozen=True)

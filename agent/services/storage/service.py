@@ -29,16 +29,20 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Iterator, Sequence
 
+from agent.drivers import idmap as idmap_driver
+from agent.drivers.base import Availability
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
+from agent.model.idmap import IdMap
 from agent.services.drift import Drift
 
 from .directories import Directories
 from .images import Images
 from .layout import Layout, check_name_length, is_ours
-from .model import (MARKS, DeleteResult, Image, ImageState, ImportProgress, OwnedDataset, PoolStatus, Snapshot,
-                    Volume, VolumeSpec)
+from .model import (MARKS, DeleteResult, Image, ImageFormat, ImageState, ImportProgress, OwnedDataset, PoolStatus,
+                    Snapshot, Volume, VolumeSpec)
 from .pool import Pool
 from .snapshots import Snapshots
+from .variants import Variants
 from .volume_deletes import VolumeDeletes
 from .volume_locks import VolumeLocks
 from .volume_reads import VolumeReads
@@ -51,7 +55,11 @@ class StorageService:
     """Use cases of the storage plane over one pool/parent."""
 
     def __init__(self, backend: ZfsBackend, parent: str, *, allow_device_nodes: bool = False,
-                 embedded: bool = False, wait_timeout: float = DEFAULT_WAIT) -> None:
+                 embedded: bool = False, wait_timeout: float = DEFAULT_WAIT, idmap_policy: str = "auto",
+                 idmap_probe: Callable[[str], Availability] | None = None,
+                 shift: Callable[[str, IdMap], object] | None = None) -> None:
+        """idmap_policy: [storage].idmap (auto | shift | mount); idmap_probe / shift: the idmap
+        driver's probe_idmapped_mount / shift_tree (tests pass stand-ins)."""
         self.zfs = backend
         self.layout = Layout(parent)
         self.allow_device_nodes = allow_device_nodes
@@ -59,11 +67,14 @@ class StorageService:
         self.wait_timeout = wait_timeout
         self.locks = VolumeLocks(wait_timeout)
         self.dirs = Directories(backend, self.layout, wait_timeout=wait_timeout)
-        self.pool = Pool(backend, self.layout, embedded=embedded)
-        self.images = Images(backend, self.layout, self.dirs, allow_device_nodes=allow_device_nodes)
+        self.pool = Pool(backend, self.layout, embedded=embedded, idmap_policy=idmap_policy,
+                         **({"idmap_probe": idmap_probe} if idmap_probe else {}))
+        self.variants = Variants(backend, self.layout, self.dirs, wait_timeout=wait_timeout,
+                                 **({"shift": shift} if shift else {}))
+        self.images = Images(backend, self.layout, self.dirs, self.variants, allow_device_nodes=allow_device_nodes)
         self.reads = VolumeReads(backend, self.layout)
         self.volumes = Volumes(backend, self.layout, dirs=self.dirs, images=self.images, pool=self.pool,
-                               reads=self.reads, locks=self.locks)
+                               reads=self.reads, locks=self.locks, variants=self.variants)
         self.snapshots = Snapshots(backend, reads=self.reads, locks=self.locks)
         self.deletes = VolumeDeletes(backend, self.layout, dirs=self.dirs, images=self.images, locks=self.locks)
 
@@ -95,7 +106,9 @@ class StorageService:
                 self.zfs.destroy(ds.name, recursive=True)
                 stale += 1
         collected = self.images.collect_parked()
-        return {"mounted": mounted, "stale_imports_removed": stale, "parked_images_destroyed": collected}
+        idmap = self.pool.idmap_mode()              # probed once here (a throwaway idmapped mount)
+        return {"mounted": mounted, "stale_imports_removed": stale, "parked_images_destroyed": collected,
+                "idmap": idmap}
 
     # -- pool (pool.py) ----------------------------------------------------------------
 
@@ -182,10 +195,13 @@ class StorageService:
 
     def ensure_image(self, image_id: str, sha256: str, chunks: Iterator[bytes] | None = None, *,
                      local_path: str = "", size_bytes: int = 0,
-                     progress: Callable[[ImportProgress], None] | None = None) -> tuple[Image, bool]:
-        """Import an image from a tarball; idempotent by sha256. Errors: Images.ensure_image."""
+                     progress: Callable[[ImportProgress], None] | None = None, fmt: ImageFormat | None = None,
+                     metadata_size: int = 0, rootfs_local_path: str = "") -> tuple[Image, bool]:
+        """Import an image (rootfs tarball, LXD unified or split); idempotent by sha256.
+        Errors: Images.ensure_image."""
         return self.images.ensure_image(image_id, sha256, chunks, local_path=local_path, size_bytes=size_bytes,
-                                        progress=progress)
+                                        progress=progress, fmt=fmt, metadata_size=metadata_size,
+                                        rootfs_local_path=rootfs_local_path)
 
     def delete_image(self, image_id: str) -> ImageState:
         """Delete an image (ABSENT) or park it while clones live (PARKED). See Images.delete_image."""
@@ -205,6 +221,19 @@ class StorageService:
     def supports(self, feature: str) -> bool:
         """Whether this node's ZFS can do `feature` ("zvol", "lz4", ...), as probed. No I/O."""
         return self.zfs.supports(feature)
+
+    def rootfs_unreachable(self, volume: Volume) -> str:
+        """For a ROOT with a uid/gid map: the first directory on the way to its rootfs that the
+        instance's root (host uid/gid of the map) cannot enter, "<dir> (mode, owner)"; "" when
+        it can reach it (or the volume has no map). An unprivileged runtime fails there
+        otherwise. Read-only."""
+        if volume.idmap is None or not volume.rootfs:
+            return ""
+        return idmap_driver.untraversable(volume.rootfs, volume.idmap.host_uid, volume.idmap.host_gid)
+
+    def idmap_mode(self) -> str:
+        """How roots with a uid/gid map are made on this node: "mount" | "shifted" (Pool.idmap_mode)."""
+        return self.pool.idmap_mode()
 
     @property
     def flavor(self) -> str:

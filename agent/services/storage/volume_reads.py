@@ -3,16 +3,19 @@ drift against a spec, the inventory for GC, and the ownership check every change
 volume starts with. Nothing here writes."""
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
+from agent.drivers import diskfile
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
 from agent.errors import FailedPrecondition, NotFound
+from agent.model.idmap import IdMap
 from agent.model.marks import TYPE_VOLUME
 from agent.services.drift import Drift
 
 from .layout import Layout, is_ours
-from .model import (MARKS, P_IMAGE, P_INSTANCE, P_KIND, P_NAME, P_TEAM, P_TYPE, OwnedDataset, Snapshot, Volume,
-                    VolumeKind, VolumeSpec)
+from .model import (DISK_FILE, MARKS, P_IDMAP, P_IDMAP_MODE, P_IMAGE, P_INSTANCE, P_KIND, P_NAME, P_ROOTFS, P_TEAM,
+                    P_TYPE, OwnedDataset, Snapshot, Volume, VolumeKind, VolumeSpec)
 
 
 class VolumeReads:
@@ -77,8 +80,9 @@ class VolumeReads:
 
     def volume_drift(self, spec: VolumeSpec) -> list[Drift]:
         """Differences between `spec` and the live volume as Drift items with reason codes
-        (VOLUME_MISSING, NOT_OURS, KIND/IMAGE/INSTANCE_MISMATCH (not repairable),
-        REFQUOTA/QUOTA/RESERVATION/VOLSIZE_DRIFT, NOT_MOUNTED). Read-only: one read.
+        (VOLUME_MISSING, NOT_OURS, KIND/IMAGE/INSTANCE/IDMAP_MISMATCH (not repairable),
+        REFQUOTA/QUOTA/RESERVATION/VOLSIZE_DRIFT, NOT_MOUNTED, DISK_FILE_MISSING). Read-only:
+        one read (and a stat of a DISK_FILE's file).
         Repair = ensure_volume(spec)."""
         dataset = self.layout.volume(spec.team, spec.name)
         info = self.zfs.get(dataset, MARKS)
@@ -92,6 +96,7 @@ class VolumeReads:
                 ("kind", "KIND_MISMATCH", m.get(P_KIND, ""), spec.kind.value, False),
                 ("image_id", "IMAGE_MISMATCH", m.get(P_IMAGE, ""), spec.image_id, False),
                 ("instance", "INSTANCE_MISMATCH", m.get(P_INSTANCE, ""), spec.instance, False),
+                ("idmap", "IDMAP_MISMATCH", m.get(P_IDMAP, ""), spec.idmap.mark() if spec.idmap else "", False),
                 ("quota_bytes", "QUOTA_DRIFT", info.quota, spec.quota_bytes, True),
                 ("reservation_bytes", "RESERVATION_DRIFT", info.reservation, spec.reservation_bytes, True)):
             if have != want:
@@ -107,6 +112,14 @@ class VolumeReads:
                              str(spec.size_bytes), str(info.volsize), spec.size_bytes > info.volsize))
         if info.type == "filesystem" and not info.mounted and info.mountpoint.startswith("/"):
             out.append(Drift("storage", dataset, "NOT_MOUNTED", "not mounted", "mounted", "unmounted"))
+        elif spec.kind == VolumeKind.DISK_FILE and m.get(P_KIND) == spec.kind.value:
+            path = os.path.join(info.mountpoint, DISK_FILE)
+            size = diskfile.size(path)
+            if size is None:
+                out.append(Drift("storage", path, "DISK_FILE_MISSING", "disk file: missing"))
+            elif size != spec.size_bytes:
+                out.append(Drift("storage", path, "VOLSIZE_DRIFT", f"size_bytes: live {size}, wanted {spec.size_bytes}",
+                                 str(spec.size_bytes), str(size), spec.size_bytes > size))
         return out
 
 
@@ -119,12 +132,20 @@ def _volume_of_tree(tree: list[DatasetInfo]) -> Volume:
 def _volume(ds: DatasetInfo, snaps: Sequence[DatasetInfo]) -> Volume:
     m = ds.user_props
     kind = VolumeKind(m.get(P_KIND, "filesystem"))
+    mnt = ds.mountpoint if ds.type == "filesystem" else ""
+    sub = m.get(P_ROOTFS, "")
+    disk = os.path.join(mnt, DISK_FILE) if kind == VolumeKind.DISK_FILE and mnt.startswith("/") else ""
+    size = ds.volsize
+    if disk:
+        size = (diskfile.size(disk) or 0) if ds.mounted else 0
     return Volume(team=m.get(P_TEAM, ""), name=m.get(P_NAME, ""), kind=kind, dataset=ds.name,
                   image_id=m.get(P_IMAGE, ""), instance=m.get(P_INSTANCE, ""),
-                  mountpoint=ds.mountpoint if ds.type == "filesystem" else "", mounted=ds.mounted,
+                  mountpoint=mnt, mounted=ds.mounted,
                   device=f"/dev/zvol/{ds.name}" if ds.type == "volume" else "",
+                  rootfs=(f"{mnt}/{sub}" if sub else mnt) if kind == VolumeKind.ROOT and mnt.startswith("/") else "",
+                  idmap=IdMap.from_mark(m.get(P_IDMAP, "")), idmap_mode=m.get(P_IDMAP_MODE, ""), disk_file=disk,
                   refquota_bytes=ds.refquota, quota_bytes=ds.quota, reservation_bytes=ds.reservation,
-                  size_bytes=ds.volsize, used_bytes=ds.used, available_bytes=ds.available,
+                  size_bytes=size, used_bytes=ds.used, available_bytes=ds.available,
                   referenced_bytes=ds.referenced, origin=ds.origin, created_unix=ds.creation,
                   snapshots=tuple(Snapshot(s.snapshot_name, s.used, s.referenced, s.creation)
                                   for s in sorted(snaps, key=lambda s: s.createtxg)))

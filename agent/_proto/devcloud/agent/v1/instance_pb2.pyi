@@ -31,6 +31,13 @@ class InstancePart(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INSTANCE_PART_STORAGE: _ClassVar[InstancePart]
     INSTANCE_PART_NETWORK: _ClassVar[InstancePart]
     INSTANCE_PART_COMPUTE: _ClassVar[InstancePart]
+
+class PeerPlacement(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PEER_PLACEMENT_UNSPECIFIED: _ClassVar[PeerPlacement]
+    PEER_PLACEMENT_AGENT_NETNS: _ClassVar[PeerPlacement]
+    PEER_PLACEMENT_HOST_NETNS: _ClassVar[PeerPlacement]
+    PEER_PLACEMENT_NETNS: _ClassVar[PeerPlacement]
 INSTANCE_KIND_UNSPECIFIED: InstanceKind
 INSTANCE_KIND_CONTAINER: InstanceKind
 INSTANCE_KIND_VM: InstanceKind
@@ -44,6 +51,10 @@ INSTANCE_PART_UNSPECIFIED: InstancePart
 INSTANCE_PART_STORAGE: InstancePart
 INSTANCE_PART_NETWORK: InstancePart
 INSTANCE_PART_COMPUTE: InstancePart
+PEER_PLACEMENT_UNSPECIFIED: PeerPlacement
+PEER_PLACEMENT_AGENT_NETNS: PeerPlacement
+PEER_PLACEMENT_HOST_NETNS: PeerPlacement
+PEER_PLACEMENT_NETNS: PeerPlacement
 
 class RootVolumeSpec(_message.Message):
     __slots__ = ("image_id", "size_bytes", "refquota_bytes", "quota_bytes", "reservation_bytes")
@@ -60,7 +71,7 @@ class RootVolumeSpec(_message.Message):
     def __init__(self, image_id: _Optional[str] = ..., size_bytes: _Optional[int] = ..., refquota_bytes: _Optional[int] = ..., quota_bytes: _Optional[int] = ..., reservation_bytes: _Optional[int] = ...) -> None: ...
 
 class NicSpec(_message.Message):
-    __slots__ = ("name", "network", "mac", "ip4", "ip6", "mtu", "peer_netns", "peer_name", "queues")
+    __slots__ = ("name", "network", "mac", "ip4", "ip6", "mtu", "peer_netns", "peer_name", "queues", "peer_placement")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     MAC_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +81,7 @@ class NicSpec(_message.Message):
     PEER_NETNS_FIELD_NUMBER: _ClassVar[int]
     PEER_NAME_FIELD_NUMBER: _ClassVar[int]
     QUEUES_FIELD_NUMBER: _ClassVar[int]
+    PEER_PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     name: str
     network: str
     mac: str
@@ -79,10 +91,11 @@ class NicSpec(_message.Message):
     peer_netns: str
     peer_name: str
     queues: int
-    def __init__(self, name: _Optional[str] = ..., network: _Optional[str] = ..., mac: _Optional[str] = ..., ip4: _Optional[str] = ..., ip6: _Optional[str] = ..., mtu: _Optional[int] = ..., peer_netns: _Optional[str] = ..., peer_name: _Optional[str] = ..., queues: _Optional[int] = ...) -> None: ...
+    peer_placement: PeerPlacement
+    def __init__(self, name: _Optional[str] = ..., network: _Optional[str] = ..., mac: _Optional[str] = ..., ip4: _Optional[str] = ..., ip6: _Optional[str] = ..., mtu: _Optional[int] = ..., peer_netns: _Optional[str] = ..., peer_name: _Optional[str] = ..., queues: _Optional[int] = ..., peer_placement: _Optional[_Union[PeerPlacement, str]] = ...) -> None: ...
 
 class InstanceSpec(_message.Message):
-    __slots__ = ("id", "team", "kind", "root", "nics", "limits", "labels", "kubernetes_node")
+    __slots__ = ("id", "team", "kind", "root", "nics", "limits", "labels", "kubernetes_node", "idmap")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +111,7 @@ class InstanceSpec(_message.Message):
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     KUBERNETES_NODE_FIELD_NUMBER: _ClassVar[int]
+    IDMAP_FIELD_NUMBER: _ClassVar[int]
     id: str
     team: str
     kind: InstanceKind
@@ -106,7 +120,8 @@ class InstanceSpec(_message.Message):
     limits: _compute_pb2.Limits
     labels: _containers.ScalarMap[str, str]
     kubernetes_node: bool
-    def __init__(self, id: _Optional[str] = ..., team: _Optional[str] = ..., kind: _Optional[_Union[InstanceKind, str]] = ..., root: _Optional[_Union[RootVolumeSpec, _Mapping]] = ..., nics: _Optional[_Iterable[_Union[NicSpec, _Mapping]]] = ..., limits: _Optional[_Union[_compute_pb2.Limits, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., kubernetes_node: _Optional[bool] = ...) -> None: ...
+    idmap: _storage_pb2.IdMap
+    def __init__(self, id: _Optional[str] = ..., team: _Optional[str] = ..., kind: _Optional[_Union[InstanceKind, str]] = ..., root: _Optional[_Union[RootVolumeSpec, _Mapping]] = ..., nics: _Optional[_Iterable[_Union[NicSpec, _Mapping]]] = ..., limits: _Optional[_Union[_compute_pb2.Limits, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., kubernetes_node: _Optional[bool] = ..., idmap: _Optional[_Union[_storage_pb2.IdMap, _Mapping]] = ...) -> None: ...
 
 class NicNames(_message.Message):
     __slots__ = ("nic", "network", "port", "lsp", "host_netdev", "peer_netdev")
@@ -157,7 +172,7 @@ class PartStatus(_message.Message):
     def __init__(self, part: _Optional[_Union[InstancePart, str]] = ..., object: _Optional[str] = ..., present: _Optional[bool] = ..., ready: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class Instance(_message.Message):
-    __slots__ = ("id", "team", "kind", "state", "spec", "names", "volume", "nics", "scope", "parts", "ready", "message", "generation", "created_unix", "updated_unix")
+    __slots__ = ("id", "team", "kind", "state", "spec", "names", "volume", "nics", "scope", "parts", "ready", "message", "generation", "created_unix", "updated_unix", "runtime")
     ID_FIELD_NUMBER: _ClassVar[int]
     TEAM_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +188,7 @@ class Instance(_message.Message):
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
     UPDATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
     id: str
     team: str
     kind: InstanceKind
@@ -188,7 +204,84 @@ class Instance(_message.Message):
     generation: int
     created_unix: float
     updated_unix: float
-    def __init__(self, id: _Optional[str] = ..., team: _Optional[str] = ..., kind: _Optional[_Union[InstanceKind, str]] = ..., state: _Optional[_Union[InstanceState, str]] = ..., spec: _Optional[_Union[InstanceSpec, _Mapping]] = ..., names: _Optional[_Union[InstanceNames, _Mapping]] = ..., volume: _Optional[_Union[_storage_pb2.Volume, _Mapping]] = ..., nics: _Optional[_Iterable[_Union[Nic, _Mapping]]] = ..., scope: _Optional[_Union[_compute_pb2.Cgroup, _Mapping]] = ..., parts: _Optional[_Iterable[_Union[PartStatus, _Mapping]]] = ..., ready: _Optional[bool] = ..., message: _Optional[str] = ..., generation: _Optional[int] = ..., created_unix: _Optional[float] = ..., updated_unix: _Optional[float] = ...) -> None: ...
+    runtime: Runtime
+    def __init__(self, id: _Optional[str] = ..., team: _Optional[str] = ..., kind: _Optional[_Union[InstanceKind, str]] = ..., state: _Optional[_Union[InstanceState, str]] = ..., spec: _Optional[_Union[InstanceSpec, _Mapping]] = ..., names: _Optional[_Union[InstanceNames, _Mapping]] = ..., volume: _Optional[_Union[_storage_pb2.Volume, _Mapping]] = ..., nics: _Optional[_Iterable[_Union[Nic, _Mapping]]] = ..., scope: _Optional[_Union[_compute_pb2.Cgroup, _Mapping]] = ..., parts: _Optional[_Iterable[_Union[PartStatus, _Mapping]]] = ..., ready: _Optional[bool] = ..., message: _Optional[str] = ..., generation: _Optional[int] = ..., created_unix: _Optional[float] = ..., updated_unix: _Optional[float] = ..., runtime: _Optional[_Union[Runtime, _Mapping]] = ...) -> None: ...
+
+class RuntimeNic(_message.Message):
+    __slots__ = ("name", "kind", "netdev", "netns", "host_netns", "placement", "mac", "mtu", "ip4", "gateway4", "ip6", "dns_servers", "dhcp", "configured", "queues", "host_netdev")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NETDEV_FIELD_NUMBER: _ClassVar[int]
+    NETNS_FIELD_NUMBER: _ClassVar[int]
+    HOST_NETNS_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    MAC_FIELD_NUMBER: _ClassVar[int]
+    MTU_FIELD_NUMBER: _ClassVar[int]
+    IP4_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY4_FIELD_NUMBER: _ClassVar[int]
+    IP6_FIELD_NUMBER: _ClassVar[int]
+    DNS_SERVERS_FIELD_NUMBER: _ClassVar[int]
+    DHCP_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURED_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    HOST_NETDEV_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: _network_pb2.NicKind
+    netdev: str
+    netns: str
+    host_netns: bool
+    placement: PeerPlacement
+    mac: str
+    mtu: int
+    ip4: str
+    gateway4: str
+    ip6: str
+    dns_servers: _containers.RepeatedScalarFieldContainer[str]
+    dhcp: bool
+    configured: bool
+    queues: int
+    host_netdev: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[_network_pb2.NicKind, str]] = ..., netdev: _Optional[str] = ..., netns: _Optional[str] = ..., host_netns: _Optional[bool] = ..., placement: _Optional[_Union[PeerPlacement, str]] = ..., mac: _Optional[str] = ..., mtu: _Optional[int] = ..., ip4: _Optional[str] = ..., gateway4: _Optional[str] = ..., ip6: _Optional[str] = ..., dns_servers: _Optional[_Iterable[str]] = ..., dhcp: _Optional[bool] = ..., configured: _Optional[bool] = ..., queues: _Optional[int] = ..., host_netdev: _Optional[str] = ...) -> None: ...
+
+class RuntimeStorage(_message.Message):
+    __slots__ = ("rootfs", "disk", "disk_is_file", "disk_format", "idmap_mode", "image_metadata_dir")
+    ROOTFS_FIELD_NUMBER: _ClassVar[int]
+    DISK_FIELD_NUMBER: _ClassVar[int]
+    DISK_IS_FILE_FIELD_NUMBER: _ClassVar[int]
+    DISK_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    IDMAP_MODE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_METADATA_DIR_FIELD_NUMBER: _ClassVar[int]
+    rootfs: str
+    disk: str
+    disk_is_file: bool
+    disk_format: str
+    idmap_mode: _storage_pb2.IdmapMode
+    image_metadata_dir: str
+    def __init__(self, rootfs: _Optional[str] = ..., disk: _Optional[str] = ..., disk_is_file: _Optional[bool] = ..., disk_format: _Optional[str] = ..., idmap_mode: _Optional[_Union[_storage_pb2.IdmapMode, str]] = ..., image_metadata_dir: _Optional[str] = ...) -> None: ...
+
+class RuntimeCompute(_message.Message):
+    __slots__ = ("cgroup", "cgroup_path", "payload_cgroup", "monitor_cgroup")
+    CGROUP_FIELD_NUMBER: _ClassVar[int]
+    CGROUP_PATH_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_CGROUP_FIELD_NUMBER: _ClassVar[int]
+    MONITOR_CGROUP_FIELD_NUMBER: _ClassVar[int]
+    cgroup: str
+    cgroup_path: str
+    payload_cgroup: str
+    monitor_cgroup: str
+    def __init__(self, cgroup: _Optional[str] = ..., cgroup_path: _Optional[str] = ..., payload_cgroup: _Optional[str] = ..., monitor_cgroup: _Optional[str] = ...) -> None: ...
+
+class Runtime(_message.Message):
+    __slots__ = ("nics", "storage", "compute", "idmap")
+    NICS_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
+    COMPUTE_FIELD_NUMBER: _ClassVar[int]
+    IDMAP_FIELD_NUMBER: _ClassVar[int]
+    nics: _containers.RepeatedCompositeFieldContainer[RuntimeNic]
+    storage: RuntimeStorage
+    compute: RuntimeCompute
+    idmap: _storage_pb2.IdMap
+    def __init__(self, nics: _Optional[_Iterable[_Union[RuntimeNic, _Mapping]]] = ..., storage: _Optional[_Union[RuntimeStorage, _Mapping]] = ..., compute: _Optional[_Union[RuntimeCompute, _Mapping]] = ..., idmap: _Optional[_Union[_storage_pb2.IdMap, _Mapping]] = ...) -> None: ...
 
 class PrepareInstanceRequest(_message.Message):
     __slots__ = ("spec", "wait", "wait_ready", "ready_timeout_ms")
@@ -289,7 +382,7 @@ class WatchInstancesRequest(_message.Message):
     def __init__(self, team: _Optional[str] = ..., id: _Optional[str] = ..., skip_snapshot: _Optional[bool] = ...) -> None: ...
 
 class WatchInstancesResponse(_message.Message):
-    __slots__ = ("id", "team", "state", "snapshot", "nic", "nic_ready", "ovn_installed", "up", "message", "ready")
+    __slots__ = ("id", "team", "state", "snapshot", "nic", "nic_ready", "ovn_installed", "up", "message", "ready", "drifts")
     ID_FIELD_NUMBER: _ClassVar[int]
     TEAM_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -300,6 +393,7 @@ class WatchInstancesResponse(_message.Message):
     UP_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
+    DRIFTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     team: str
     state: InstanceState
@@ -310,7 +404,8 @@ class WatchInstancesResponse(_message.Message):
     up: bool
     message: str
     ready: bool
-    def __init__(self, id: _Optional[str] = ..., team: _Optional[str] = ..., state: _Optional[_Union[InstanceState, str]] = ..., snapshot: _Optional[bool] = ..., nic: _Optional[str] = ..., nic_ready: _Optional[bool] = ..., ovn_installed: _Optional[bool] = ..., up: _Optional[bool] = ..., message: _Optional[str] = ..., ready: _Optional[bool] = ...) -> None: ...
+    drifts: _containers.RepeatedCompositeFieldContainer[Drift]
+    def __init__(self, id: _Optional[str] = ..., team: _Optional[str] = ..., state: _Optional[_Union[InstanceState, str]] = ..., snapshot: _Optional[bool] = ..., nic: _Optional[str] = ..., nic_ready: _Optional[bool] = ..., ovn_installed: _Optional[bool] = ..., up: _Optional[bool] = ..., message: _Optional[str] = ..., ready: _Optional[bool] = ..., drifts: _Optional[_Iterable[_Union[Drift, _Mapping]]] = ...) -> None: ...
 
 class Drift(_message.Message):
     __slots__ = ("part", "object", "reason", "detail", "desired", "observed", "repairable")

@@ -7,6 +7,19 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ImageFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IMAGE_FORMAT_UNSPECIFIED: _ClassVar[ImageFormat]
+    IMAGE_FORMAT_ROOTFS_TARBALL: _ClassVar[ImageFormat]
+    IMAGE_FORMAT_LXD_UNIFIED: _ClassVar[ImageFormat]
+    IMAGE_FORMAT_LXD_SPLIT: _ClassVar[ImageFormat]
+
+class IdmapMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IDMAP_MODE_UNSPECIFIED: _ClassVar[IdmapMode]
+    IDMAP_MODE_SHIFTED: _ClassVar[IdmapMode]
+    IDMAP_MODE_MOUNT: _ClassVar[IdmapMode]
+
 class ImageState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     IMAGE_STATE_UNSPECIFIED: _ClassVar[ImageState]
@@ -20,6 +33,14 @@ class VolumeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VOLUME_KIND_ROOT: _ClassVar[VolumeKind]
     VOLUME_KIND_FILESYSTEM: _ClassVar[VolumeKind]
     VOLUME_KIND_BLOCK: _ClassVar[VolumeKind]
+    VOLUME_KIND_DISK_FILE: _ClassVar[VolumeKind]
+IMAGE_FORMAT_UNSPECIFIED: ImageFormat
+IMAGE_FORMAT_ROOTFS_TARBALL: ImageFormat
+IMAGE_FORMAT_LXD_UNIFIED: ImageFormat
+IMAGE_FORMAT_LXD_SPLIT: ImageFormat
+IDMAP_MODE_UNSPECIFIED: IdmapMode
+IDMAP_MODE_SHIFTED: IdmapMode
+IDMAP_MODE_MOUNT: IdmapMode
 IMAGE_STATE_UNSPECIFIED: ImageState
 IMAGE_STATE_READY: ImageState
 IMAGE_STATE_PARKED: ImageState
@@ -28,18 +49,76 @@ VOLUME_KIND_UNSPECIFIED: VolumeKind
 VOLUME_KIND_ROOT: VolumeKind
 VOLUME_KIND_FILESYSTEM: VolumeKind
 VOLUME_KIND_BLOCK: VolumeKind
+VOLUME_KIND_DISK_FILE: VolumeKind
 
 class ImageHeader(_message.Message):
-    __slots__ = ("image_id", "sha256", "size_bytes", "local_path")
+    __slots__ = ("image_id", "sha256", "size_bytes", "local_path", "format", "metadata_size_bytes", "rootfs_local_path")
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     LOCAL_PATH_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ROOTFS_LOCAL_PATH_FIELD_NUMBER: _ClassVar[int]
     image_id: str
     sha256: str
     size_bytes: int
     local_path: str
-    def __init__(self, image_id: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., local_path: _Optional[str] = ...) -> None: ...
+    format: ImageFormat
+    metadata_size_bytes: int
+    rootfs_local_path: str
+    def __init__(self, image_id: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., local_path: _Optional[str] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., metadata_size_bytes: _Optional[int] = ..., rootfs_local_path: _Optional[str] = ...) -> None: ...
+
+class ImageMetadata(_message.Message):
+    __slots__ = ("architecture", "creation_unix", "expiry_unix", "os", "release", "variant", "description", "properties", "templates")
+    class PropertiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    CREATION_UNIX_FIELD_NUMBER: _ClassVar[int]
+    EXPIRY_UNIX_FIELD_NUMBER: _ClassVar[int]
+    OS_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    architecture: str
+    creation_unix: int
+    expiry_unix: int
+    os: str
+    release: str
+    variant: str
+    description: str
+    properties: _containers.ScalarMap[str, str]
+    templates: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, architecture: _Optional[str] = ..., creation_unix: _Optional[int] = ..., expiry_unix: _Optional[int] = ..., os: _Optional[str] = ..., release: _Optional[str] = ..., variant: _Optional[str] = ..., description: _Optional[str] = ..., properties: _Optional[_Mapping[str, str]] = ..., templates: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class IdMap(_message.Message):
+    __slots__ = ("host_uid", "host_gid", "count")
+    HOST_UID_FIELD_NUMBER: _ClassVar[int]
+    HOST_GID_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    host_uid: int
+    host_gid: int
+    count: int
+    def __init__(self, host_uid: _Optional[int] = ..., host_gid: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
+
+class ImageVariant(_message.Message):
+    __slots__ = ("idmap", "dataset", "base_snapshot", "clones")
+    IDMAP_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    BASE_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    CLONES_FIELD_NUMBER: _ClassVar[int]
+    idmap: IdMap
+    dataset: str
+    base_snapshot: str
+    clones: int
+    def __init__(self, idmap: _Optional[_Union[IdMap, _Mapping]] = ..., dataset: _Optional[str] = ..., base_snapshot: _Optional[str] = ..., clones: _Optional[int] = ...) -> None: ...
 
 class EnsureImageRequest(_message.Message):
     __slots__ = ("header", "chunk")
@@ -78,7 +157,7 @@ class EnsureImageResponse(_message.Message):
     def __init__(self, progress: _Optional[_Union[ImageImportProgress, _Mapping]] = ..., result: _Optional[_Union[EnsureImageResult, _Mapping]] = ...) -> None: ...
 
 class Image(_message.Message):
-    __slots__ = ("image_id", "dataset", "state", "sha256", "base_snapshot", "mountpoint", "used_bytes", "referenced_bytes", "clones", "created_unix")
+    __slots__ = ("image_id", "dataset", "state", "sha256", "base_snapshot", "mountpoint", "used_bytes", "referenced_bytes", "clones", "created_unix", "format", "metadata", "rootfs", "variants")
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +168,10 @@ class Image(_message.Message):
     REFERENCED_BYTES_FIELD_NUMBER: _ClassVar[int]
     CLONES_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    ROOTFS_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
     image_id: str
     dataset: str
     state: ImageState
@@ -99,7 +182,11 @@ class Image(_message.Message):
     referenced_bytes: int
     clones: int
     created_unix: int
-    def __init__(self, image_id: _Optional[str] = ..., dataset: _Optional[str] = ..., state: _Optional[_Union[ImageState, str]] = ..., sha256: _Optional[str] = ..., base_snapshot: _Optional[str] = ..., mountpoint: _Optional[str] = ..., used_bytes: _Optional[int] = ..., referenced_bytes: _Optional[int] = ..., clones: _Optional[int] = ..., created_unix: _Optional[int] = ...) -> None: ...
+    format: ImageFormat
+    metadata: ImageMetadata
+    rootfs: str
+    variants: _containers.RepeatedCompositeFieldContainer[ImageVariant]
+    def __init__(self, image_id: _Optional[str] = ..., dataset: _Optional[str] = ..., state: _Optional[_Union[ImageState, str]] = ..., sha256: _Optional[str] = ..., base_snapshot: _Optional[str] = ..., mountpoint: _Optional[str] = ..., used_bytes: _Optional[int] = ..., referenced_bytes: _Optional[int] = ..., clones: _Optional[int] = ..., created_unix: _Optional[int] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., metadata: _Optional[_Union[ImageMetadata, _Mapping]] = ..., rootfs: _Optional[str] = ..., variants: _Optional[_Iterable[_Union[ImageVariant, _Mapping]]] = ...) -> None: ...
 
 class GetImageRequest(_message.Message):
     __slots__ = ("image_id",)
@@ -138,7 +225,7 @@ class DeleteImageResponse(_message.Message):
     def __init__(self, state: _Optional[_Union[ImageState, str]] = ...) -> None: ...
 
 class VolumeSpec(_message.Message):
-    __slots__ = ("team", "name", "kind", "image_id", "instance", "refquota_bytes", "quota_bytes", "reservation_bytes", "size_bytes")
+    __slots__ = ("team", "name", "kind", "image_id", "instance", "refquota_bytes", "quota_bytes", "reservation_bytes", "size_bytes", "idmap")
     TEAM_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +235,7 @@ class VolumeSpec(_message.Message):
     QUOTA_BYTES_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_BYTES_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    IDMAP_FIELD_NUMBER: _ClassVar[int]
     team: str
     name: str
     kind: VolumeKind
@@ -157,7 +245,8 @@ class VolumeSpec(_message.Message):
     quota_bytes: int
     reservation_bytes: int
     size_bytes: int
-    def __init__(self, team: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[VolumeKind, str]] = ..., image_id: _Optional[str] = ..., instance: _Optional[str] = ..., refquota_bytes: _Optional[int] = ..., quota_bytes: _Optional[int] = ..., reservation_bytes: _Optional[int] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+    idmap: IdMap
+    def __init__(self, team: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[VolumeKind, str]] = ..., image_id: _Optional[str] = ..., instance: _Optional[str] = ..., refquota_bytes: _Optional[int] = ..., quota_bytes: _Optional[int] = ..., reservation_bytes: _Optional[int] = ..., size_bytes: _Optional[int] = ..., idmap: _Optional[_Union[IdMap, _Mapping]] = ...) -> None: ...
 
 class Snapshot(_message.Message):
     __slots__ = ("name", "used_bytes", "referenced_bytes", "created_unix")
@@ -172,7 +261,7 @@ class Snapshot(_message.Message):
     def __init__(self, name: _Optional[str] = ..., used_bytes: _Optional[int] = ..., referenced_bytes: _Optional[int] = ..., created_unix: _Optional[int] = ...) -> None: ...
 
 class Volume(_message.Message):
-    __slots__ = ("team", "name", "kind", "dataset", "image_id", "instance", "mountpoint", "mounted", "device", "refquota_bytes", "quota_bytes", "reservation_bytes", "size_bytes", "used_bytes", "available_bytes", "referenced_bytes", "origin", "created_unix", "snapshots")
+    __slots__ = ("team", "name", "kind", "dataset", "image_id", "instance", "mountpoint", "mounted", "device", "refquota_bytes", "quota_bytes", "reservation_bytes", "size_bytes", "used_bytes", "available_bytes", "referenced_bytes", "origin", "created_unix", "snapshots", "rootfs", "idmap", "idmap_mode", "disk_file")
     TEAM_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +281,10 @@ class Volume(_message.Message):
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    ROOTFS_FIELD_NUMBER: _ClassVar[int]
+    IDMAP_FIELD_NUMBER: _ClassVar[int]
+    IDMAP_MODE_FIELD_NUMBER: _ClassVar[int]
+    DISK_FILE_FIELD_NUMBER: _ClassVar[int]
     team: str
     name: str
     kind: VolumeKind
@@ -211,7 +304,11 @@ class Volume(_message.Message):
     origin: str
     created_unix: int
     snapshots: _containers.RepeatedCompositeFieldContainer[Snapshot]
-    def __init__(self, team: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[VolumeKind, str]] = ..., dataset: _Optional[str] = ..., image_id: _Optional[str] = ..., instance: _Optional[str] = ..., mountpoint: _Optional[str] = ..., mounted: _Optional[bool] = ..., device: _Optional[str] = ..., refquota_bytes: _Optional[int] = ..., quota_bytes: _Optional[int] = ..., reservation_bytes: _Optional[int] = ..., size_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., available_bytes: _Optional[int] = ..., referenced_bytes: _Optional[int] = ..., origin: _Optional[str] = ..., created_unix: _Optional[int] = ..., snapshots: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ...) -> None: ...
+    rootfs: str
+    idmap: IdMap
+    idmap_mode: IdmapMode
+    disk_file: str
+    def __init__(self, team: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[_Union[VolumeKind, str]] = ..., dataset: _Optional[str] = ..., image_id: _Optional[str] = ..., instance: _Optional[str] = ..., mountpoint: _Optional[str] = ..., mounted: _Optional[bool] = ..., device: _Optional[str] = ..., refquota_bytes: _Optional[int] = ..., quota_bytes: _Optional[int] = ..., reservation_bytes: _Optional[int] = ..., size_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., available_bytes: _Optional[int] = ..., referenced_bytes: _Optional[int] = ..., origin: _Optional[str] = ..., created_unix: _Optional[int] = ..., snapshots: _Optional[_Iterable[_Union[Snapshot, _Mapping]]] = ..., rootfs: _Optional[str] = ..., idmap: _Optional[_Union[IdMap, _Mapping]] = ..., idmap_mode: _Optional[_Union[IdmapMode, str]] = ..., disk_file: _Optional[str] = ...) -> None: ...
 
 class EnsureVolumeRequest(_message.Message):
     __slots__ = ("spec",)

@@ -143,7 +143,10 @@ class StorageServiceServicer:
 
     def EnsureImage(self, request_iterator, context):
         """EnsureImage imports an image from a rootfs tarball (tar, tar.gz, tar.bz2,
-        tar.xz). The first request message is the header; with
+        tar.xz), an LXD/Incus unified image (one tarball: metadata.yaml,
+        templates/, rootfs/) or an LXD/Incus split image (a metadata tarball and
+        a squashfs or tarball rootfs; header.format says, or it is detected).
+        The first request message is the header; with
         header.local_path empty the tarball follows as chunk messages and the
         client half-closes at its end. The server answers with progress messages
         while it receives and extracts, then one result message.
@@ -156,7 +159,8 @@ class StorageServiceServicer:
         Errors: ALREADY_EXISTS (same id, other sha256); DATA_LOSS (sha256 or size
         mismatch: corrupted or truncated upload); INVALID_ARGUMENT (no header,
         unreadable archive, unsafe member: absolute path, '..', link escaping the
-        root, device node when the agent is unprivileged); ABORTED (an import of
+        root, device node when the agent is unprivileged; an LXD image without a
+        valid metadata.yaml or rootfs); ABORTED (an import of
         the same id is in flight); RESOURCE_EXHAUSTED (pool full). Nothing is left
         behind on any error.
         """
