@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import queue
-from typing import Generic, Protocol, Self, TypeVar
+import threading
+from typing import Callable, Generic, Protocol, Self, TypeVar
 
 from agent.errors import Unavailable
 
@@ -46,3 +47,66 @@ class EventQueue(Generic[E]):
     def close(self: Self) -> None:
         self.closed = True
         self.hub._drop(self)
+
+
+S = TypeVar("S", bound=EventQueue)               # the subscription type
+
+
+class Subscribers(Generic[S]):
+    """The subscriptions of one hub and the pump thread feeding them: the pump starts with the
+    first subscription and ends once the last one left (it asks keep_running() between reads)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._subs: list[S] = []
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def add(self, sub: S, pump: Callable[[threading.Event], None] | None = None) -> None:
+        """Add `sub`; start `pump(ready)` on a thread when none runs, and wait (bounded) until it
+        set `ready` (listening), so nothing falls between subscribing and the first event."""
+        ready = None
+        with self._lock:
+            self._subs.append(sub)
+            self._stop.clear()
+            if pump is not None and self._thread is None:
+                ready = threading.Event()
+                self._thread = threading.Thread(target=pump, args=(ready,), name=self.name, daemon=True)
+                self._thread.start()
+        if ready is not None:
+            ready.wait(5)
+
+    def drop(self, sub: S) -> None:
+        """Remove `sub`; the pump is asked to end when it was the last. Idempotent."""
+        with self._lock:
+            if sub in self._subs:
+                self._subs.remove(sub)
+            if not self._subs:
+                self._stop.set()
+
+    def keep_running(self) -> bool:
+        """For the pump, between reads: False once nobody subscribes (the pump must return)."""
+        if not self._stop.is_set():
+            return True
+        with self._lock:
+            if not self._subs:
+                self._thread = None
+                return False
+            self._stop.clear()                       # someone subscribed again meanwhile
+            return True
+
+    def ended(self) -> None:
+        """The pump stopped by itself (an error): the next subscription starts a new one."""
+        with self._lock:
+            self._thread = None
+
+    def all(self) -> list[S]:
+        with self._lock:
+            return list(self._subs)
+
+    def close(self) -> None:
+        """Ask the pump to end and close every subscription. Idempotent."""
+        self._stop.set()
+        for s in self.all():
+            s.close()

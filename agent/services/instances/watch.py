@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from agent.errors import Unavailable
 from agent.services.drift import Drift
 from agent.services.instances.model import PART_NETWORK, PREPARED, Event, NicNames
-from agent.services.watch_queue import EventQueue
+from agent.services.watch_queue import EventQueue, Subscribers
 
 if TYPE_CHECKING:
     from agent.services.network.netdev_watch import NetdevGone
@@ -53,12 +53,10 @@ class WatchHub:
 
     def __init__(self, network: NetworkService | None = None) -> None:
         self._network = network
-        self._lock = threading.Lock()
-        self._subs: list[Subscription] = []
+        self._lock = threading.Lock()                 # the two indexes below
+        self._subs: Subscribers[Subscription] = Subscribers("instance-watch")
         self._ports: dict[tuple[str, str], tuple[str, str, str]] = {}   # (network, port) -> (id, team, nic)
         self._states: dict[str, str] = {}
-        self._pump: threading.Thread | None = None
-        self._stop = threading.Event()
 
     # -- index of the NICs of recorded instances --------------------------------
     def index(self, instance: str, team: str, state: str, nics: tuple[NicNames, ...]) -> None:
@@ -81,56 +79,33 @@ class WatchHub:
         with self._lock:
             if ev.state and not ev.nic:
                 self._states[ev.id] = ev.state
-            subs = list(self._subs)
-        for s in subs:
+        for s in self._subs.all():
             s.offer(ev)
 
     def subscribe(self, team: str = "", instance: str = "", maxsize: int = 10000) -> Subscription:
         """A new subscription (filters: "" = all); starts the port pump for the first one."""
         sub = Subscription(self, team, instance, maxsize)
-        with self._lock:
-            self._subs.append(sub)
-            hub = self._network.hub if self._network is not None else None
-            self._stop.clear()
-            if self._network is not None and self._pump is None:
-                ready = threading.Event()
-                self._pump = threading.Thread(target=self._pump_ports, args=(hub, ready), name="instance-watch",
-                                              daemon=True)
-                self._pump.start()
-            else:
-                ready = None
-        if ready is not None:
-            ready.wait(5)              # subscribed to the network plane before the caller goes on
+        # subscribed to the network plane before the caller goes on (no event falls between)
+        self._subs.add(sub, self._pump_ports if self._network is not None else None)
         return sub
 
     def _drop(self, sub: Subscription) -> None:
-        with self._lock:
-            if sub in self._subs:
-                self._subs.remove(sub)
-            if not self._subs:
-                self._stop.set()
+        self._subs.drop(sub)
 
     def close(self) -> None:
         """Stop the pump and close every subscription. Idempotent."""
-        self._stop.set()
-        for s in list(self._subs):
-            s.close()
+        self._subs.close()
 
-    def _pump_ports(self, hub: ReadinessHub | None, ready: threading.Event) -> None:
+    def _pump_ports(self, ready: threading.Event) -> None:
         """Translate port readiness events and netdev deletions into instance events while
         anyone watches."""
         network = self._network
+        hub = network.hub if network is not None else None
         sub = hub.subscribe() if hub is not None else None
         gone = network.watch_netdevs() if network is not None else None
         ready.set()
         try:
-            while True:
-                if self._stop.is_set():
-                    with self._lock:
-                        if not self._subs:
-                            self._pump = None
-                            return
-                        self._stop.clear()          # someone subscribed again meanwhile
+            while self._subs.keep_running():
                 if gone is not None:
                     try:
                         nev = gone.next_event(0.0 if sub is not None else 0.25)
@@ -161,8 +136,7 @@ class WatchHub:
                                    ovn_installed=st.ovn_installed, up=st.up))
         except Exception:                        # never let the pump die silently
             log.exception("instance watch pump failed")
-            with self._lock:
-                self._pump = None
+            self._subs.ended()
         finally:
             if sub is not None:
                 sub.close()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from agent.drivers.contracts.netlink import NetlinkContract
 from agent.errors import AgentError
 from agent.services.network.model import mark_is, parse_mark
-from agent.services.watch_queue import EventQueue
+from agent.services.watch_queue import EventQueue, Subscribers
 
 log = logging.getLogger(__name__)
 _POLL = 0.25
@@ -45,37 +45,21 @@ class NetdevWatch:
 
     def __init__(self, nl: NetlinkContract, owner: str) -> None:
         self.nl, self.owner = nl, owner
-        self._lock = threading.Lock()
-        self._subs: list[NetdevSubscription] = []
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._subs: Subscribers[NetdevSubscription] = Subscribers("netdev-watch")
 
     def subscribe(self, maxsize: int = 10000) -> NetdevSubscription:
         """A new subscription; the monitor starts with the first one. Never raises (a monitor
         that cannot start is logged; the subscription then stays silent)."""
         sub = NetdevSubscription(self, maxsize)
-        with self._lock:
-            self._subs.append(sub)
-            if self._thread is None:
-                self._stop.clear()
-                ready = threading.Event()
-                self._thread = threading.Thread(target=self._run, args=(ready,), name="netdev-watch", daemon=True)
-                self._thread.start()
-                ready.wait(5)                   # listening before the caller goes on: nothing falls between
+        self._subs.add(sub, self._run)
         return sub
 
     def _drop(self, sub: NetdevSubscription) -> None:
-        with self._lock:
-            if sub in self._subs:
-                self._subs.remove(sub)
-            if not self._subs:
-                self._stop.set()
+        self._subs.drop(sub)
 
     def close(self) -> None:
         """Stop the monitor and close every subscription. Idempotent."""
-        self._stop.set()
-        for s in list(self._subs):
-            s.close()
+        self._subs.close()
 
     def _run(self, ready: threading.Event) -> None:
         try:
@@ -83,25 +67,17 @@ class NetdevWatch:
         except AgentError as exc:
             log.warning("netdev watch unavailable: %s", exc.message)
             ready.set()
-            with self._lock:
-                self._thread = None
+            self._subs.ended()
             return
         ready.set()
         try:
-            while True:
-                if self._stop.is_set():
-                    with self._lock:
-                        if not self._subs:
-                            self._thread = None
-                            return
-                        self._stop.clear()          # someone subscribed again meanwhile
+            while self._subs.keep_running():
                 for ev in mon.events(_POLL):
                     if ev.deleted:
                         self._deleted(ev.name, ev.alias)
         except Exception:                           # never let the watch die silently
             log.exception("netdev watch failed; subscribe again to restart it")
-            with self._lock:
-                self._thread = None
+            self._subs.ended()
         finally:
             mon.close()
 
@@ -110,8 +86,6 @@ class NetdevWatch:
         if not mark_is(mark, owner=self.owner, kind="port"):
             return
         ev = NetdevGone(mark.get("net", ""), mark.get("port", ""), name, mark.get("inst", ""), mark.get("nic", ""))
-        with self._lock:
-            subs = list(self._subs)
-        for s in subs:
+        for s in self._subs.all():
             if not s.closed:
                 s._put(ev)

@@ -13,13 +13,14 @@ import secrets
 from typing import Callable, Iterable, Iterator, Sequence
 
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
-from agent.errors import (AgentError, AlreadyExists, FailedPrecondition, InvalidArgument,
+from agent.errors import (AlreadyExists, FailedPrecondition, InvalidArgument,
                           NotFound, from_oserror)
 from agent.model.marks import TYPE_IMAGE, TYPE_TMP
 from agent.services.locks import KeyedLocks
 
 from . import image_import, lxd_image
 from .directories import Directories
+from .tmp import building
 from .image_import import ImportRequest
 from .layout import Layout, check_name_length, is_ours
 from .model import (BASE_SNAPSHOT, IMAGE_MARKS, MARKS, OWNER, P_FORMAT, P_METADATA, P_NAME, P_OWNER, P_ROOTFS,
@@ -168,19 +169,13 @@ class Images:
         tmp = f"{self.layout.tmp}/{image_id}-{secrets.token_hex(4)}"
         marks = {P_OWNER: OWNER, P_TYPE: TYPE_TMP, P_NAME: image_id}
         self.zfs.create_filesystem(tmp, marks)
-        try:
+        with building(self.zfs, tmp, "import"):
             info = self.zfs.get(tmp)
             assert info is not None, f"{tmp} vanished right after its creation"
             found = image_import.import_into(self.zfs, req, chunks, info.mountpoint,
                                              allow_devices=self.allow_device_nodes, progress=progress)
             image_import.finish(self.zfs, tmp, self.layout.image(image_id), found)
             self._ready[image_id] = found.get(P_ROOTFS, "")
-        except BaseException:
-            try:
-                self.zfs.destroy(tmp, recursive=True)
-            except AgentError as exc:
-                log.warning("could not remove the failed import %s: %s (removed at next start)", tmp, exc)
-            raise
         imported = self.zfs.get(self.layout.image(image_id), IMAGE_MARKS)
         assert imported is not None, f"image {image_id} vanished right after its import"
         return self._image(imported, {})

@@ -26,12 +26,13 @@ from typing import Callable, Iterator
 
 from agent.drivers import idmap as idmap_driver
 from agent.drivers.zfs import DatasetInfo, ZfsBackend
-from agent.errors import AgentError, FailedPrecondition
+from agent.errors import FailedPrecondition
 from agent.model.idmap import IdMap
 from agent.model.marks import TYPE_TMP, TYPE_VARIANT
 from agent.services.locks import KeyedLocks
 
 from .directories import Directories
+from .tmp import building
 from .layout import Layout, is_ours
 from .model import (BASE_SNAPSHOT, MARKS, OWNER, P_IDMAP, P_IMAGE, P_NAME, P_OWNER, P_ROOTFS, P_TYPE,
                     ImageVariant)
@@ -79,7 +80,7 @@ class Variants:
         self.dirs.ensure()
         tmp = f"{self.layout.tmp}/{image_id}_{idmap.suffix()}-{secrets.token_hex(4)}"
         self.zfs.clone(image_base, tmp, {P_OWNER: OWNER, P_TYPE: TYPE_TMP, P_NAME: image_id})
-        try:
+        with building(self.zfs, tmp, "variant"):
             mounted = self.zfs.get(tmp)
             assert mounted is not None, f"{tmp} vanished right after its creation"
             self.shift(os.path.join(mounted.mountpoint, sub) if sub else mounted.mountpoint, idmap)
@@ -93,12 +94,6 @@ class Variants:
             # dataset busy for ~15 s (measured); a restart's `zfs mount -a` mounts it again, harmlessly.
             self.zfs.retry_busy(lambda: self.zfs.unmount(tmp, mounted.mountpoint), f"unmount {tmp}")
             self.zfs.rename(tmp, name)
-        except BaseException:
-            try:
-                self.zfs.destroy(tmp, recursive=True)
-            except AgentError as exc:
-                log.warning("could not remove the failed variant %s: %s (removed at next start)", tmp, exc)
-            raise
         log.info("image %s: variant %s made for map %s", image_id, name, idmap.mark())
         return base
 

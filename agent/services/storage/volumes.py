@@ -35,13 +35,8 @@ class Volumes:
 
     def __init__(self, zfs: ZfsBackend, layout: Layout, *, dirs: Directories, images: Images, pool: Pool,
                  reads: VolumeReads, locks: VolumeLocks, variants: Variants) -> None:
-        self.zfs, self.layout = zfs, layout
-        self.dirs = dirs
-        self.images = images
-        self.pool = pool
-        self.reads = reads
-        self.locks = locks
-        self.variants = variants
+        self.zfs, self.layout, self.dirs, self.images = zfs, layout, dirs, images
+        self.pool, self.reads, self.locks, self.variants = pool, reads, locks, variants
 
     def ensure_volume(self, spec: VolumeSpec, *, wait_timeout: float | None = None) -> tuple[Volume, bool]:
         """Create the volume or converge it to `spec`. Returns (observed volume, changed).
