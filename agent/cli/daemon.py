@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -64,15 +65,16 @@ def cmd_run(args) -> int:
     cfg = _load_config(args)
     logs.setup(cfg.log.level, cfg.log.format)
     app = App(cfg)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: app.request_stop())
+    # `kill -USR1 <pid>` writes every thread's stack to the log (C-level: works while Python is wedged)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    stop_signals = _StopSignals(app)
     try:
         app.start()
     except Exception as exc:
         print(f"devcloud-agent: cannot start: {exc}", file=sys.stderr)
         app.stop()
         return 1
-    app.wait()
+    stop_signals.wait()
     # A stop that outlives its grace dumps every thread's stack to the log and exits 1,
     # so a wedged shutdown is bounded and says where it hung.
     faulthandler.dump_traceback_later(cfg.server.grace_seconds + STOP_MARGIN, exit=True)
@@ -84,6 +86,30 @@ def cmd_run(args) -> int:
     # RPCs are drained and the planes closed; threads we do not own (gRPC's, pools') must not
     # hold the exit. Unfinished instance work is safe by design (intents + startup reconcile).
     os._exit(0)
+
+
+class _StopSignals:
+    """SIGTERM/SIGINT ask the app to stop; `wait()` returns once one arrived.
+
+    The kernel may hand a process-directed signal to any thread (gRPC's threads do not block
+    it), and a lock wait in the main thread is only interrupted when the signal lands there:
+    the main thread then slept through SIGTERM (about 1 stop in 10 hung until SIGKILL). So the
+    main thread waits on the signal wakeup fd, which the C-level handler writes on any thread."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, app) -> None:
+        self._read, write = socket.socketpair()
+        write.setblocking(False)
+        self._write = write         # kept open for the life of the process
+        signal.set_wakeup_fd(write.fileno(), warn_on_full_buffer=False)
+        for sig in self.SIGNALS:
+            signal.signal(sig, lambda *_: app.request_stop())
+
+    def wait(self) -> None:
+        """Block until SIGTERM or SIGINT (the wakeup fd carries each signal's number)."""
+        while not set(self._read.recv(64)) & set(self.SIGNALS):
+            pass
 
 
 def cmd_check(args) -> int:

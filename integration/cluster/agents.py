@@ -182,6 +182,8 @@ class NodeAgent:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGUSR1)   # the agent dumps its threads' stacks to its log
+                time.sleep(1)
                 self.proc.kill()
                 self.proc.wait(10)
         if getattr(self, "notify", None) is not None:

@@ -3,7 +3,9 @@ WATCHDOG, STOPPING) against a datagram socket the test binds, graceful stop,
 stale and live sockets, configuration errors."""
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -16,6 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agent._proto.devcloud.agent.v1 import identity_pb2, identity_pb2_grpc
 from tests.support.server import REPO, AgentProcess, temp_dir
+
+SYS_TGKILL = {"x86_64": 234, "aarch64": 131}[platform.machine()]     # os has no tgkill
 
 
 @pytest.fixture
@@ -72,6 +76,23 @@ def test_sigterm_stops_gracefully(tmp):
     assert rc == 0
     assert any(m.get("STOPPING") == "1" for m in agent.notify.messages)
     assert not os.path.exists(agent.socket)
+
+
+def test_sigterm_caught_by_another_thread_still_stops(tmp):
+    """The kernel may deliver a process signal to any thread; tgkill(2) aims it at a gRPC
+    thread, as happened by chance (main then slept in a lock wait until SIGKILL)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    agent = AgentProcess(tmp).start()
+    try:
+        pid = agent.proc.pid
+        others = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+        assert others, "the agent runs gRPC threads besides its main thread"
+        assert libc.syscall(SYS_TGKILL, pid, others[0], signal.SIGTERM) == 0, ctypes.get_errno()
+        agent.proc.wait(30)         # raises TimeoutExpired when it slept through the signal
+        assert agent.proc.returncode == 0, agent.log()
+        assert any(m.get("STOPPING") == "1" for m in agent.notify.messages)
+    finally:
+        agent.stop()
 
 
 def test_stale_socket_is_replaced_live_socket_refused(tmp):

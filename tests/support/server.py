@@ -153,6 +153,8 @@ class AgentProcess:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGUSR1)   # the agent dumps its threads' stacks to its log
+                time.sleep(1)
                 self.proc.kill()
                 self.proc.wait(10)
             if self.proc.returncode not in (0, -sig):
