@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import shutil
 import signal
 import stat
@@ -40,6 +41,8 @@ _AT_EMPTY_PATH = 0x1000
 _OPEN_TREE_CLONE = 1
 _OPEN_TREE_CLOEXEC = 0o2000000
 _MOUNT_ATTR_IDMAP = 0x00100000
+IDMAP_MIN_OPENZFS = (2, 2)
+IDMAP_MIN_LINUX = (5, 12)
 _ENV = {"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 
 ACL_XATTRS = ("system.posix_acl_access", "system.posix_acl_default")
@@ -137,15 +140,18 @@ def _write(path: str, data: str) -> None:
         os.close(fd)
 
 
-def probe_idmapped_mount(path: str, idmap: IdMap = IdMap(100000, 100000, 65536)) -> Availability:
+def probe_idmapped_mount(path: str, idmap: IdMap = IdMap(100000, 100000, 65536), *,
+                         zfs_flavor: str = "", zfs_version: str = "") -> Availability:
     """Whether the filesystem holding `path` takes idmapped mounts: a detached one is made and
     freed at once. Available with the fstype as version; missing with the kernel's errno and
-    words (EINVAL: the filesystem does not support them; ENOSYS: kernel < 5.12). Never raises."""
+    words (EINVAL: the filesystem does not support them; ENOSYS: kernel < 5.12). Where no user
+    namespace can be made to probe with (the shipped unit's RestrictNamespaces=net), the answer
+    comes from the versions (`by_version`, feature "by-version"). Never raises."""
     fstype = fstype_of(path)
     try:
         ns = _UserNs(idmap)
     except (AgentError, OSError) as exc:
-        return Availability.missing(f"cannot make a user namespace to probe with: {exc}", fstype)
+        return by_version(fstype, zfs_flavor, zfs_version, f"cannot make a user namespace to probe with: {exc}")
     try:
         fd = _libc.syscall(ctypes.c_long(_SYS_OPEN_TREE), ctypes.c_int(_AT_FDCWD),
                            ctypes.c_char_p(os.fsencode(path)), ctypes.c_uint(_OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC))
@@ -165,6 +171,23 @@ def probe_idmapped_mount(path: str, idmap: IdMap = IdMap(100000, 100000, 65536))
     finally:
         ns.close()
     return Availability.ok(fstype, ("idmapped-mount",))
+
+
+def by_version(fstype: str, zfs_flavor: str, zfs_version: str, why_not_probed: str) -> Availability:
+    """What the versions promise where the probe cannot run: OpenZFS >= 2.2 (FS_ALLOW_IDMAP,
+    openzfs/zfs 2a068a1394) on Linux >= 5.12 takes idmapped mounts; anything else is reported
+    missing with `why_not_probed`. Pure; never raises."""
+    kernel = os.uname().release
+    if fstype == "zfs" and zfs_flavor == "openzfs" and _release(zfs_version) >= IDMAP_MIN_OPENZFS \
+            and _release(kernel) >= IDMAP_MIN_LINUX:
+        return Availability.ok(fstype, ("idmapped-mount", "by-version"))
+    return Availability.missing(f"{why_not_probed} (and by version: {fstype} {zfs_flavor} {zfs_version or '?'} "
+                                f"on Linux {kernel} needs OpenZFS >= 2.2 on Linux >= 5.12)", fstype)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """(major, minor) of "2.3.2-1" or "6.1.0-57-amd64"; () when there is none."""
+    return tuple(int(n) for n in re.findall(r"\d+", version)[:2])
 
 
 # -- shifting ---------------------------------------------------------------------------

@@ -309,6 +309,21 @@ def test_this_pool_probes_idmapped_mounts(svc, zfs_pool):
 # -- VM disks without zvols ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("fstype, flavor, version, available", [
+    ("zfs", "openzfs", "2.3.2-1", True), ("zfs", "openzfs", "2.2.0", True),
+    ("zfs", "openzfs", "2.1.11-1", False), ("fuse.zfs", "zfs-fuse", "", False), ("zfs", "openzfs", "", False)])
+def test_without_a_user_namespace_the_versions_answer(fstype, flavor, version, available):
+    """The shipped unit forbids user namespaces (RestrictNamespaces=net): OpenZFS >= 2.2 takes
+    idmapped mounts (this kernel is >= 5.12), anything else says why it was not probed."""
+    from agent.drivers.idmap import by_version
+    a = by_version(fstype, flavor, version, "cannot make a user namespace to probe with: EPERM")
+    assert a.available == available
+    if available:
+        assert "by-version" in a.features
+    else:
+        assert "EPERM" in a.reason and "OpenZFS >= 2.2" in a.reason
+
+
 def test_disk_file_volume(svc, zfs_parent):
     spec = VolumeSpec("t1", "vm1", VolumeKind.DISK_FILE, instance="vm1", size_bytes=16 * MiB)
     v, changed = svc.ensure_volume(spec)

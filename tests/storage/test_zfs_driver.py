@@ -137,6 +137,7 @@ def test_destroy_idempotent_and_children(zfs_backend, root):
     assert zfs_backend.destroy(name, recursive=True) is True
     assert zfs_get(name, "type") == {} and zfs_get(f"{name}@s", "type") == {}
     assert mp not in mounted_paths()
+    assert not os.path.exists(mp)          # its empty mountpoint went too (seen left over under OpenZFS)
     assert zfs_backend.destroy(name, recursive=True) is False
 
 

@@ -327,6 +327,8 @@ class ZfsBackend:
                 self._destroy_one(ds.name)
             except NotFound:
                 pass
+            if ds.mounted:
+                _remove_mountpoint(ds.mountpoint)
 
     def retry_busy(self, fn, what: str, timeout: float | None = None):
         """Call fn() retrying DATASET_BUSY with the bounded backoff (zfs-fuse reports
@@ -360,3 +362,14 @@ def busy_holders(mountpoint: str) -> str:
     where = f" under {mountpoint}" if mountpoint else ""
     return (f"no process or mount namespace was found holding it{where} (zfs-fuse may still be releasing "
             "it: retry in a moment)")
+
+
+def _remove_mountpoint(path: str) -> None:
+    """Remove the now empty directory a destroyed dataset was mounted on, as `zfs destroy` does
+    when it unmounts (we unmount ourselves, so it does not). Never raises: a directory that is
+    not empty, is mounted on again or is gone stays as it is."""
+    if path.startswith("/"):
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass

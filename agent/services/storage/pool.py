@@ -24,13 +24,14 @@ class Pool:
     """Capabilities, status and capacity of the pool of one layout."""
 
     def __init__(self, zfs: ZfsBackend, layout: Layout, *, embedded: bool, idmap_policy: str = "auto",
-                 idmap_probe: Callable[[str], Availability] = idmap_driver.probe_idmapped_mount) -> None:
+                 idmap_probe: Callable[[str], Availability] | None = None) -> None:
         self.zfs = zfs
         self.layout = layout
         self.embedded = embedded            # a file-backed pool the agent manages itself
         self._capacity = (0.0, 0)           # (monotonic time, bytes)
         self.idmap_policy = idmap_policy    # auto | shift | mount ([storage].idmap)
-        self._idmap_probe = idmap_probe
+        self._idmap_probe = idmap_probe or (lambda path: idmap_driver.probe_idmapped_mount(
+            path, zfs_flavor=zfs.flavor, zfs_version=zfs.version))
         self._idmapped: Availability | None = None       # the probe's answer, once asked
 
     def idmapped_mounts(self) -> Availability:
@@ -46,7 +47,9 @@ class Pool:
                 return Availability.missing(f"{self.layout.parent} is not mounted")
             self._idmapped = self._idmap_probe(parent.mountpoint)
             log.info("idmapped mounts on %s: %s", parent.mountpoint,
-                     "supported" if self._idmapped.available else self._idmapped.reason)
+                     ("supported" + (" (by version: the probe could not run)"
+                                     if "by-version" in self._idmapped.features else ""))
+                     if self._idmapped.available else self._idmapped.reason)
         return self._idmapped
 
     def idmap_mode(self) -> str:

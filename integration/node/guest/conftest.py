@@ -63,7 +63,7 @@ def poll():
 # Modules driving devcloud-agent.service run after every other guest test, in this
 # order (the clone latency test restarts the agent with backend=cli: last); they share
 # one agent, one pool, one OVN and what they built through the agent (session scope).
-AGENT_MODULES = ("test_agent_storage_openzfs.py", "test_network_kernel_datapath.py", "test_bridge_vlan.py",
+AGENT_MODULES = ("test_agent_storage_openzfs.py", "test_agent_instances_openzfs.py", "test_network_kernel_datapath.py", "test_bridge_vlan.py",
                  "test_agent_service.py",
                  "test_agent_clone_latency.py")
 
