@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 from agent import __version__, config as config_mod, logs
@@ -94,22 +95,35 @@ class _StopSignals:
     The kernel may hand a process-directed signal to any thread (gRPC's threads do not block
     it), and a lock wait in the main thread is only interrupted when the signal lands there:
     the main thread then slept through SIGTERM (about 1 stop in 10 hung until SIGKILL). So the
-    main thread waits on the signal wakeup fd, which the C-level handler writes on any thread."""
+    main thread waits on the signal wakeup fd, which the C-level handler writes on any thread.
+    Only this process's own handler decides: a forked child (pyroute2's netns helpers) shares
+    the fd, and its signals once stopped the agent right after READY."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
+    RECHECK_SECONDS = 1.0       # the handler can run just after a check: look again this soon
 
     def __init__(self, app) -> None:
+        self._requested = threading.Event()
         self._read, write = socket.socketpair()
         write.setblocking(False)
         self._write = write         # kept open for the life of the process
+        self._read.settimeout(self.RECHECK_SECONDS)
         signal.set_wakeup_fd(write.fileno(), warn_on_full_buffer=False)
+        os.register_at_fork(after_in_child=lambda: signal.set_wakeup_fd(-1))
+
+        def requested(*_) -> None:
+            self._requested.set()
+            app.request_stop()
         for sig in self.SIGNALS:
-            signal.signal(sig, lambda *_: app.request_stop())
+            signal.signal(sig, requested)
 
     def wait(self) -> None:
-        """Block until SIGTERM or SIGINT (the wakeup fd carries each signal's number)."""
-        while not set(self._read.recv(64)) & set(self.SIGNALS):
-            pass
+        """Block until SIGTERM or SIGINT reached this process."""
+        while not self._requested.is_set():
+            try:
+                self._read.recv(64)
+            except TimeoutError:
+                pass
 
 
 def cmd_check(args) -> int:
