@@ -35,6 +35,15 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _cgroup2_mount() -> str:
+    """Where the cgroup2 hierarchy is mounted (/sys/fs/cgroup, or .../unified on a hybrid host)."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, right = line.split(" - ", 1)
+        if right.split()[0] == "cgroup2":
+            return left.split()[4]
+    raise RuntimeError("no cgroup2 mount")
+
+
 class AgentContainer:
     """One container from `devcloudctl --json instance lxc-config` output."""
 
@@ -81,10 +90,26 @@ class AgentContainer:
                 except TimeoutError:
                     stop_pid(self.monitor_pid, timeout=5)
             self.monitor_pid = 0
+            self._wait_monitor_cgroup_gone()
             raise RuntimeError(f"lxc-start {self.name} exited {p.returncode}: {p.stderr.strip()[-800:]}\n"
                                + "\n".join(l for l in self.log().splitlines() if " ERROR " in l))
         self.init_pid = int(self._lxc("lxc-info", "-pH").stdout.strip() or 0)
         return took
+
+    def _wait_monitor_cgroup_gone(self, timeout: float = 15) -> None:
+        """A failed start's monitor removes its cgroup (`lxc.cgroup.dir.monitor`) last; a start
+        before that fails (EEXIST, then ERANGE). The pidfile may not name it (it can fail before
+        writing it), so wait on the cgroup itself; say what is left in it if it stays."""
+        rel = next((l.split("=", 1)[1].strip() for l in self.text.splitlines()
+                    if l.split("=", 1)[0].strip() == "lxc.cgroup.dir.monitor"), "")
+        if not rel:
+            return
+        path = os.path.join(_cgroup2_mount(), rel)
+        try:
+            wait_for(lambda: not os.path.isdir(path), timeout, 0.01, f"LXC to remove {path}")
+        except TimeoutError:
+            procs = Path(path, "cgroup.procs").read_text().split() if os.path.isdir(path) else []
+            raise RuntimeError(f"a failed lxc-start left {path} behind for {timeout}s (processes in it: {procs})")
 
     def attach(self, argv: list[str], *, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
         return run([*self.wrap, need("lxc-attach", "lxc"), "-n", self.name, "-P", str(self.lxcpath), "--", *argv],
