@@ -126,12 +126,6 @@ class App:
         except grpc.RpcError:
             return False
 
-    def wait(self) -> None:
-        self._stopped.wait()
-
-    def request_stop(self) -> None:
-        self._stopped.set()
-
     def stop(self) -> None:
         """Drain RPCs, then stop what we supervise (reverse order). Idempotent."""
         self._stopped.set()

@@ -68,7 +68,7 @@ def cmd_run(args) -> int:
     app = App(cfg)
     # `kill -USR1 <pid>` writes every thread's stack to the log (C-level: works while Python is wedged)
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    stop_signals = _StopSignals(app)
+    stop_signals = _StopSignals()
     try:
         app.start()
     except Exception as exc:
@@ -102,7 +102,7 @@ class _StopSignals:
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
     RECHECK_SECONDS = 1.0       # the handler can run just after a check: look again this soon
 
-    def __init__(self, app) -> None:
+    def __init__(self) -> None:
         self._requested = threading.Event()
         self._read, write = socket.socketpair()
         write.setblocking(False)
@@ -110,12 +110,8 @@ class _StopSignals:
         self._read.settimeout(self.RECHECK_SECONDS)
         signal.set_wakeup_fd(write.fileno(), warn_on_full_buffer=False)
         os.register_at_fork(after_in_child=lambda: signal.set_wakeup_fd(-1))
-
-        def requested(*_) -> None:
-            self._requested.set()
-            app.request_stop()
         for sig in self.SIGNALS:
-            signal.signal(sig, requested)
+            signal.signal(sig, lambda *_: self._requested.set())
 
     def wait(self) -> None:
         """Block until SIGTERM or SIGINT reached this process."""

@@ -13,11 +13,7 @@ SCRIPT = textwrap.dedent("""
     import os, signal, threading, time
     from agent.cli.daemon import _StopSignals
 
-    class App:
-        def request_stop(self):
-            pass
-
-    stops = _StopSignals(App())
+    stops = _StopSignals()
     done = threading.Event()
     threading.Thread(target=lambda: (stops.wait(), done.set()), daemon=True).start()
     pid = os.fork()
