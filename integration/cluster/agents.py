@@ -29,6 +29,7 @@ import grpc
 
 from agent._proto.devcloud.agent.v1 import (compute_pb2_grpc, instance_pb2_grpc, network_pb2_grpc,
                                             storage_pb2_grpc)
+from tests.support.server import NotifySocket, end, wait_ready
 
 REPO = Path(__file__).resolve().parents[2]
 POOL_SIZE = 1 << 30
@@ -121,7 +122,6 @@ class NodeAgent:
 
     def start(self, wait: bool = True, timeout: float = 90) -> "NodeAgent":
         """Start the process in the node's netns; with wait, until READY=1 (or raise with its log)."""
-        from tests.support.server import NotifySocket
         self.notify = NotifySocket(self.dir / f"notify-{time.monotonic_ns()}.sock")
         config = self.dir / "agent.toml"             # explicit empty config: never /etc/devcloud-agent
         config.touch()
@@ -136,16 +136,7 @@ class NodeAgent:
         return self
 
     def wait_ready(self, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.node.name} agent exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                self.notify.wait_for("READY", "1", timeout=0.2)
-                return
-            except TimeoutError:
-                continue
-        raise TimeoutError(f"{self.node.name} agent not READY within {timeout}s:\n{self.log_tail()}")
+        wait_ready(self.proc, self.notify, timeout, self.log_tail, who=f"{self.node.name} agent")
 
     @property
     def pid(self) -> int | None:
@@ -178,14 +169,7 @@ class NodeAgent:
             self._channel.close()
             self._channel = None
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGUSR1)   # the agent dumps its threads' stacks to its log
-                time.sleep(1)
-                self.proc.kill()
-                self.proc.wait(10)
+            end(self.proc, sig, timeout)
         if getattr(self, "notify", None) is not None:
             self.notify.close()
             self.notify = None

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from integration.runtimes.common import (ENV, CommandFailed, need, parse_markers, run, stop_pid, wait_for)
+from integration.runtimes.lxc import cgroup2_mount
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,15 +34,6 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-def _cgroup2_mount() -> str:
-    """Where the cgroup2 hierarchy is mounted (/sys/fs/cgroup, or .../unified on a hybrid host)."""
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        left, right = line.split(" - ", 1)
-        if right.split()[0] == "cgroup2":
-            return left.split()[4]
-    raise RuntimeError("no cgroup2 mount")
 
 
 class AgentContainer:
@@ -104,7 +96,7 @@ class AgentContainer:
                     if l.split("=", 1)[0].strip() == "lxc.cgroup.dir.monitor"), "")
         if not rel:
             return
-        path = os.path.join(_cgroup2_mount(), rel)
+        path = os.path.join(cgroup2_mount() or "/sys/fs/cgroup", rel)
         try:
             wait_for(lambda: not os.path.isdir(path), timeout, 0.01, f"LXC to remove {path}")
         except TimeoutError:

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,35 @@ def start_inprocess(tmp: Path, overrides: list[str] | None = None, notifier=None
     channel = grpc.insecure_channel(f"unix:{cfg.server.socket}")
     grpc.channel_ready_future(channel).result(timeout=10)
     return InProcessAgent(app, cfg.server.socket, channel)
+
+
+def wait_ready(proc: subprocess.Popen, notify: "NotifySocket", timeout: float, log: Callable[[], str],
+               who: str = "agent") -> None:
+    """Until the agent process `proc` sent READY=1 to `notify`; RuntimeError with its log when it
+    exits first, TimeoutError when `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{who} exited with {proc.returncode}:\n{log()}")
+        try:
+            notify.wait_for("READY", "1", timeout=0.2)
+            return
+        except TimeoutError:
+            continue
+    raise TimeoutError(f"{who} not READY within {timeout}s:\n{log()}")
+
+
+def end(proc: subprocess.Popen, sig: int, timeout: float) -> None:
+    """Signal our PID and wait; when it does not exit in `timeout`, SIGUSR1 (the agent writes
+    every thread's stack to its log), then SIGKILL our PID."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        proc.kill()
+        proc.wait(10)
 
 
 class NotifySocket:
@@ -129,16 +159,7 @@ class AgentProcess:
         return self
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"agent exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                self.notify.wait_for("READY", "1", timeout=0.2)
-                return
-            except TimeoutError:
-                continue
-        raise TimeoutError(f"agent not READY within {timeout}s:\n{self.log()}")
+        wait_ready(self.proc, self.notify, timeout, self.log)
 
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(f"unix:{self.socket}")
@@ -149,14 +170,7 @@ class AgentProcess:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int | None:
         """Signal our PID and wait; SIGKILL our PID if it does not exit."""
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGUSR1)   # the agent dumps its threads' stacks to its log
-                time.sleep(1)
-                self.proc.kill()
-                self.proc.wait(10)
+            end(self.proc, sig, timeout)
             if self.proc.returncode not in (0, -sig):
                 # shown with the failing test: a stop that hung dumps its threads' stacks in this log
                 print(f"agent pid {self.proc.pid} exited {self.proc.returncode} after signal {sig}; "

@@ -3,16 +3,14 @@ an unprivileged container's root in MOUNT mode (a plain clone of the image, made
 usable by an idmapped mount, OpenZFS >= 2.2) and a VM whose disk is a zvol.
 
 Checked with zfs get -Hp, the block device, and an idmapped mount this test makes
-itself (open_tree + mount_setattr + move_mount, as LXC does for
-`lxc.rootfs.options = idmap=container`), written through by a process running as
+itself (integration/runtimes/idshift.py: open_tree + mount_setattr +
+move_mount, as LXC does for `lxc.rootfs.options = idmap=container`), written through by a process running as
 the map's root. No runtime boots here: the guest has no QEMU or LXC (both boot on
 prepared instances in integration/runtimes on the host tier)."""
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -28,61 +26,12 @@ from agent._proto.devcloud.agent.v1 import storage_pb2 as spb
 from agent._proto.devcloud.agent.v1 import storage_pb2_grpc
 
 import agent_unit as au
+from integration.runtimes import idshift      # the host tier's idmapped-mount helper, not the agent's
 
 pytestmark = pytest.mark.skipif(os.environ.get("DEVCLOUD_NODE_GUEST") != "1", reason="runs inside the node guest")
 MiB = 1 << 20
 HOST_ID, COUNT = 100000, 65536
 CTL = "/opt/devcloud-agent/bin/devcloudctl"
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442
-AT_FDCWD, AT_EMPTY_PATH, OPEN_TREE_CLONE, MOVE_MOUNT_F_EMPTY_PATH = -100, 0x1000, 1, 0x4
-MOUNT_ATTR_IDMAP = 0x00100000
-
-
-class MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
-
-
-def _check(rc: int, what: str) -> int:
-    if rc < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, f"{what}: {os.strerror(e)}")
-    return rc
-
-
-def idmapped_mount(source: str, target: str) -> None:
-    """Mount `source` at `target` idmapped 0 -> HOST_ID (COUNT ids), held by a user namespace of
-    an `unshare --user sleep` child started and stopped here by PID."""
-    holder = subprocess.Popen(["unshare", "--user", "--", "sleep", "120"])
-    try:
-        own = os.readlink("/proc/self/ns/user")
-        au.until(lambda: os.readlink(f"/proc/{holder.pid}/ns/user") != own, "the user namespace", timeout=60)
-        for name, text in (("uid_map", f"0 {HOST_ID} {COUNT}\n"), ("setgroups", "deny"),
-                           ("gid_map", f"0 {HOST_ID} {COUNT}\n")):
-            with open(f"/proc/{holder.pid}/{name}", "w") as f:
-                f.write(text)
-        userns = os.open(f"/proc/{holder.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-        tree = _check(_libc.syscall(ctypes.c_long(SYS_OPEN_TREE), ctypes.c_int(AT_FDCWD),
-                                    ctypes.c_char_p(source.encode()), ctypes.c_uint(OPEN_TREE_CLONE | os.O_CLOEXEC)),
-                      f"open_tree({source})")
-        try:
-            attr = MountAttr(attr_set=MOUNT_ATTR_IDMAP, userns_fd=userns)
-            _check(_libc.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(tree), ctypes.c_char_p(b""),
-                                 ctypes.c_uint(AT_EMPTY_PATH), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
-                   "mount_setattr(MOUNT_ATTR_IDMAP)")
-            _check(_libc.syscall(ctypes.c_long(SYS_MOVE_MOUNT), ctypes.c_int(tree), ctypes.c_char_p(b""),
-                                 ctypes.c_int(AT_FDCWD), ctypes.c_char_p(target.encode()),
-                                 ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), f"move_mount(-> {target})")
-        finally:
-            os.close(tree)
-            os.close(userns)
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait(30)
-
 
 def write_as_map_root(path: str) -> subprocess.CompletedProcess:
     """Create `path` as host uid/gid HOST_ID (the container's root), in a fresh interpreter."""
@@ -136,7 +85,7 @@ def test_unprivileged_root_is_a_plain_clone_made_usable_by_an_idmapped_mount(stu
         denied = write_as_map_root(os.path.join(etc, "direct"))
         assert denied.returncode != 0 and "Permission denied" in denied.stderr, denied
         # ...through it, it owns its root: sees it as HOST_ID and writes, stored as uid 0
-        idmapped_mount(st.rootfs, target)
+        idshift.idmapped_bind(st.rootfs, target, idshift.IdMap(HOST_ID, HOST_ID, COUNT))
         mounted = True
         assert os.stat(os.path.join(target, "etc")).st_uid == HOST_ID
         wrote = write_as_map_root(os.path.join(target, "etc", "through-idmap"))
