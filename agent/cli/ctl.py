@@ -18,6 +18,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from agent import __version__
+from agent.cli import output
 
 DEFAULT_SOCKET = "/run/devcloud-agent/agent.sock"
 COMMAND_MODULES = ["agent.cli.ctl_identity", "agent.cli.ctl_host", "agent.cli.ctl_compute", "agent.cli.ctl_network",
@@ -96,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"devcloudctl: {format_rpc_error(err)}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        return output.reader_went_away()
     finally:
         channel.close()
 

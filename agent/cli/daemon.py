@@ -188,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     except config_mod.ConfigError as exc:
         print(f"devcloud-agent: configuration error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return output.reader_went_away()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Iterable, Sequence
 
@@ -10,6 +11,13 @@ from google.protobuf.message import Message
 
 from agent import validation
 from agent.errors import InvalidArgument
+
+
+def reader_went_away() -> int:
+    """For a BrokenPipeError on stdout (`devcloudctl capabilities | head`): point stdout at
+    /dev/null so the exit flush stays quiet, and return 141 (what a SIGPIPE death reports)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
 
 
 def to_dict(msg: Message) -> dict:

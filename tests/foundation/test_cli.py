@@ -120,3 +120,16 @@ def test_journal_handler_sends_structured_fields(monkeypatch):
     assert fields["METHOD"] == "/m" and fields["CODE"] == "OK" and fields["DURATION_MS"] == "1.5"
     assert fields["PRIORITY"] == "4" and fields["SYSLOG_IDENTIFIER"] == "devcloud-agent"
     assert isinstance(fields["CODE_LINE"], int)
+
+
+def test_output_into_a_closed_pipe_is_quiet(tmp_path):
+    """`devcloud-agent config | head -0`: the reader is gone before a line is written; no traceback,
+    exit 141 (what a SIGPIPE death reports)."""
+    (tmp_path / "agent.toml").write_text("")
+    read, write = os.pipe()
+    os.close(read)                         # the reader went away
+    p = subprocess.run([sys.executable, "-m", "agent.cli.daemon", "config", "--config", str(tmp_path / "agent.toml")],
+                       cwd=REPO, stdout=write, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)},
+                       timeout=60)
+    os.close(write)
+    assert p.returncode == 141 and "Traceback" not in p.stderr.decode(), p.stderr.decode()
